@@ -1,0 +1,3 @@
+"""labctl: build and run Docker learning labs for deep learning."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,191 @@
+"""Build a rendered context with the docker SDK: stream progress, tag only on success."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labctl import __version__
+from labctl.engine import LABEL_PREFIX, Engine
+from labctl.errors import LabError
+from labctl.lab import SETTINGS_FILE, Lab
+from labctl.render import BuildContext
+
+LABEL_SPEC = f"{LABEL_PREFIX}spec"
+LABEL_HASH = f"{LABEL_PREFIX}hash"
+LABEL_VERSION = f"{LABEL_PREFIX}version"
+LABEL_LAB = f"{LABEL_PREFIX}lab"
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class BuildEvent:
+    """One thing worth showing: a new step, a line of output, or a cache hit."""
+
+    kind: str  # "step" | "output" | "cached"
+    text: str
+    step: int = 0
+    total: int = 0
+    key: str = ""
+
+
+@dataclass
+class BuildResult:
+    name: str
+    tag: str
+    status: str  # "built" | "current"
+    image_id: str = ""
+    seconds: float = 0.0
+    steps: int = 0
+    cached_steps: int = 0
+    size: int = 0
+    cached: list[int] = field(default_factory=list)  # step numbers served from cache
+
+
+def labels(lab: Lab, ctx: BuildContext) -> dict[str, str]:
+    return {
+        LABEL_SPEC: ctx.spec.name,
+        LABEL_HASH: ctx.digest,
+        LABEL_VERSION: __version__,
+        LABEL_LAB: str(lab.root),
+    }
+
+
+def state(engine: Engine, tag: str, digest: str) -> str:
+    """missing / current / outdated, from the image's hash label."""
+    found = engine.image_labels(tag)
+    if found is None:
+        return "missing"
+    return "current" if found.get(LABEL_HASH) == digest else "outdated"
+
+
+def spec_line(lab: Lab, ctx: BuildContext, key: str) -> str:
+    """'images/x.yaml:12' for the spec key a failing step came from."""
+    top = key.split(".")[0]
+    candidates: list[Path] = []
+    if top == "network":
+        candidates.append(lab.root / SETTINGS_FILE)
+    else:
+        candidates += [lab.images_dir / f"{n}.yaml" for n in ctx.spec.chain]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.match(rf"^{re.escape(key.split('.')[-1])}\s*:", line.strip()) or re.match(
+                rf"^{re.escape(top)}\s*:", line
+            ):
+                return f"{_rel(path, lab.root)}:{no} ({key})"
+    return f"{_rel(candidates[0], lab.root) if candidates else 'the spec'} ({key})"
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def ensure_base(engine: Engine, base: str, pull: bool) -> None:
+    if engine.image(base) is not None:
+        return
+    if pull and engine.pull(base):
+        return
+    raise LabError(
+        f"the base image {base} is not in the engine"
+        + (" and could not be pulled" if pull else " (--no-pull)"),
+        fix=f"make it from a Debian mirror: `labctl base bootstrap {base}`"
+        + ("" if pull else ", or build with --pull"),
+    )
+
+
+def build(
+    engine: Engine,
+    lab: Lab,
+    ctx: BuildContext,
+    tag: str,
+    *,
+    nocache: bool = False,
+    pull: bool = True,
+    force: bool = False,
+    on_event: Callable[[BuildEvent], None] = lambda e: None,
+) -> BuildResult:
+    name = ctx.spec.name
+    if not force and not nocache and state(engine, tag, ctx.digest) == "current":
+        img = engine.image(tag)
+        return BuildResult(name, tag, "current", image_id=img.id, size=img.attrs.get("Size", 0))
+    ensure_base(engine, ctx.spec.base, pull)
+    keys = ctx.step_keys()
+    start = time.monotonic()
+    step = total = 0
+    tail: list[str] = []
+    instruction = ""
+    image_id = ""
+    cached: list[int] = []
+    for event in engine.build(
+        ctx.tar(), buildargs=ctx.buildargs, labels=labels(lab, ctx), nocache=nocache,
+        pull=False,
+    ):
+        if "error" in event:
+            key = keys[step - 1] if 0 < step <= len(keys) else "base"
+            raise _step_error(lab, ctx, event, step, total, instruction, key, tail)
+        if "aux" in event and "ID" in event["aux"]:
+            image_id = event["aux"]["ID"]
+            continue
+        text = _ANSI.sub("", event.get("stream") or "")
+        for line in text.splitlines():
+            line = line.rstrip()
+            if not line:
+                continue
+            m = _STEP.match(line)
+            if m:
+                step, total, instruction = int(m[1]), int(m[2]), m[3]
+                tail = []
+                key = keys[step - 1] if step <= len(keys) else ""
+                on_event(BuildEvent("step", instruction, step, total, key))
+            elif line.strip() == "---> Using cache":
+                cached.append(step)
+                on_event(BuildEvent("cached", line.strip(), step, total))
+            elif line.startswith(" ---> ") or line.startswith("Removing intermediate"):
+                continue
+            else:
+                tail = (tail + [line])[-25:]
+                on_event(BuildEvent("output", line, step, total))
+    if not image_id:
+        raise LabError(f"the build of {name} ended without an image", details=tail[-10:])
+    engine.tag(image_id, tag)
+    img = engine.image(tag)
+    return BuildResult(
+        name, tag, "built", image_id=image_id, seconds=time.monotonic() - start, steps=total,
+        cached_steps=len(cached), cached=cached, size=img.attrs.get("Size", 0) if img else 0,
+    )
+
+
+def _step_error(
+    lab: Lab, ctx: BuildContext, event: dict[str, Any], step: int, total: int,
+    instruction: str, key: str, tail: list[str],
+) -> LabError:
+    msg = (event.get("errorDetail") or {}).get("message") or event["error"]
+    low = msg.lower()
+    if "no space left on device" in low:
+        return LabError(
+            "the build ran out of disk space",
+            details=tail[-5:],
+            fix="free space with `docker system prune` and check `docker system df`",
+        )
+    fix = "correct that spec line and build again; the previous image is still tagged"
+    if any(("requires" in t and "installed" in t) or "incompatible" in t for t in tail):
+        fix = "two packages pin incompatible versions (named above): relax one pin in the spec"
+    elif "no solution found" in " ".join(tail).lower():
+        fix = "the requirements cannot be satisfied together: see the resolver's lines above"
+    short = instruction if len(instruction) < 160 else instruction[:157] + "..."
+    return LabError(
+        f"build of '{ctx.spec.name}' failed at step {step}/{total}, from {spec_line(lab, ctx, key)}",
+        details=[f"instruction: {short}", f"error: {msg.strip()}", "last output:"]
+        + [f"  {t}" for t in tail[-12:]],
+        fix=fix,
+    )

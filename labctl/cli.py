@@ -1,0 +1,179 @@
+"""The click command line: a thin layer over spec, render, build, run and doctor."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from labctl import __version__
+from labctl.errors import LabError
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print LabErrors as one screen (no traceback) and exit with their code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from labctl import ui
+
+        try:
+            return fn(*args, **kwargs)
+        except LabError as e:
+            ui.error(e)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            ui.err_console.print("interrupted")
+            sys.exit(130)
+
+    return wrapper
+
+
+lab_option = click.option(
+    "--lab", "lab_dir", envvar="LABCTL_LAB", type=click.Path(file_okay=False),
+    help="Lab folder (default: found from the working directory upward).",
+)
+
+
+def _lab(lab_dir: str | None):  # noqa: ANN202 - keeps imports lazy for a fast CLI
+    from labctl.lab import load_lab
+
+    return load_lab(lab_dir)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="labctl")
+def cli() -> None:
+    """Build and run Docker learning labs (d2l, fastai, YOLO) as your own user."""
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False), default=".")
+@friendly
+def init(directory: str) -> None:
+    """Create a lab in DIRECTORY from the shipped defaults (never overwrites a file)."""
+    from labctl import ui
+    from labctl.lab import init_lab
+
+    for path, written in init_lab(Path(directory)):
+        ui.console.print(("created  " if written else "kept     ") + str(path))
+    ui.console.print(f"next: cd {directory} && labctl list && labctl build d2l")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--context", "context_dir", type=click.Path(file_okay=False),
+              help="Write the whole build context to this folder.")
+@lab_option
+@friendly
+def render(name: str, context_dir: str | None, lab_dir: str | None) -> None:
+    """Print the Dockerfile rendered from spec NAME."""
+    from labctl.render import render as do_render
+
+    lab = _lab(lab_dir)
+    ctx = do_render(lab, lab.spec(name))
+    if context_dir:
+        ctx.write(Path(context_dir))
+        click.echo(f"wrote {len(ctx.files)} files to {context_dir} (hash {ctx.digest})", err=True)
+    else:
+        click.echo(ctx.dockerfile, nl=False)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@lab_option
+@friendly
+def list_(as_json: bool, lab_dir: str | None) -> None:
+    """The lab's image specs and the state of their images."""
+    from labctl import ui
+    from labctl.listing import list_specs
+
+    lab = _lab(lab_dir)
+    rows = list_specs(lab)
+    if as_json:
+        ui.dump_json(rows)
+        return
+    ui.table(
+        f"lab {lab.root}",
+        ["spec", "image", "state", "torch", "gpu", "description"],
+        [[r["name"], r["tag"], r["state"], r["torch"] or "-", r["gpu"] or "-",
+          r["description"]] for r in rows],
+    )
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--no-cache", is_flag=True, help="Rebuild every layer.")
+@click.option("--pull/--no-pull", default=True, show_default=True,
+              help="Pull the base image when it is missing.")
+@click.option("--progress", type=click.Choice(["auto", "plain", "json"]), default="auto",
+              show_default=True)
+@click.option("--tag", help="Tag to give the image (default: labctl/NAME:latest).")
+@click.option("--force", is_flag=True, help="Build even when the image is current.")
+@lab_option
+@friendly
+def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag: str | None,
+          force: bool, lab_dir: str | None) -> None:
+    """Build the images of specs NAMES (a no-op for images that are current)."""
+    from labctl import ui
+    from labctl.build import build as do_build
+    from labctl.engine import Engine
+    from labctl.render import render as do_render
+
+    if tag and len(names) > 1:
+        raise LabError("--tag takes one spec name", fix="build one spec at a time with --tag")
+    lab = _lab(lab_dir)
+    contexts = [do_render(lab, lab.spec(n)) for n in names]  # validate all before building
+    engine = Engine.connect()
+    for ctx in contexts:
+        image_tag = tag or lab.image_tag(ctx.spec.name)
+        with ui.BuildProgress(ctx.spec.name, progress) as show:
+            res = do_build(engine, lab, ctx, image_tag, nocache=no_cache, pull=pull,
+                           force=force, on_event=show)
+        if progress == "json":
+            ui.dump_json(res.__dict__)
+        elif res.status == "current":
+            ui.console.print(f"{res.tag} is current (hash {ctx.digest}): nothing to build")
+        else:
+            ui.console.print(
+                f"built {res.tag} in {res.seconds:.0f}s: {res.steps} steps, "
+                f"{res.cached_steps} from cache, {ui.human_size(res.size)}"
+            )
+
+
+@cli.group()
+def base() -> None:
+    """Base images."""
+
+
+@base.command("bootstrap")
+@click.argument("image", default="debian:bookworm")
+@click.option("--suite", help="Debian suite (default: the image's tag, else bookworm).")
+@click.option("--mirror", default=None, help="Debian mirror URL.")
+@click.option("--force", is_flag=True, help="Replace an existing image of that name.")
+@friendly
+def base_bootstrap(image: str, suite: str | None, mirror: str | None, force: bool) -> None:
+    """Make base IMAGE from a Debian mirror (no registry needed)."""
+    import os
+
+    from labctl import ui
+    from labctl.bootstrap import DEFAULT_MIRROR, bootstrap, suite_of
+    from labctl.engine import Engine
+
+    engine = Engine.connect()
+    if engine.image(image) is not None and not force:
+        ui.console.print(f"{image} is already in the engine (use --force to rebuild it)")
+        return
+    mirror = mirror or os.environ.get("LABCTL_APT_MIRROR") or DEFAULT_MIRROR
+    with ui.console.status(f"bootstrapping {image}") as status:
+        image_id = bootstrap(engine, image, suite_of(image, suite), mirror,
+                             lambda line: status.update(f"{image}: {line[:100]}"))
+    ui.console.print(f"{image} is ready ({image_id[:19]})")
+
+
+def main() -> None:
+    cli(prog_name="labctl")

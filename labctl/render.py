@@ -1,0 +1,261 @@
+"""Render an ImageSpec through the Jinja templates into a build context + content hash.
+
+Pure: reads the templates, the spec, lab settings and the files they name; talks to
+no engine. Python requirements go into files of the context, never into Dockerfile
+lines; the few values that do reach the Dockerfile were validated by the spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+from packaging.requirements import Requirement
+
+from labctl import __version__, resources, torch_wheels
+from labctl.errors import LabError
+from labctl.lab import Lab
+from labctl.spec import ImageSpec
+
+UV_VERSION = "0.13.9"
+# Always installed in the first layer: what the venv, uv, the entrypoint and TLS need.
+SYSTEM_PACKAGES = ("ca-certificates", "python3", "python3-venv", "tini", "util-linux")
+JUPYTER_CMD = (
+    "jupyter {app} --ip=0.0.0.0 --port={port} --no-browser --ServerApp.root_dir={root}"
+)
+
+
+@dataclass
+class BuildContext:
+    spec: ImageSpec
+    dockerfile: str
+    files: dict[str, bytes]  # path in the context -> content (the Dockerfile included)
+    buildargs: dict[str, str] = field(default_factory=dict)
+    digest: str = ""
+
+    def step_keys(self) -> list[str]:
+        """For each Dockerfile instruction, the spec key it came from (for build errors)."""
+        keys: list[str] = []
+        current = "base"
+        for line in _instructions(self.dockerfile):
+            if line.startswith("# labctl-key:"):
+                current = line.split(":", 1)[1].strip()
+            elif not line.startswith("#"):
+                keys.append(current)
+        return keys
+
+    def tar(self) -> io.BytesIO:
+        """The context as an in-memory tar, deterministic (fixed mtimes and owners)."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name in sorted(self.files):
+                data = self.files[name]
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o755 if name.endswith(".sh") else 0o644
+                info.mtime = 0
+                tar.addfile(info, io.BytesIO(data))
+        buf.seek(0)
+        return buf
+
+    def write(self, target: Path) -> None:
+        for name, data in self.files.items():
+            dest = target / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+
+
+def _instructions(dockerfile: str) -> list[str]:
+    """Logical lines: continuations joined, blank lines dropped, comments kept."""
+    out: list[str] = []
+    buf = ""
+    for raw in dockerfile.splitlines():
+        line = raw.strip()
+        if not buf and (not line or line.startswith("#")):
+            if line:
+                out.append(line)
+            continue
+        buf = f"{buf} {line}" if buf else line
+        if not line.endswith("\\"):
+            out.append(buf)
+            buf = ""
+    if buf:
+        out.append(buf)
+    return out
+
+
+def _dq(value: str) -> str:
+    """Double-quote a validated value for ENV/LABEL: escape backslash, quote and $."""
+    return '"' + re.sub(r'(["\\$])', r"\\\1", value) + '"'
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["dq"] = _dq
+    return env
+
+
+def _lines(reqs: list[str]) -> bytes:
+    return ("\n".join(reqs) + "\n").encode() if reqs else b""
+
+
+def _torch_requirements(spec: ImageSpec) -> list[str]:
+    assert spec.torch
+    return [f"torch=={spec.torch.version}", *spec.torch.packages]
+
+
+def _constraints(spec: ImageSpec) -> list[str]:
+    """Pins that keep later layers from replacing what the torch layer installed."""
+    if not spec.torch:
+        return []
+    pins = []
+    for req in _torch_requirements(spec):
+        r = Requirement(req)
+        pins.append(f"{r.name}{r.specifier}" if str(r.specifier) else r.name)
+    return pins
+
+
+def command(spec: ImageSpec) -> list[str]:
+    if spec.command:
+        return list(spec.command)
+    if spec.jupyter and spec.jupyter.enabled:
+        j = spec.jupyter
+        return JUPYTER_CMD.format(app=j.app, port=j.port, root=spec.workdir).split()
+    return ["bash"]
+
+
+def ports(spec: ImageSpec) -> list[int]:
+    out = list(spec.ports)
+    if spec.jupyter and spec.jupyter.enabled and spec.jupyter.port not in out:
+        out.insert(0, spec.jupyter.port)
+    return out
+
+
+def _read_ca(lab: Lab) -> bytes | None:
+    path = lab.settings.network.ca_bundle
+    if not path:
+        return None
+    p = lab.resolve_path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise LabError(
+            f"cannot read the extra CA bundle {p}: {e.strerror}",
+            fix="fix network.ca_bundle in labctl.yaml, or unset PIP_CERT/REQUESTS_CA_BUNDLE/"
+            "SSL_CERT_FILE",
+        ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise LabError(
+            f"{p} holds no PEM certificate",
+            fix="point network.ca_bundle at a PEM file (-----BEGIN CERTIFICATE-----)",
+        )
+    return data
+
+
+def _wheelhouse(lab: Lab, spec: ImageSpec) -> dict[str, bytes]:
+    where = spec.wheelhouse or lab.settings.wheelhouse
+    if not where:
+        return {}
+    folder = lab.resolve_path(where)
+    if not folder.is_dir():
+        raise LabError(
+            f"wheelhouse folder {folder} does not exist",
+            file=str(spec.source) if spec.wheelhouse else None,
+            fix="create it and put .whl files in it, or remove the wheelhouse setting",
+        )
+    return {f"wheelhouse/{p.name}": p.read_bytes() for p in sorted(folder.glob("*.whl"))} or {
+        "wheelhouse/.keep": b""
+    }
+
+
+def _image_files() -> dict[str, bytes]:
+    root = resources.templates_dir() / "image"
+    return {
+        f"labctl/image/{p.relative_to(root).as_posix()}": p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def buildargs(lab: Lab, spec: ImageSpec) -> dict[str, str]:
+    """Values passed as build args: the index and mirror (cache-relevant), and proxies."""
+    net = lab.settings.network
+    args = {
+        "LABCTL_INDEX_URL": spec.index_url or net.index_url or "",
+        "LABCTL_EXTRA_INDEX_URLS": " ".join([*spec.extra_index_urls, *net.extra_index_urls]),
+        "LABCTL_APT_MIRROR": net.apt_mirror or "",
+    }
+    for name in ("http_proxy", "https_proxy", "no_proxy"):
+        value = getattr(net, name)
+        if value:
+            args[name] = args[name.upper()] = value
+    return args
+
+
+def render(lab: Lab, spec: ImageSpec) -> BuildContext:
+    ca = _read_ca(lab)
+    wheels = _wheelhouse(lab, spec)
+    torch_index = None
+    if spec.torch:
+        torch_index = spec.torch.index_url or torch_wheels.index_url(
+            spec.torch.version, spec.torch.variant
+        )
+    values = {
+        "labctl_version": __version__,
+        "spec": spec,
+        "spec_file": f"images/{spec.name}.yaml",
+        "system_packages": SYSTEM_PACKAGES,
+        "uv_version": UV_VERSION,
+        "ca_bundle": ca is not None,
+        "wheelhouse": bool(wheels),
+        "find_links": "--find-links /opt/labctl/wheelhouse " if wheels else "",
+        "torch_index": torch_index,
+        "ports": ports(spec),
+        "command": command(spec),
+    }
+    try:
+        dockerfile = environment().get_template("Dockerfile.j2").render(**values)
+    except jinja2.TemplateError as e:  # a bug in a template, not in the spec
+        raise LabError(f"template error: {e}", file="templates/Dockerfile.j2") from None
+    files: dict[str, bytes] = {"Dockerfile": dockerfile.encode()}
+    files["labctl/entrypoint.sh"] = (resources.templates_dir() / "entrypoint.sh").read_bytes()
+    files.update(_image_files())
+    if spec.torch:
+        files["labctl/requirements-torch.txt"] = _lines(_torch_requirements(spec))
+    if spec.pip or spec.pip_nodeps:
+        files["labctl/requirements-lab.txt"] = _lines(list(spec.pip))
+    files["labctl/constraints.txt"] = _lines(_constraints(spec))
+    if spec.pip_nodeps:
+        files["labctl/requirements-nodeps.txt"] = _lines(list(spec.pip_nodeps))
+    if spec.extras:
+        files["labctl/requirements-extras.txt"] = _lines(list(spec.extras))
+    if ca is not None:
+        files["labctl/ca-extra.crt"] = ca
+    files.update(wheels)
+    args = buildargs(lab, spec)
+    ctx = BuildContext(spec=spec, dockerfile=dockerfile, files=files, buildargs=args)
+    ctx.digest = content_hash(files, args)
+    return ctx
+
+
+def content_hash(files: dict[str, bytes], args: dict[str, str]) -> str:
+    """A hash of everything that decides the image: context files and cache-relevant args."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    relevant = {k: v for k, v in args.items() if k.startswith("LABCTL_")}
+    h.update(json.dumps(relevant, sort_keys=True).encode())
+    return h.hexdigest()[:16]
