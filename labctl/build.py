@@ -21,6 +21,7 @@ LABEL_VERSION = f"{LABEL_PREFIX}version"
 LABEL_LAB = f"{LABEL_PREFIX}lab"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LAYER = re.compile(r"^ ---> ([0-9a-f]{12})$")
 
 
 @dataclass
@@ -121,21 +122,48 @@ def build(
     ensure_base(engine, ctx.spec.base, pull)
     keys = ctx.step_keys()
     start = time.monotonic()
-    step = total = 0
-    tail: list[str] = []
-    instruction = ""
-    image_id = ""
-    cached: list[int] = []
-    for event in engine.build(
-        ctx.tar(), buildargs=ctx.buildargs, labels=labels(lab, ctx), nocache=nocache,
-        pull=False,
-    ):
-        if "error" in event:
-            key = keys[step - 1] if 0 < step <= len(keys) else "base"
-            raise _step_error(lab, ctx, event, step, total, instruction, key, tail)
+    run = _Run(keys)
+    try:
+        for event in engine.build(
+            ctx.tar(), buildargs=ctx.buildargs, labels=labels(lab, ctx), nocache=nocache,
+            pull=False,
+        ):
+            if "error" in event:
+                key = keys[run.step - 1] if 0 < run.step <= len(keys) else "base"
+                raise _step_error(lab, ctx, event, run, key)
+            run.feed(event, on_event)
+    except KeyboardInterrupt:
+        # The classic builder goes on after the client leaves: stop its container.
+        engine.stop_build_containers(run.layer)
+        raise
+    if not run.image_id:
+        raise LabError(f"the build of {name} ended without an image", details=run.tail[-10:])
+    engine.tag(run.image_id, tag)
+    img = engine.image(tag)
+    return BuildResult(
+        name, tag, "built", image_id=run.image_id, seconds=time.monotonic() - start,
+        steps=run.total, cached_steps=len(run.cached), cached=run.cached,
+        size=img.attrs.get("Size", 0) if img else 0,
+    )
+
+
+@dataclass
+class _Run:
+    """What the build stream has said so far."""
+
+    keys: list[str]
+    step: int = 0
+    total: int = 0
+    instruction: str = ""
+    image_id: str = ""
+    layer: str = ""  # the last layer reported: the running step's container starts from it
+    tail: list[str] = field(default_factory=list)
+    cached: list[int] = field(default_factory=list)
+
+    def feed(self, event: dict[str, Any], on_event: Callable[[BuildEvent], None]) -> None:
         if "aux" in event and "ID" in event["aux"]:
-            image_id = event["aux"]["ID"]
-            continue
+            self.image_id = event["aux"]["ID"]
+            return
         text = _ANSI.sub("", event.get("stream") or "")
         for line in text.splitlines():
             line = line.rstrip()
@@ -143,32 +171,25 @@ def build(
                 continue
             m = _STEP.match(line)
             if m:
-                step, total, instruction = int(m[1]), int(m[2]), m[3]
-                tail = []
-                key = keys[step - 1] if step <= len(keys) else ""
-                on_event(BuildEvent("step", instruction, step, total, key))
+                self.step, self.total, self.instruction = int(m[1]), int(m[2]), m[3]
+                self.tail = []
+                key = self.keys[self.step - 1] if self.step <= len(self.keys) else ""
+                on_event(BuildEvent("step", self.instruction, self.step, self.total, key))
             elif line.strip() == "---> Using cache":
-                cached.append(step)
-                on_event(BuildEvent("cached", line.strip(), step, total))
-            elif line.startswith(" ---> ") or line.startswith("Removing intermediate"):
+                self.cached.append(self.step)
+                on_event(BuildEvent("cached", line.strip(), self.step, self.total))
+            elif layer := _LAYER.match(line):
+                self.layer = layer[1]
+            elif line.startswith((" ---> ", "Removing intermediate")):
                 continue
             else:
-                tail = (tail + [line])[-25:]
-                on_event(BuildEvent("output", line, step, total))
-    if not image_id:
-        raise LabError(f"the build of {name} ended without an image", details=tail[-10:])
-    engine.tag(image_id, tag)
-    img = engine.image(tag)
-    return BuildResult(
-        name, tag, "built", image_id=image_id, seconds=time.monotonic() - start, steps=total,
-        cached_steps=len(cached), cached=cached, size=img.attrs.get("Size", 0) if img else 0,
-    )
+                self.tail = (self.tail + [line])[-25:]
+                on_event(BuildEvent("output", line, self.step, self.total))
 
 
-def _step_error(
-    lab: Lab, ctx: BuildContext, event: dict[str, Any], step: int, total: int,
-    instruction: str, key: str, tail: list[str],
-) -> LabError:
+def _step_error(lab: Lab, ctx: BuildContext, event: dict[str, Any], run: _Run, key: str
+                ) -> LabError:
+    step, total, instruction, tail = run.step, run.total, run.instruction, run.tail
     msg = (event.get("errorDetail") or {}).get("message") or event["error"]
     low = msg.lower()
     if "no space left on device" in low:

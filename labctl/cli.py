@@ -145,6 +145,149 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
             )
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--user", is_flag=True,
+              help="Run as your own uid/gid: files on mounts are owned by you.")
+@click.option("--src", "srcs", multiple=True, metavar="PATH[:DEST]",
+              help="Mount your folder (default under /workspace). Repeatable.")
+@click.option("--port", type=int, help="Host port for Jupyter (default: the next free one).")
+@click.option("--bind", help="Host address to publish ports on (default 127.0.0.1).")
+@click.option("--gpus", type=click.Choice(["auto", "all", "none"]), default="auto",
+              show_default=True)
+@click.option("-d", "--detach", is_flag=True, help="Run in the background.")
+@click.option("--keep", is_flag=True, help="Keep the container after it stops.")
+@click.option("-v", "--verbose", is_flag=True)
+@lab_option
+@friendly
+def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...],
+        port: int | None, bind: str | None, gpus: str, detach: bool, keep: bool,
+        verbose: bool, lab_dir: str | None) -> None:
+    """Run lab NAME (JupyterLab, or COMMAND after --)."""
+    from labctl import ui
+    from labctl.engine import Engine
+    from labctl.run import make_plan
+    from labctl.run import run as do_run
+
+    lab = _lab(lab_dir)
+    engine = Engine.connect()
+    plan = make_plan(engine, lab, name, user=user, srcs=list(srcs),
+                     command=list(command) or None, gpus=gpus, bind=bind, port=port)
+    if bind and bind not in ("127.0.0.1", "::1", "localhost"):
+        ui.err_console.print(f"warning: publishing on {bind}; protect the URL's token")
+    if verbose:
+        for note in plan.notes:
+            ui.err_console.print(f"note: {note}")
+        for m in plan.mounts:
+            ui.err_console.print(f"mount: {m.source} -> {m.target}")
+        plan.env["LABCTL_VERBOSE"] = "1"
+
+    def say(msg: str) -> None:
+        ui.err_console.print(msg)
+
+    sys.exit(do_run(engine, plan, detach=detach, keep=keep, say=say))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--user", is_flag=True, help="For a new lab: run as your own uid/gid.")
+@lab_option
+@friendly
+def shell(name: str, user: bool, lab_dir: str | None) -> None:
+    """A shell in running lab NAME (container or spec name), or in a new one."""
+    from labctl.engine import Engine
+    from labctl.run import find_lab_container, make_plan
+    from labctl.run import run as do_run
+
+    engine = Engine.connect()
+    c = find_lab_container(engine, name)
+    if c is not None:
+        env = dict(e.split("=", 1) for e in c.attrs["Config"].get("Env") or [])
+        uid = env.get("LABCTL_UID") or "1000"
+        who = "0:0" if uid == "0" else f"{uid}:{env.get('LABCTL_GID', uid)}"
+        home = "/root" if uid == "0" else "/home/lab"
+        sys.exit(engine.exec_cli(c, ["bash", "-l"], who, c.attrs["Config"]["WorkingDir"] or "/",
+                                 {"HOME": home}))
+    lab = _lab(lab_dir)
+    plan = make_plan(engine, lab, name, user=user, srcs=[], command=["bash", "-l"],
+                     gpus="auto", bind=None, port=None)
+    sys.exit(do_run(engine, plan, detach=False, keep=False, say=lambda m: None))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("-a", "--all", "all_", is_flag=True, help="Include stopped labs.")
+@friendly
+def ps(as_json: bool, all_: bool) -> None:
+    """Running labs."""
+    from labctl import ui
+    from labctl.engine import Engine
+    from labctl.run import lab_containers
+    from labctl.runplan import LABEL_LAB, LABEL_SPEC, LABEL_URL
+
+    rows = []
+    for c in lab_containers(Engine.connect(), all=all_):
+        ports = c.attrs.get("NetworkSettings", {}).get("Ports") or {}
+        published = [f"{b['HostIp']}:{b['HostPort']}->{p}" for p, bs in ports.items()
+                     for b in bs or []]
+        rows.append({"name": c.name, "spec": c.labels.get(LABEL_SPEC), "status": c.status,
+                     "url": c.labels.get(LABEL_URL), "ports": published,
+                     "lab": c.labels.get(LABEL_LAB), "image": (c.image.tags or [c.image.id])[0]})
+    if as_json:
+        ui.dump_json(rows)
+        return
+    ui.table(None, ["name", "spec", "status", "url / ports"],
+             [[r["name"], r["spec"], r["status"], r["url"] or ", ".join(r["ports"]) or "-"]
+              for r in rows])
+
+
+@cli.command()
+@click.argument("name")
+@click.option("-f", "--follow", is_flag=True)
+@click.option("--tail", default="200", show_default=True)
+@friendly
+def logs(name: str, follow: bool, tail: str) -> None:
+    """Output of running lab NAME."""
+    from labctl.engine import Engine
+    from labctl.run import find_lab_container
+
+    c = find_lab_container(Engine.connect(), name)
+    if c is None:
+        raise LabError(f"no running lab named {name}", fix="see `labctl ps`")
+    n = "all" if tail == "all" else int(tail)
+    if follow:
+        for chunk in c.logs(stream=True, follow=True, tail=n):
+            sys.stdout.write(chunk.decode(errors="replace"))
+    else:
+        sys.stdout.write(c.logs(tail=n).decode(errors="replace"))
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Stop every lab.")
+@friendly
+def stop(names: tuple[str, ...], all_: bool) -> None:
+    """Stop labs NAMES (container or spec names) and remove their containers."""
+    from labctl import ui
+    from labctl.engine import Engine
+    from labctl.run import find_lab_container, lab_containers
+
+    engine = Engine.connect()
+    if not names and not all_:
+        raise LabError("name a lab to stop, or pass --all", fix="see `labctl ps`")
+    targets = lab_containers(engine, all=True) if all_ else []
+    for n in names:
+        c = find_lab_container(engine, n)
+        if c is None:
+            raise LabError(f"no running lab named {n}", fix="see `labctl ps`")
+        targets.append(c)
+    for c in targets:
+        engine.stop_container(c)
+        engine.remove_container(c)
+        ui.console.print(f"stopped {c.name}")
+
+
 @cli.group()
 def base() -> None:
     """Base images."""
@@ -175,5 +318,13 @@ def base_bootstrap(image: str, suite: str | None, mirror: str | None, force: boo
     ui.console.print(f"{image} is ready ({image_id[:19]})")
 
 
+def _register() -> None:
+    """Commands that live beside their feature module."""
+    from labctl.doctor.command import doctor
+
+    cli.add_command(doctor)
+
+
 def main() -> None:
+    _register()
     cli(prog_name="labctl")

@@ -4,9 +4,11 @@ messages a learner can act on."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import IO, Any
+from contextlib import contextmanager, suppress
+from typing import IO, TYPE_CHECKING, Any
 
 import docker
 import docker.errors
@@ -14,11 +16,34 @@ import requests
 
 from labctl.errors import LabError
 
+if TYPE_CHECKING:
+    from labctl.runplan import RunPlan
+
 LABEL_PREFIX = "org.labctl."
 
 
 def _where() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def endpoint(environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """(the engine address, where it comes from), resolved as docker-py's from_env and the
+    docker CLI do: DOCKER_HOST, then DOCKER_CONTEXT, then the CLI's current context."""
+    from docker.context import ContextAPI
+    from docker.context.config import get_current_context_name
+
+    env = os.environ if environ is None else environ
+    if env.get("DOCKER_HOST"):
+        return env["DOCKER_HOST"], "DOCKER_HOST"
+    name = env.get("DOCKER_CONTEXT") or get_current_context_name() or "default"
+    if name != "default":
+        try:
+            ctx = ContextAPI.get_context(name)
+        except docker.errors.DockerException:
+            ctx = None
+        if ctx is not None and ctx.Host:
+            return ctx.Host, f"docker context '{name}'"
+    return "unix:///var/run/docker.sock", "default"
 
 
 def explain(exc: Exception) -> LabError:
@@ -173,20 +198,133 @@ class Engine:
         with translated():
             return self.client.containers.list(all=all, filters={"label": label})
 
-    def dangling_build_containers(self) -> list[Any]:
-        """Containers the classic builder leaves behind when a build is interrupted."""
+    def stop_build_containers(self, layer: str) -> int:
+        """Kill and remove the classic builder's containers that run from ``layer``."""
+        if not layer:
+            return 0
+        n = 0
         with translated():
-            return [
-                c
-                for c in self.client.containers.list(all=True, filters={"status": "exited"})
-                + self.client.containers.list(filters={"status": "running"})
-                if not c.labels and c.attrs.get("Config", {}).get("Image", "").startswith("sha256")
-            ]
+            for c in self.client.containers.list(all=True, filters={"ancestor": layer}):
+                if c.attrs.get("Image", "").removeprefix("sha256:").startswith(layer):
+                    with _ignore_missing():
+                        c.remove(force=True)
+                        n += 1
+        return n
+
+
+    # --- containers -------------------------------------------------------------------
+    def container(self, name: str) -> Any | None:
+        with translated():
+            try:
+                return self.client.containers.get(name)
+            except docker.errors.NotFound:
+                return None
+
+    def create_container(self, plan: RunPlan, *, tty: bool = False) -> Any:
+        """Create (not start) the container a RunPlan describes. Never privileged, never
+        with the engine's socket, no-new-privileges set."""
+        mounts = [
+            docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
+            for m in plan.mounts
+        ]
+        ports = {f"{cport}/tcp": (ip, hport) for cport, (ip, hport) in plan.ports.items()}
+        gpus = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if plan.gpus \
+            else None
+        with translated():
+            try:
+                return self.client.containers.create(
+                    plan.image, plan.command, name=plan.name, environment=plan.env,
+                    mounts=mounts, ports=ports, working_dir=plan.workdir, labels=plan.labels,
+                    device_requests=gpus, shm_size=plan.shm_size, tty=tty, stdin_open=tty,
+                    security_opt=["no-new-privileges"], detach=True,
+                )
+            except docker.errors.APIError as e:
+                raise _gpu_hint(e) from None
+
+    def start(self, container: Any) -> None:
+        with translated():
+            try:
+                container.start()
+            except docker.errors.APIError as e:
+                raise _gpu_hint(e) from None
+
+    def remove_container(self, container: Any) -> None:
+        with translated(), _ignore_missing():
+            container.remove(force=True)
+
+    def stop_container(self, container: Any, timeout: int = 10) -> None:
+        with translated(), _ignore_missing():
+            container.stop(timeout=timeout)
+
+    def run_once(self, image: str, command: list[str], **kw: Any) -> str:
+        """Run a short command in a throw-away container; its output."""
+        with translated():
+            out = self.client.containers.run(image, command, remove=True, **kw)
+        return out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+
+    def probe(self, image: str, command: list[str], *, gpus: str = "none",
+              timeout: int = 180) -> tuple[int, str]:
+        """Run ``command`` as the entrypoint of a throw-away container (no network) and
+        return (exit status, output); 124 when it ran past ``timeout``. ``gpus``: none,
+        runtime (like --gpus all) or cdi (the nvidia.com/gpu=all CDI device)."""
+        device_requests = {
+            "runtime": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
+            "cdi": [docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])],
+        }.get(gpus)
+        with translated():
+            c = self.client.containers.create(
+                image, command[1:], entrypoint=command[:1], device_requests=device_requests,
+                network_disabled=True, labels={f"{LABEL_PREFIX}doctor": "probe"}, detach=True,
+            )
+            try:
+                try:
+                    c.start()
+                except docker.errors.APIError as e:
+                    raise _gpu_hint(e) from None
+                try:
+                    status = int(c.wait(timeout=timeout).get("StatusCode", 1))
+                except requests.exceptions.RequestException:
+                    return 124, f"no answer within {timeout} s"
+                out = c.logs(stdout=True, stderr=True)
+            finally:
+                with _ignore_missing():
+                    c.remove(force=True)
+        return status, out.decode(errors="replace")
+
+    def attach_cli(self, container: Any) -> int:
+        """Start an interactive (TTY) container through the docker CLI, which handles the
+        terminal; the SDK has no interactive TTY attach."""
+        return _docker_cli(["start", "--attach", "--interactive", container.id])
+
+    def exec_cli(self, container: Any, command: list[str], user: str, workdir: str,
+                 env: dict[str, str]) -> int:
+        args = ["exec", "-it", "--user", user, "--workdir", workdir]
+        for k, val in env.items():
+            args += ["--env", f"{k}={val}"]
+        return _docker_cli(args + [container.id, *command])
+
+
+def _docker_cli(args: list[str]) -> int:
+    if not shutil.which("docker"):
+        raise LabError("an interactive terminal needs the docker command-line client",
+                       fix="sudo apt-get install docker.io (or docker-ce-cli)")
+    return subprocess.call(["docker", *args])
+
+
+def _gpu_hint(e: Exception) -> LabError:
+    text = str(e)
+    if "could not select device driver" in text or "nvidia" in text.lower():
+        return LabError(
+            "the Docker engine cannot give this container a GPU",
+            details=[text.strip()[:300]],
+            fix="install the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure "
+            "--runtime=docker && sudo systemctl restart docker`; `labctl doctor` shows what is "
+            "missing; or run with --gpus none",
+        )
+    return explain(e)
 
 
 @contextmanager
 def _ignore_missing() -> Iterator[None]:
-    try:
+    with suppress(docker.errors.NotFound):
         yield
-    except docker.errors.NotFound:
-        pass

@@ -166,13 +166,13 @@ def load_lab(explicit: str | None = None, environ: dict[str, str] | None = None)
     try:
         settings = LabSettings(**raw)
     except ValidationError as e:
-        raise validation_error(settings_path, e, raw) from None
+        raise validation_error(settings_path, e, raw, LabSettings, "lab settings") from None
     vol_path = root / VOLUMES_FILE
     raw_vol = read_yaml(vol_path) if vol_path.is_file() else {}
     try:
         vols = VolumesFile(**raw_vol)
     except ValidationError as e:
-        raise validation_error(vol_path, e, raw_vol) from None
+        raise validation_error(vol_path, e, raw_vol, VolumesFile, "volumes file") from None
     return Lab(root=root, settings=_from_env(settings, environ), volumes=dict(vols.volumes))
 
 

@@ -6,11 +6,12 @@ Errors name the file, the key path, what is wrong and how to fix it (LabError).
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from labctl import validators as v
 from labctl.errors import LabError
@@ -62,6 +63,12 @@ class CheckSpec(_Strict):
     script: Line | None = None  # a file beside the spec, copied in and run with python
     timeout: int = Field(600, ge=1, le=7200)
 
+    @model_validator(mode="after")
+    def _one_action(self) -> CheckSpec:
+        if (self.run is None) == (self.script is None):
+            raise ValueError("needs exactly one of run: or script:")
+        return self
+
 
 class ImageSpec(_Strict):
     name: Name
@@ -81,7 +88,10 @@ class ImageSpec(_Strict):
     command: list[Line] | None = None
     ports: list[Port] = Field(default_factory=list)
     volumes: list[Name] = Field(default_factory=list)
-    src: list[Line] = Field(default_factory=list)
+    src: list[Line] = Field(default_factory=list)  # default source folders (lab-relative)
+    # Volumes also mounted inside each source folder, e.g. {data: data} makes the d2l
+    # books' "../data" land in the shared data folder.
+    src_volumes: dict[Name, Name] = Field(default_factory=dict)
     workdir: AbsPath = "/workspace"
     gpu: GpuSpec | None = None
     checks: list[CheckSpec] = Field(default_factory=list)
@@ -99,7 +109,8 @@ FIX_HINTS: dict[str, str] = {
     "pip_nodeps": "list PEP 508 requirements, one per item, e.g. ['d2l==0.17.6']",
     "extras": "list PEP 508 requirements, one per item",
     "torch": "e.g. torch: {version: '2.10.0', variant: cu128, packages: ['torchvision==0.25.0']}",
-    "env": "use NAME: value pairs on one line each, values without newlines or stray quotes",
+    "env": "use NAME: \"value\" pairs, values quoted strings on one line without stray quotes"
+    " or a trailing backslash",
     "jupyter": "e.g. jupyter: {enabled: true, port: 8888}",
     "gpu": "e.g. gpu: {cuda: '12.8'}",
     "volumes": "name volumes defined in volumes.yaml",
@@ -108,7 +119,13 @@ FIX_HINTS: dict[str, str] = {
     "checks": "each check has a name and either run: or script:",
     "index_url": "use a full URL such as https://pypi.org/simple",
     "extra_index_urls": "use full URLs such as https://download.pytorch.org/whl/cu128",
+    "ports": "list port numbers between 1 and 65535, e.g. [6006]",
+    "description": "write the description on one line",
+    "wheelhouse": "name a folder of .whl files, on one line",
+    "src": "list source folders, one per item, each on one line",
 }
+# Keys of ImageSpec that are filled in by load_spec, never read from YAML.
+_INTERNAL_KEYS = ("source", "chain")
 
 _MERGED_DICTS = {"env", "torch", "jupyter", "gpu"}
 
@@ -121,31 +138,71 @@ def _key_path(loc: tuple[Any, ...]) -> str:
         elif part in ("function-after", "str") or "[" in str(part):
             continue
         else:
-            out += f".{part}" if out else str(part)
+            # A key with a newline (an injection attempt) is shown escaped, on one line.
+            text = str(part).encode("unicode_escape").decode("ascii")
+            out += f".{text}" if out else text
     return out
 
 
-def _describe(err: dict[str, Any], data: dict[str, Any]) -> str:
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``X | None`` or ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where ``loc`` points (for did-you-mean on nested unknown keys)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if current is None or part not in current.model_fields:
+            return []
+        current = _model_in(current.model_fields[part].annotation)
+    if current is None:
+        return []
+    return [k for k in current.model_fields if k not in _INTERNAL_KEYS]
+
+
+def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
     key = _key_path(err["loc"])
     if err["type"] == "extra_forbidden":
         field = str(err["loc"][-1])
-        fields = ImageSpec.model_fields if len(err["loc"]) == 1 else {}
-        close = difflib.get_close_matches(field, list(fields), n=1)
+        fields = _fields_at(model, tuple(err["loc"][:-1]))
+        close = difflib.get_close_matches(field, fields, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return f"{key}: unknown key{hint}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{key}: {msg}"
 
 
-def validation_error(path: Path, exc: ValidationError, data: dict[str, Any]) -> LabError:
+def validation_error(
+    path: Path,
+    exc: ValidationError,
+    data: dict[str, Any],
+    model: type[BaseModel] | None = None,
+    what: str = "image spec",
+) -> LabError:
+    """A LabError naming the file, each key path and a fix; ``model`` is what was validated."""
+    model = model or ImageSpec
     errors = exc.errors()
-    lines = [_describe(e, data) for e in errors[:12]]
+    lines = [_describe(e, model) for e in errors[:12]]
     if len(errors) > 12:
         lines.append(f"... and {len(errors) - 12} more")
     tops = [str(e["loc"][0]) for e in errors if e["loc"]]
-    fixes = [FIX_HINTS[t] for t in dict.fromkeys(tops) if t in FIX_HINTS]
+    hints = FIX_HINTS if model is ImageSpec else {}
+    fixes = [hints[t] for t in dict.fromkeys(tops) if t in hints]
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    if unknown and not fixes:
+        allowed = _fields_at(model, tuple(unknown[0]["loc"][:-1]))
+        fixes = [f"rename or remove the unknown key; allowed keys: {', '.join(allowed)}"]
     return LabError(
-        f"invalid image spec ({len(errors)} problem{'s' if len(errors) > 1 else ''})",
+        f"invalid {what} ({len(errors)} problem{'s' if len(errors) > 1 else ''})",
         file=str(path),
         details=lines,
         fix="; ".join(fixes) if fixes else "correct the keys named above",
@@ -189,6 +246,33 @@ def merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_keys(name: str, path: Path, data: dict[str, Any]) -> None:
+    """File-level key checks, so the error names the file that holds the key."""
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise LabError(
+            f"key {bad[0]!r} is not a name",
+            file=str(path),
+            fix="keys are names such as 'pip'; quote a key that YAML reads as a number or"
+            " true/false",
+        )
+    if "name" in data and data["name"] != name:
+        raise LabError(
+            f"name: {data['name']!r} differs from the file name '{name}'",
+            file=str(path),
+            fix=f"a spec is named by its file: remove 'name:' or rename the file to"
+            f" {data['name']}.yaml",
+        )
+    internal = [k for k in _INTERNAL_KEYS if k in data]
+    if internal:
+        raise LabError(
+            "invalid image spec (1 problem)",
+            file=str(path),
+            details=[f"{internal[0]}: unknown key"],
+            fix="remove that key; labctl fills it in",
+        )
+
+
 def resolve_raw(name: str, images_dir: Path, _seen: tuple[str, ...] = ()) -> tuple[dict, tuple]:
     """The merged YAML mapping of a spec after following ``extends``, and the chain of names."""
     path = images_dir / f"{name}.yaml"
@@ -202,11 +286,14 @@ def resolve_raw(name: str, images_dir: Path, _seen: tuple[str, ...] = ()) -> tup
         known = sorted(p.stem for p in images_dir.glob("*.yaml"))
         close = difflib.get_close_matches(name, known, n=1)
         raise LabError(
-            f"no image spec named '{name}' in {images_dir}",
+            ("extends: " if _seen else "") + f"no image spec named '{name}' in {images_dir}",
+            file=str(images_dir / f"{_seen[-1]}.yaml") if _seen else None,
             fix=(f"did you mean '{close[0]}'? " if close else "")
             + f"known specs: {', '.join(known) or 'none'}",
         )
     data = read_yaml(path)
+    _check_keys(name, path, data)
+    data.pop("name", None)
     parent = data.pop("extends", None)
     if parent is None:
         return data, (name,)
@@ -218,15 +305,29 @@ def resolve_raw(name: str, images_dir: Path, _seen: tuple[str, ...] = ()) -> tup
     return merge(pdata, data), (name, *chain)
 
 
+def _origin(loc: tuple[Any, ...], chain: tuple[str, ...], images_dir: Path) -> Path:
+    """The file of the chain (child first) that set the value at ``loc``."""
+    for name in chain:
+        path = images_dir / f"{name}.yaml"
+        data = read_yaml(path)
+        if not loc or loc[0] not in data:
+            continue
+        value = data[loc[0]]
+        nested = len(loc) > 1 and isinstance(loc[1], str) and loc[0] in _MERGED_DICTS
+        if not nested or (isinstance(value, dict) and loc[1] in value):
+            return path
+    return images_dir / f"{chain[0]}.yaml"
+
+
 def load_spec(name: str, images_dir: Path) -> ImageSpec:
     data, chain = resolve_raw(name, images_dir)
     path = images_dir / f"{name}.yaml"
     try:
         return ImageSpec(**{**data, "name": name, "source": path, "chain": chain})
     except ValidationError as e:
-        raise validation_error(path, e, data) from None
-    except TypeError as e:  # e.g. a key that is not a string
-        raise LabError(f"invalid image spec: {e}", file=str(path)) from None
+        # With `extends`, name the file that holds the bad value (parent or child).
+        where = _origin(tuple(e.errors()[0]["loc"]), chain, images_dir)
+        raise validation_error(where, e, data) from None
 
 
 def spec_names(images_dir: Path) -> list[str]:

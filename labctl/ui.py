@@ -15,8 +15,11 @@ from rich.text import Text
 from labctl.build import BuildEvent
 from labctl.errors import LabError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Pipes and logs get long lines rather than rich's default 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True,
+                      width=None if sys.stderr.isatty() else 160)
 
 
 def error(exc: LabError) -> None:

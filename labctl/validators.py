@@ -22,10 +22,13 @@ _IMAGE_REF = re.compile(
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ABS_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
-_URL = re.compile(r"^(https?|file)://[^\s\"'`\\<>{}|^]+$")
+# No shell metacharacters ($ ; & ( ) ! * # quotes, spaces): a URL may reach a RUN line.
+_URL = re.compile(r"^(https?|file)://[A-Za-z0-9._~:/?@%+=,-]+$")
 _PY = re.compile(r"^3\.[0-9]{1,2}$")
 _VARIANT = re.compile(r"^(default|cpu|cu[0-9]{3}|rocm[0-9.]+)$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# Every pattern is applied with fullmatch: re.match's `$` also matches before a trailing
+# newline, which would let "git\n" through and split a Dockerfile line.
 
 
 def no_control(value: str) -> str:
@@ -47,7 +50,7 @@ def quoted_value(value: str) -> str:
 
 
 def apt_package(value: str) -> str:
-    if not _APT_NAME.match(value):
+    if not _APT_NAME.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a Debian package name (lower-case letters, digits, '+', '-', '.';"
             " optionally '=VERSION')"
@@ -68,36 +71,42 @@ def requirement(value: str) -> str:
 
 
 def image_ref(value: str) -> str:
-    if not _IMAGE_REF.match(value):
+    if not _IMAGE_REF.fullmatch(value):
         raise ValueError(f"{value!r} is not a docker image reference like 'debian:bookworm'")
     return value
 
 
 def env_name(value: str) -> str:
-    if not _ENV_NAME.match(value):
+    if not _ENV_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
     return value
 
 
 def abs_path(value: str) -> str:
-    if not _ABS_PATH.match(value):
+    if not _ABS_PATH.fullmatch(value):
         raise ValueError(f"{value!r} must be an absolute container path of [A-Za-z0-9._/@+-]")
     return value
 
 
 def url(value: str) -> str:
-    if not _URL.match(value):
-        raise ValueError(f"{value!r} is not an http(s):// or file:// URL")
+    if not _URL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an http(s):// or file:// URL (letters, digits and"
+            " ._~:/?@%+=,- only)"
+        )
     return value
 
 
 def python_version(value: str) -> str:
-    if not _PY.match(value):
+    if not _PY.fullmatch(value):
         raise ValueError(f"{value!r} is not a Python version like '3.11'")
     return value
 
 
 def version(value: str) -> str:
+    no_control(value)  # packaging accepts surrounding whitespace, newlines included
+    if value != value.strip():
+        raise ValueError(f"{value!r} has surrounding spaces")
     try:
         Version(value)
     except InvalidVersion:
@@ -106,12 +115,12 @@ def version(value: str) -> str:
 
 
 def torch_variant(value: str) -> str:
-    if not _VARIANT.match(value):
+    if not _VARIANT.fullmatch(value):
         raise ValueError(f"{value!r} is not a wheel variant: cpu, cu126, cu128, cu130 or default")
     return value
 
 
 def name(value: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise ValueError(f"{value!r} must be lower-case letters, digits, '.', '_' or '-'")
     return value

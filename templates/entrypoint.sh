@@ -46,6 +46,9 @@ else
         fi
         # HOME lives in the image, not on a mount: -xdev keeps chown off bind mounts.
         find "$lab_home" -xdev -exec chown -h "$uid:$gid" {} +
+        # The workspace root itself (not a mount, not recursive) so Jupyter can create files.
+        ws="${LABCTL_WORKSPACE:-/workspace}"
+        if [ -d "$ws" ] && ! mountpoint -q "$ws"; then chown "$uid:$gid" "$ws"; fi
         log "running as $lab_user ($uid:$gid)"
     fi
     export HOME="$lab_home" USER="$lab_user"

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Shared set-up for quickstart.sh and test.sh, sourced by both:
+#   ensure_engine   a Docker engine answers (as root: installs docker.io, starts dockerd)
+#   ensure_venv     .venv holds labctl (with test extras when asked)
+#   ensure_base     the base image exists (labctl base bootstrap from a Debian mirror)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${LABCTL_VENV:-$REPO/.venv}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+apt_install() {
+    is_root || die "missing $*; install it with: sudo apt-get install $*"
+    say "installing $* (Debian packages)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+engine_answers() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+
+ensure_engine() {
+    engine_answers && return 0
+    if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
+        apt_install docker.io
+    fi
+    engine_answers && return 0
+    is_root || die "no Docker engine answers. Start it with 'sudo systemctl start docker' (or 'sudo dockerd &'), and make sure you are in the docker group: sudo usermod -aG docker \$USER, then log in again"
+    say "starting dockerd"
+    if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+        systemctl start docker || true
+    fi
+    if ! engine_answers; then
+        nohup dockerd >/var/log/labctl-dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 1 60); do
+        engine_answers && return 0
+        sleep 1
+    done
+    tail -20 /var/log/labctl-dockerd.log >&2 || true
+    die "dockerd did not come up within 60 s (log: /var/log/labctl-dockerd.log)"
+}
+
+ensure_venv() {
+    local extras="${1:-}"
+    local py="${LABCTL_PYTHON:-python3}"
+    if ! "$py" -c 'import venv, ensurepip' 2>/dev/null; then
+        apt_install python3-venv python3-pip
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating $VENV"
+        "$py" -m venv "$VENV"
+    fi
+    local want="$REPO"
+    [ -n "$extras" ] && want="$REPO[$extras]"
+    say "installing labctl into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$want"
+}
+
+ensure_base() {
+    local image="${1:-debian:bookworm}"
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+        command -v mmdebstrap >/dev/null || apt_install mmdebstrap
+        say "making the base image $image"
+        "$VENV/bin/labctl" base bootstrap "$image"
+    fi
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test command: set up a Docker engine, labctl and the base image, then run pytest.
+# As root it runs the tests as an ordinary user in the docker group (labctl-test), the
+# way learners use labctl, from a copy of the repository that user owns.
+# Extra arguments go to pytest (--slow also builds and checks every shipped lab).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+ensure_engine
+ensure_venv test
+ensure_base debian:bookworm
+
+if is_root && [ -z "${LABCTL_TEST_AS_ROOT:-}" ]; then
+    user=labctl-test
+    if ! id "$user" >/dev/null 2>&1; then
+        say "creating the test user $user"
+        useradd --create-home --shell /bin/bash "$user"
+    fi
+    getent group docker >/dev/null || groupadd docker
+    usermod -aG docker "$user"
+    chgrp docker /var/run/docker.sock && chmod g+rw /var/run/docker.sock
+    copy=/var/tmp/labctl-test/src
+    say "copying the repository to $copy for $user"
+    rm -rf "$copy" && mkdir -p "$copy"
+    tar -C "$REPO" --exclude=./.venv --exclude=./mylab -cf - . | tar -C "$copy" -xf -
+    chown -R "$user:" /var/tmp/labctl-test
+    # The system Python: an interpreter under /root (pyenv) is not usable by that user.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py="$(command -v python3)"
+    say "running the tests as $user ($(id -u "$user"):$(id -g "$user"))"
+    exec runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" \
+        LABCTL_PYTHON="$py" "$copy/scripts/test.sh" "$@"
+fi
+
+cd "$REPO"
+export PATH="$VENV/bin:$PATH"
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

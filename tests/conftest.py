@@ -1,0 +1,82 @@
+"""Shared fixtures: a real Docker engine, temporary labs, the labctl CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BASE = os.environ.get("LABCTL_TEST_BASE", "debian:bookworm")
+# Every image a test builds carries this prefix, so the tests clean up only their own.
+TAG_PREFIX = f"labctl-test-{uuid.uuid4().hex[:6]}/"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also build and check every lab")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow (./scripts/test.sh --slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[object]:
+    import docker
+
+    try:
+        client = docker.from_env(timeout=900)
+        client.ping()
+    except Exception as e:  # the test command starts an engine; say so if it is missing
+        pytest.fail(f"no Docker engine answers ({e}); run ./scripts/test.sh, which starts one")
+    if not client.images.list(name=BASE.split(":")[0]):
+        pytest.fail(f"base image {BASE} missing; run `labctl base bootstrap {BASE}`")
+    yield client
+    for img in client.images.list():
+        for tag in img.tags:
+            if tag.startswith(TAG_PREFIX):
+                with contextlib.suppress(Exception):
+                    client.images.remove(tag, force=True)
+
+
+def write_lab(root: Path, specs: dict[str, str], settings: str = "") -> Path:
+    """A lab folder with the shipped volumes.yaml, the given specs and test settings."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "volumes.yaml").write_text((REPO / "volumes.yaml").read_text())
+    (root / "images").mkdir(exist_ok=True)
+    for name, text in specs.items():
+        (root / "images" / f"{name}.yaml").write_text(text)
+    (root / "labctl.yaml").write_text(f"tag_prefix: {TAG_PREFIX}\n{settings}")
+    return root
+
+
+@pytest.fixture
+def lab_factory(tmp_path: Path):
+    def make(specs: dict[str, str], settings: str = "", name: str = "lab") -> Path:
+        return write_lab(tmp_path / name, specs, settings)
+
+    return make
+
+
+def labctl(*args: str, cwd: Path | None = None, check: bool = False, timeout: int = 1800,
+           env: dict[str, str] | None = None, input: str | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a learner would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "labctl", *args], cwd=cwd, text=True, capture_output=True,
+        timeout=timeout, env={**os.environ, **(env or {})}, input=input,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"labctl {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc

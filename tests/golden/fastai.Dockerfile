@@ -1,0 +1,74 @@
+# syntax=docker/dockerfile:1
+# Rendered by labctl 0.1.0 from images/fastai.yaml. Do not edit: edit the spec.
+# Layers follow change frequency: system, Python + uv, torch, lab apt packages,
+# lab Python packages, extras. Changing a later layer never reinstalls an earlier one.
+FROM debian:bookworm
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    LANG=C.UTF-8 \
+    LC_ALL=C.UTF-8 \
+    PYTHONUNBUFFERED=1 \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    PIP_NO_CACHE_DIR=1 \
+    UV_NO_CACHE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# labctl-key: base
+ARG LABCTL_APT_MIRROR=""
+RUN if [ -n "$LABCTL_APT_MIRROR" ]; then \
+        sed -i -E "s#https?://deb.debian.org/debian#${LABCTL_APT_MIRROR}#g" /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; \
+    fi \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv tini util-linux \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+
+# labctl-key: python
+ARG LABCTL_INDEX_URL=""
+ARG LABCTL_EXTRA_INDEX_URLS=""
+ENV UV_INDEX_URL=${LABCTL_INDEX_URL:-https://pypi.org/simple} \
+    UV_EXTRA_INDEX_URL=${LABCTL_EXTRA_INDEX_URLS}
+RUN have="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+ && if [ "$have" != "3.11" ]; then \
+        echo "labctl: the spec asks for Python 3.11 but debian:bookworm has Python $have;" \
+             "set 'python: \"$have\"' in the spec or choose a base image with Python 3.11" >&2; \
+        exit 1; \
+    fi \
+ && python3 -m venv /opt/labctl/tools \
+ && /opt/labctl/tools/bin/pip install --no-cache-dir --disable-pip-version-check \
+        ${LABCTL_INDEX_URL:+--index-url "$LABCTL_INDEX_URL"} "uv==0.13.9" \
+ && ln -s /opt/labctl/tools/bin/uv /usr/local/bin/uv \
+ && uv venv --system-site-packages --seed /opt/venv \
+ && useradd --create-home --uid 1000 --user-group --shell /bin/bash lab
+
+# labctl-key: torch
+COPY labctl/requirements-torch.txt /opt/labctl/
+RUN uv pip install -r /opt/labctl/requirements-torch.txt
+
+# labctl-key: apt
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends graphviz \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+
+# labctl-key: pip
+COPY labctl/requirements-lab.txt labctl/constraints.txt /opt/labctl/
+RUN uv pip install -c /opt/labctl/constraints.txt -r /opt/labctl/requirements-lab.txt
+
+# labctl-key: pip
+RUN uv pip check
+
+# labctl-key: base
+COPY labctl/entrypoint.sh /usr/local/bin/labctl-entrypoint
+COPY labctl/image/ /opt/labctl/lib/
+RUN chmod 0755 /usr/local/bin/labctl-entrypoint \
+ && mkdir -p /workspace \
+ && chown lab:lab /workspace
+WORKDIR /workspace
+EXPOSE 8888
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]
+CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/workspace"]

@@ -1,0 +1,128 @@
+"""`labctl build` on the real engine: build, no-op rebuild, layer reuse, failures."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import BASE, TAG_PREFIX, labctl
+
+from labctl.build import LABEL_HASH, LABEL_SPEC, build
+from labctl.engine import Engine
+from labctl.errors import LabError
+from labctl.lab import load_lab
+from labctl.render import render
+
+pytestmark = pytest.mark.engine
+
+SMALL = f"""\
+description: a small lab for the tests
+base: {BASE}
+apt: [less]
+pip: ["six==1.16.0"]
+extras: ["idna==3.7"]
+"""
+
+
+def _build(root, name, **kw):
+    lab = load_lab(str(root))
+    ctx = render(lab, lab.spec(name))
+    return lab, ctx, build(Engine.connect(), lab, ctx, lab.image_tag(name), **kw)
+
+
+def test_build_run_noop_and_layer_reuse(docker_client, lab_factory):
+    root = lab_factory({"small": SMALL})
+    proc = labctl("build", "small", "--progress", "plain", cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "step" in proc.stdout and "built " in proc.stdout
+    tag = f"{TAG_PREFIX}small:latest"
+
+    # The image works: the spec's packages import, as the lab user, and carries labels.
+    out = docker_client.containers.run(
+        tag, ["python", "-c", "import six, idna; print(six.__version__, idna.__version__)"],
+        remove=True,
+    ).decode()
+    assert "1.16.0 3.7" in out
+    img = docker_client.images.get(tag)
+    assert img.labels[LABEL_SPEC] == "small" and img.labels[LABEL_HASH]
+    listed = labctl("list", "--json", cwd=root, check=True).stdout
+    assert '"state": "current"' in listed
+
+    # A rebuild of a current image does nothing, and says so, quickly.
+    t0 = time.monotonic()
+    again = labctl("build", "small", cwd=root, check=True)
+    took = time.monotonic() - t0
+    assert "nothing to build" in again.stdout
+    assert docker_client.images.get(tag).id == img.id
+    print(f"no-op build took {took:.2f}s")
+
+    # Changing only the extras reuses every earlier layer from the cache.
+    (root / "images" / "small.yaml").write_text(SMALL.replace("idna==3.7", "idna==3.6"))
+    assert '"state": "outdated"' in labctl("list", "--json", cwd=root, check=True).stdout
+    lab, ctx, res = _build(root, "small")
+    keys = ctx.step_keys()
+    extras_step = keys.index("extras") + 1
+    assert res.status == "built"
+    # every RUN/COPY step before the extras layer came from the cache
+    expected = [i + 1 for i, k in enumerate(keys[: extras_step - 1]) if i > 0]
+    assert set(expected) <= set(res.cached), (expected, res.cached)
+    assert extras_step not in res.cached
+
+
+def test_failed_build_keeps_previous_image(docker_client, lab_factory):
+    root = lab_factory({"small": SMALL})
+    _, _, first = _build(root, "small")
+    tag = first.tag
+    bad = SMALL.replace('"six==1.16.0"', '"six==1.16.0", "labctl-no-such-package-xyz==1.0"')
+    (root / "images" / "small.yaml").write_text(bad)
+    proc = labctl("build", "small", "--progress", "plain", cwd=root)
+    assert proc.returncode == 1
+    err = proc.stderr
+    assert "images/small.yaml" in err and "(pip)" in err  # the spec line it came from
+    assert "labctl-no-such-package-xyz" in err
+    assert "Traceback" not in err
+    assert docker_client.images.get(tag).id == first.image_id
+
+
+def test_dependency_conflict_names_both_packages(docker_client, lab_factory):
+    spec = SMALL.replace('["six==1.16.0"]', '["requests==2.32.3"]').replace(
+        "idna==3.7", "idna==2.4")
+    root = lab_factory({"conflict": spec})
+    with pytest.raises(LabError) as info:
+        _build(root, "conflict")
+    text = str(info.value)
+    assert "requests" in text and "idna" in text
+    assert "relax one pin" in text
+
+
+def test_missing_base_image_says_bootstrap(docker_client, lab_factory):
+    root = lab_factory({"nobase": SMALL.replace(BASE, "labctl-test/no-such-base:1")})
+    proc = labctl("build", "nobase", "--no-pull", cwd=root)
+    assert proc.returncode == 1
+    assert "labctl base bootstrap labctl-test/no-such-base:1" in proc.stderr
+
+
+def test_ctrl_c_stops_build_and_leaves_no_container(docker_client, lab_factory):
+    import signal
+    import subprocess
+    import sys
+
+    root = lab_factory({"slowapt": SMALL.replace("apt: [less]", "apt: [less, git]")})
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labctl", "build", "slowapt", "--no-cache", "--progress",
+         "plain"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout
+    for line in proc.stdout:  # wait until a RUN step's container is busy
+        if "[apt] RUN" in line or "Unpacking" in line:
+            break
+    running = [c for c in docker_client.containers.list() if c.id not in before]
+    assert running, "expected the builder's container to be running"
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 130, rest
+    time.sleep(1)
+    left = [c for c in docker_client.containers.list(all=True) if c.id not in before]
+    assert left == [], [c.attrs["Config"]["Cmd"] for c in left]
+    assert docker_client.images.list(name=f"{TAG_PREFIX}slowapt") == []

@@ -1,0 +1,409 @@
+"""Rendering specs into build contexts: golden Dockerfiles, layer order, hash, CA, wheels.
+
+Regenerate the golden files after an intended template change with
+
+    LABCTL_UPDATE_GOLDEN=1 pytest tests/test_render.py
+
+and review the diff of tests/golden/ before committing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from labctl import resources
+from labctl.errors import LabError
+from labctl.lab import Lab, init_lab, load_lab
+from labctl.render import BuildContext, _instructions, render
+from labctl.spec import load_spec, spec_names
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("LABCTL_UPDATE_GOLDEN") == "1"
+SHIPPED = spec_names(resources.default_images_dir())
+WITH_TORCH = [n for n in SHIPPED if load_spec(n, resources.default_images_dir()).torch]
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIBlabctltest\n-----END CERTIFICATE-----\n"
+INSTRUCTIONS = {
+    "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
+    "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
+}
+
+
+def fixed_lab(root: Path, settings: str = "", specs: dict[str, Any] | None = None) -> Lab:
+    """A lab from the shipped defaults whose settings do not depend on the host's env vars."""
+    init_lab(root)
+    (root / "labctl.yaml").write_text(settings)
+    for name, data in (specs or {}).items():
+        text = data if isinstance(data, str) else yaml.safe_dump(data)
+        (root / "images" / f"{name}.yaml").write_text(text)
+    return load_lab(str(root), environ={})
+
+
+def render_spec(lab: Lab, name: str) -> BuildContext:
+    return render(lab, lab.spec(name))
+
+
+def edit_spec(lab: Lab, name: str, **changes: Any) -> None:
+    """Change top-level keys of a spec file in place (same name, so the same header)."""
+    path = lab.images_dir / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text()) or {}
+    data.update(changes)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+
+
+def through_torch_layer(dockerfile: str) -> list[str]:
+    """The Dockerfile's lines up to and including the RUN that installs torch."""
+    lines = dockerfile.splitlines()
+    start = lines.index("# labctl-key: torch")
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("RUN "))
+    while lines[end].endswith("\\"):
+        end += 1
+    assert "requirements-torch.txt" in "\n".join(lines[start:end + 1])
+    return lines[: end + 1]
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    return fixed_lab(tmp_path / "lab")
+
+
+# --- golden Dockerfiles ------------------------------------------------------------------
+
+
+def test_every_shipped_spec_has_a_golden_file() -> None:
+    if UPDATE:
+        pytest.skip("updating golden files")
+    names = {p.name.removesuffix(".Dockerfile") for p in GOLDEN.glob("*.Dockerfile")}
+    assert names == set(SHIPPED), "run LABCTL_UPDATE_GOLDEN=1 pytest tests/test_render.py"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_golden_dockerfile(lab: Lab, name: str) -> None:
+    dockerfile = render_spec(lab, name).dockerfile
+    golden = GOLDEN / f"{name}.Dockerfile"
+    if UPDATE:
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_text(dockerfile, encoding="utf-8")
+        return
+    assert golden.is_file(), (
+        f"{golden} is missing; create it with LABCTL_UPDATE_GOLDEN=1 pytest tests/test_render.py"
+    )
+    assert dockerfile == golden.read_text(encoding="utf-8"), (
+        f"the rendered Dockerfile of {name} changed; if intended, regenerate with "
+        "LABCTL_UPDATE_GOLDEN=1 pytest tests/test_render.py and review the diff"
+    )
+
+
+def test_host_environment_does_not_change_the_golden_render(tmp_path: Path) -> None:
+    """The fixture lab really is fixed: host variables must not leak into the goldens."""
+    cert = tmp_path / "host.pem"
+    cert.write_bytes(PEM)
+    root = tmp_path / "lab"
+    fixed = fixed_lab(root)
+    with_env = load_lab(str(root), environ={"SSL_CERT_FILE": str(cert)})
+    assert render_spec(fixed, "d2l").dockerfile != render_spec(with_env, "d2l").dockerfile
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_line_is_an_instruction_or_a_comment(lab: Lab, name: str) -> None:
+    for line in _instructions(render_spec(lab, name).dockerfile):
+        if line.startswith("#"):
+            continue
+        assert line.split()[0] in INSTRUCTIONS, line
+
+
+# --- layer order -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", WITH_TORCH)
+@pytest.mark.parametrize(
+    ("key", "item"),
+    [("pip", "tqdm>=4.66"), ("extras", "rich>=13"), ("pip_nodeps", "d2l==0.17.6"),
+     ("apt", "graphviz-dev")],
+)
+def test_adding_a_package_keeps_the_torch_layer(
+    lab: Lab, name: str, key: str, item: str
+) -> None:
+    before = render_spec(lab, name)
+    spec = lab.spec(name)
+    edit_spec(lab, name, **{key: [*getattr(spec, key), item]})
+    after = render_spec(lab, name)
+
+    assert after.dockerfile != before.dockerfile or after.files != before.files
+    assert through_torch_layer(after.dockerfile) == through_torch_layer(before.dockerfile)
+    torch_reqs = "labctl/requirements-torch.txt"
+    assert after.files[torch_reqs] == before.files[torch_reqs]
+    # Every file that the layers up to torch COPY is unchanged too.
+    copied = [
+        line.split()[1:-1] for line in through_torch_layer(before.dockerfile)
+        if line.startswith("COPY ")
+    ]
+    for sources in copied:
+        for src in sources:
+            if src in before.files:
+                assert after.files[src] == before.files[src], src
+    assert after.digest != before.digest
+
+
+def test_layer_order_follows_change_frequency(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", specs={"all": {
+        "apt": ["git"], "torch": {"version": "2.10.0"}, "pip": ["rich"],
+        "pip_nodeps": ["d2l==0.17.6"], "extras": ["tqdm"], "env": {"A": "1"},
+    }})
+    keys = render_spec(lab, "all").step_keys()
+    first = {k: keys.index(k) for k in ("python", "torch", "apt", "pip", "pip_nodeps", "extras")}
+    assert first["python"] < first["torch"] < first["apt"] < first["pip"]
+    assert first["pip"] < first["pip_nodeps"] < first["extras"]
+    assert keys[0] == "base" and keys.index("env") > first["extras"]
+
+
+def test_changing_torch_changes_the_torch_layer(lab: Lab) -> None:
+    before = render_spec(lab, "d2l")
+    spec = lab.spec("d2l")
+    assert spec.torch is not None
+    edit_spec(lab, "d2l", torch={**spec.torch.model_dump(), "version": "2.9.1"})
+    after = render_spec(lab, "d2l")
+    assert after.files["labctl/requirements-torch.txt"] != before.files[
+        "labctl/requirements-torch.txt"
+    ]
+    assert b"torch==2.9.1" in after.files["labctl/requirements-torch.txt"]
+    assert b"torch==2.9.1" in after.files["labctl/constraints.txt"]
+    assert after.digest != before.digest
+
+
+# --- content hash ------------------------------------------------------------------------
+
+
+def test_hash_is_stable_when_nothing_changes(lab: Lab) -> None:
+    first = render_spec(lab, "yolo-cpu")
+    again = render_spec(lab, "yolo-cpu")
+    assert first.digest == again.digest
+    # Reloading the lab or reformatting the spec (a comment) changes nothing either.
+    path = lab.images_dir / "yolo-cpu.yaml"
+    path.write_text("# a comment of mine\n" + path.read_text())
+    reloaded = load_lab(str(lab.root), environ={})
+    assert render_spec(reloaded, "yolo-cpu").digest == first.digest
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pip": ["jupyterlab>=4.4,<5", "ultralytics>=8.4,<8.5", "opencv-python-headless>=4.11"]},
+        {"apt": ["libgl1"]},
+        {"env": {"YOLO_OFFLINE": "0"}},
+        {"python": "3.12"},
+        {"extras": ["rich"]},
+    ],
+)
+def test_hash_changes_with_the_spec(lab: Lab, change: dict[str, Any]) -> None:
+    before = render_spec(lab, "yolo-cpu").digest
+    edit_spec(lab, "yolo-cpu", **change)
+    assert render_spec(lab, "yolo-cpu").digest != before
+
+
+def test_hash_changes_with_the_index(tmp_path: Path) -> None:
+    plain = render_spec(fixed_lab(tmp_path / "a"), "d2l").digest
+    mirror = fixed_lab(tmp_path / "b", "network: {index_url: 'https://mirror.example/simple'}\n")
+    assert render_spec(mirror, "d2l").digest != plain
+
+
+def test_proxies_are_build_args_and_leave_the_hash_alone(tmp_path: Path) -> None:
+    plain = render_spec(fixed_lab(tmp_path / "a"), "d2l")
+    proxied = render_spec(
+        fixed_lab(tmp_path / "b", "network: {https_proxy: 'http://127.0.0.1:7890'}\n"), "d2l"
+    )
+    assert proxied.buildargs["https_proxy"] == "http://127.0.0.1:7890"
+    assert proxied.buildargs["HTTPS_PROXY"] == "http://127.0.0.1:7890"
+    assert "127.0.0.1:7890" not in proxied.dockerfile
+    assert proxied.digest == plain.digest
+
+
+# --- requirements live in files, not in the Dockerfile -----------------------------------
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_requirements_never_appear_in_the_dockerfile(lab: Lab, name: str) -> None:
+    spec = lab.spec(name)
+    ctx = render(lab, spec)
+    wanted = {
+        "labctl/requirements-lab.txt": spec.pip,
+        "labctl/requirements-nodeps.txt": spec.pip_nodeps,
+        "labctl/requirements-extras.txt": spec.extras,
+    }
+    if spec.torch:
+        wanted["labctl/requirements-torch.txt"] = [
+            f"torch=={spec.torch.version}", *spec.torch.packages
+        ]
+    for file, reqs in wanted.items():
+        if not reqs:
+            continue
+        assert ctx.files[file].decode().splitlines() == list(reqs)
+        for req in reqs:
+            assert req not in ctx.dockerfile, req
+
+
+def test_requirement_names_never_reach_the_dockerfile(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", specs={"probe": {
+        "torch": {"version": "2.10.0", "packages": ["zzprobe-vision==9.9"]},
+        "pip": ["zzprobe-lab>=1"], "pip_nodeps": ["zzprobe-nodeps==2"],
+        "extras": ["zzprobe-extra"],
+    }})
+    ctx = render_spec(lab, "probe")
+    assert "zzprobe" not in ctx.dockerfile
+    assert b"zzprobe-vision==9.9" in ctx.files["labctl/requirements-torch.txt"]
+    assert b"zzprobe-lab>=1" in ctx.files["labctl/requirements-lab.txt"]
+    assert b"zzprobe-nodeps==2" in ctx.files["labctl/requirements-nodeps.txt"]
+    assert ctx.files["labctl/requirements-extras.txt"] == b"zzprobe-extra\n"
+    # The torch packages are pinned for the later layers.
+    assert ctx.files["labctl/constraints.txt"] == b"torch==2.10.0\nzzprobe-vision==9.9\n"
+
+
+def test_env_values_are_quoted_and_escaped(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", specs={"e": {"env": {
+        "GREETING": 'say "hi" to $USER', "CLOSE": 'x" BAR="y', "WIN": "C:\\temp",
+    }}})
+    dockerfile = render_spec(lab, "e").dockerfile
+    env_lines = [
+        line for line in _instructions(dockerfile)
+        if line.startswith("ENV ") and "GREETING=" in line
+    ]
+    assert len(env_lines) == 1
+    assert 'GREETING="say \\"hi\\" to \\$USER"' in env_lines[0]
+    assert 'CLOSE="x\\" BAR=\\"y"' in env_lines[0]
+    assert 'WIN="C:\\\\temp"' in env_lines[0]
+
+
+def test_command_ports_and_workdir(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", specs={"c": {
+        "command": ["python", "-c", "print('a \"b\"')"], "ports": [6006],
+        "jupyter": {"enabled": True, "port": 8890}, "workdir": "/home/lab/work",
+    }})
+    lines = render_spec(lab, "c").dockerfile.splitlines()
+    cmd = [line for line in lines if line.startswith("CMD ")]
+    assert len(cmd) == 1 and cmd == lines[-1:]
+    assert json.loads(cmd[0].removeprefix("CMD ")) == ["python", "-c", "print('a \"b\"')"]
+    assert "EXPOSE 8890" in lines and "EXPOSE 6006" in lines
+    assert "WORKDIR /home/lab/work" in lines
+
+
+def test_torch_variant_index(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", specs={
+        "cpu": {"torch": {"version": "2.10.0", "variant": "cpu"}},
+        "default": {"torch": {"version": "2.10.0", "variant": "cu128"}},
+        "unbuilt": {"torch": {"version": "2.10.0", "variant": "cu117"}},
+    })
+    cpu = through_torch_layer(render_spec(lab, "cpu").dockerfile)[-1]
+    assert "--index-url https://download.pytorch.org/whl/cpu" in cpu
+    assert "--index-url" not in through_torch_layer(render_spec(lab, "default").dockerfile)[-1]
+    with pytest.raises(LabError) as info:
+        render_spec(lab, "unbuilt")
+    assert "cu117" in info.value.message and info.value.fix and "cu128" in info.value.fix
+
+
+# --- CA bundle and wheelhouse ------------------------------------------------------------
+
+
+def test_no_ca_bundle_no_copy(lab: Lab) -> None:
+    ctx = render_spec(lab, "d2l")
+    assert "update-ca-certificates" not in ctx.dockerfile
+    assert "labctl/ca-extra.crt" not in ctx.files
+
+
+@pytest.mark.parametrize("how", ["settings", "environment"])
+def test_ca_bundle_is_trusted_in_the_build(tmp_path: Path, how: str) -> None:
+    cert = tmp_path / "corp.pem"
+    cert.write_bytes(PEM)
+    root = tmp_path / "lab"
+    if how == "settings":
+        lab = fixed_lab(root, "network: {ca_bundle: ../corp.pem}\n")
+    else:
+        fixed_lab(root)
+        lab = load_lab(str(root), environ={"SSL_CERT_FILE": str(cert)})
+    ctx = render_spec(lab, "d2l")
+    assert ctx.files["labctl/ca-extra.crt"] == PEM
+    lines = ctx.dockerfile.splitlines()
+    copy = lines.index("COPY labctl/ca-extra.crt /usr/local/share/ca-certificates/labctl-extra.crt")
+    update = lines.index("RUN update-ca-certificates")
+    # Trusted before anything is downloaded from the Python index.
+    first_pip = next(i for i, line in enumerate(lines) if "pip install" in line)
+    assert copy < update < first_pip
+    assert ctx.digest != render_spec(fixed_lab(tmp_path / "plain"), "d2l").digest
+
+
+def test_ca_bundle_errors(tmp_path: Path) -> None:
+    (tmp_path / "notpem.txt").write_text("hello")
+    bad = fixed_lab(tmp_path / "a", "network: {ca_bundle: ../notpem.txt}\n")
+    with pytest.raises(LabError) as info:
+        render_spec(bad, "d2l")
+    assert "PEM" in info.value.message and info.value.fix
+    missing = fixed_lab(tmp_path / "b", "network: {ca_bundle: /nonexistent/ca.pem}\n")
+    with pytest.raises(LabError) as info:
+        render_spec(missing, "d2l")
+    assert "/nonexistent/ca.pem" in info.value.message and info.value.fix
+
+
+def test_wheelhouse_copies_the_wheels(tmp_path: Path) -> None:
+    wheels = tmp_path / "lab" / "wheels"
+    wheels.mkdir(parents=True)
+    (wheels / "torch-2.13.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"wheel-a")
+    (wheels / "rich-13.0.0-py3-none-any.whl").write_bytes(b"wheel-b")
+    (wheels / "notes.txt").write_text("not a wheel")
+    lab = fixed_lab(tmp_path / "lab", "wheelhouse: wheels\n")
+    ctx = render_spec(lab, "d2l")
+    assert ctx.files["wheelhouse/torch-2.13.0-cp311-cp311-linux_x86_64.whl"] == b"wheel-a"
+    assert ctx.files["wheelhouse/rich-13.0.0-py3-none-any.whl"] == b"wheel-b"
+    assert "wheelhouse/notes.txt" not in ctx.files
+    lines = ctx.dockerfile.splitlines()
+    copy = lines.index("COPY wheelhouse/ /opt/labctl/wheelhouse/")
+    installs = [i for i, line in enumerate(lines) if line.startswith("RUN uv pip install")]
+    assert installs and all(i > copy for i in installs)
+    assert all("--find-links /opt/labctl/wheelhouse" in lines[i] for i in installs)
+    # Adding a wheel changes the hash.
+    (wheels / "tqdm-4.0.0-py3-none-any.whl").write_bytes(b"wheel-c")
+    assert render_spec(lab, "d2l").digest != ctx.digest
+
+
+def test_spec_wheelhouse_that_does_not_exist(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", specs={"w": {"wheelhouse": "nowhere"}})
+    with pytest.raises(LabError) as info:
+        render_spec(lab, "w")
+    assert info.value.file == str(lab.images_dir / "w.yaml")
+    assert "nowhere" in info.value.message and info.value.fix
+
+
+# --- the CLI writes the context -------------------------------------------------------
+
+
+def test_cli_render_context(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab")
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("LABCTL_")
+        and k not in {"PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "PIP_INDEX_URL"}
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "labctl", *args], cwd=lab.root, env=env, text=True,
+            capture_output=True, timeout=120,
+        )
+
+    out = tmp_path / "ctx"
+    wrote = cli("render", "yolo-gpu", "--context", str(out))
+    assert wrote.returncode == 0, wrote.stderr
+    printed = cli("render", "yolo-gpu")
+    assert printed.returncode == 0, printed.stderr
+    assert (out / "Dockerfile").read_text() == printed.stdout
+    expected = render_spec(lab, "yolo-gpu")
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert written == set(expected.files)
+    for name, data in expected.files.items():
+        assert (out / name).read_bytes() == data, name
+    assert expected.digest in wrote.stderr
