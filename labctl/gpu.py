@@ -9,7 +9,9 @@ Parsing is kept apart from running the command so recorded outputs can be tested
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import ctypes
 import os
 import re
 import subprocess
@@ -21,6 +23,7 @@ from labctl import compat
 QUERY = "name,compute_cap,driver_version,memory.total"
 QUERY_NO_CC = "name,driver_version,memory.total"
 NO_NVML_ENV = "LABCTL_NO_NVML"
+NVML_LIB = "libnvidia-ml.so.1"  # the name pynvml loads on Linux
 TIMEOUT = 15
 
 
@@ -150,6 +153,10 @@ def _text(value: str | bytes) -> str:
 
 def probe_nvml() -> Probe | None:
     """The NVML path; None when the library or the driver is not there."""
+    try:  # a quick dlopen first: importing pynvml costs ~0.1 s, too much for no GPU
+        ctypes.CDLL(NVML_LIB)
+    except OSError:
+        return None
     try:
         import pynvml
     except ImportError:
@@ -184,10 +191,8 @@ def probe_nvml() -> Probe | None:
     except pynvml.NVMLError as e:
         return Probe(source="nvml", problem=f"NVML: {e}")
     finally:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
 
 
 def probe(environ: Mapping[str, str] | None = None) -> Probe:

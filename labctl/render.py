@@ -223,6 +223,8 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
         "wheelhouse": bool(wheels),
         "find_links": "--find-links /opt/labctl/wheelhouse " if wheels else "",
         "torch_index": torch_index,
+        # Pins that stop later layers from replacing the torch layer's packages.
+        "constrain": "-c /opt/labctl/constraints.txt " if _constraints(spec) else "",
         "ports": ports(spec),
         "command": command(spec),
     }
@@ -237,7 +239,8 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
         files["labctl/requirements-torch.txt"] = _lines(_torch_requirements(spec))
     if spec.pip or spec.pip_nodeps:
         files["labctl/requirements-lab.txt"] = _lines(list(spec.pip))
-    files["labctl/constraints.txt"] = _lines(_constraints(spec))
+    if _constraints(spec):
+        files["labctl/constraints.txt"] = _lines(_constraints(spec))
     if spec.pip_nodeps:
         files["labctl/requirements-nodeps.txt"] = _lines(list(spec.pip_nodeps))
     if spec.extras:

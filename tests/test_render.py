@@ -101,7 +101,7 @@ def test_golden_dockerfile(lab: Lab, name: str) -> None:
     )
 
 
-def test_host_environment_does_not_change_the_golden_render(tmp_path: Path) -> None:
+def test_goldens_need_a_fixed_environment(tmp_path: Path) -> None:
     """The fixture lab really is fixed: host variables must not leak into the goldens."""
     cert = tmp_path / "host.pem"
     cert.write_bytes(PEM)

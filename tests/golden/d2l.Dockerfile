@@ -72,6 +72,9 @@ COPY labctl/image/ /opt/labctl/lib/
 RUN chmod 0755 /usr/local/bin/labctl-entrypoint \
  && mkdir -p /workspace \
  && chown lab:lab /workspace
+
+# labctl-key: workdir
+ENV LABCTL_WORKSPACE=/workspace
 WORKDIR /workspace
 EXPOSE 8888
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]

@@ -71,6 +71,9 @@ RUN chmod 0755 /usr/local/bin/labctl-entrypoint \
 
 # labctl-key: env
 ENV YOLO_OFFLINE="1"
+
+# labctl-key: workdir
+ENV LABCTL_WORKSPACE=/workspace
 WORKDIR /workspace
 EXPOSE 8888
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]

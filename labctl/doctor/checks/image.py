@@ -1,0 +1,198 @@
+"""`--image`: checks inside each built image through one short container run: the CUDA
+and GPU code torch really has, whether CUDA works with the GPU attached, and glibc for
+the VS Code server. What an image contains can differ from its spec (an old build, a
+base image with its own torch), so the doctor asks the image itself."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from labctl import compat, torch_wheels
+from labctl.doctor.context import Context
+from labctl.doctor.registry import Finding, check
+from labctl.errors import LabError
+
+MARK = "LABCTL_PROBE "
+LDD_MARK = "LABCTL_LDD "
+NO_PYTHON = "LABCTL_NOPYTHON"
+VSCODE_GLIBC = (2, 28)  # the VS Code server needs glibc >= 2.28 (since VS Code 1.86)
+PROBE_TIMEOUT = 180
+
+# Runs under /bin/sh in the image: the glibc line from ldd, then Python with the probe.
+SHELL = (
+    f'echo "{LDD_MARK}$(ldd --version 2>&1 | head -n 1)"; '
+    'for p in python python3; do '
+    'if command -v "$p" >/dev/null 2>&1; then exec "$p" -c "$1"; fi; done; '
+    f'echo "{NO_PYTHON}"'
+)
+PYTHON = f"""
+import json, platform, sys, warnings
+out = {{"python": sys.version.split()[0], "libc": list(platform.libc_ver())}}
+try:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import torch
+        out["torch"] = torch.__version__
+        out["cuda"] = torch.version.cuda
+        flags = getattr(torch._C, "_cuda_getArchFlags", lambda: None)()
+        out["archs"] = flags.split() if flags else []
+        out["available"] = bool(torch.cuda.is_available())
+        out["devices"] = [torch.cuda.get_device_name(i)
+                          for i in range(torch.cuda.device_count())] if out["available"] else []
+        out["warnings"] = [str(w.message)[:300] for w in caught]
+except Exception as e:
+    out["error"] = (type(e).__name__ + ": " + str(e))[:500]
+print({MARK!r} + json.dumps(out), flush=True)
+"""
+
+
+@dataclass
+class ImageFacts:
+    """What the probe container reported (parsed, pure)."""
+
+    glibc: tuple[int, int] | None = None
+    libc_line: str = ""
+    python: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def torch(self) -> str | None:
+        return self.data.get("torch")
+
+
+def parse_glibc(line: str) -> tuple[int, int] | None:
+    """'ldd (Debian GLIBC 2.36-9+deb12u7) 2.36' -> (2, 36); musl or nothing -> None."""
+    if not re.search(r"glibc|gnu libc", line, re.I):
+        return None
+    m = re.search(r"(\d+)\.(\d+)\s*$", line.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def parse_probe(output: str) -> ImageFacts:
+    facts = ImageFacts()
+    for line in output.splitlines():
+        if line.startswith(LDD_MARK):
+            facts.libc_line = line[len(LDD_MARK):].strip()
+            facts.glibc = parse_glibc(facts.libc_line)
+        elif line.startswith(MARK):
+            try:
+                facts.data = json.loads(line[len(MARK):])
+            except json.JSONDecodeError:
+                continue
+    libc = facts.data.get("libc") or []
+    if facts.glibc is None and len(libc) == 2 and libc[0] == "glibc":
+        m = re.match(r"(\d+)\.(\d+)", str(libc[1]))
+        facts.glibc = (int(m.group(1)), int(m.group(2))) if m else None
+    facts.python = facts.data.get("python")
+    return facts
+
+
+def glibc_finding(facts: ImageFacts) -> Finding:
+    if facts.glibc is None:
+        what = facts.libc_line or "no ldd"
+        return Finding("warn", f"no glibc found ({what}): the VS Code server needs glibc >= "
+                       "2.28", "use a Debian (bookworm) or Ubuntu (22.04+) base image")
+    ver = f"{facts.glibc[0]}.{facts.glibc[1]}"
+    if facts.glibc < VSCODE_GLIBC:
+        return Finding("fail", f"glibc {ver}: the VS Code server needs >= 2.28",
+                       "use a newer base image (debian:bookworm, ubuntu:22.04 or later)")
+    return Finding("ok", f"glibc {ver} (VS Code needs >= 2.28)")
+
+
+def torch_findings(facts: ImageFacts, spec: Any, gpus: tuple[Any, ...], attached: bool,
+                   why_not: str) -> list[tuple[str, Finding]]:
+    """(suffix, finding) pairs from what torch reported inside the image (pure)."""
+    d = facts.data
+    if not d:
+        return [("torch", Finding("fail", "the probe printed nothing (no python in the "
+                                  "image, or it crashed)", "run `labctl build` again"))]
+    if "error" in d and not d.get("torch"):
+        if spec is not None and spec.torch is None:
+            return [("torch", Finding("ok", f"no torch in the image ({d['error'][:80]})"))]
+        return [("torch", Finding("fail", f"import torch failed: {d['error']}",
+                                  "rebuild the image: `labctl build NAME --force`"))]
+    cuda = d.get("cuda")
+    archs = compat.parse_torch_arch_list(d.get("archs") or [])
+    out: list[tuple[str, Finding]] = []
+    msg = f"torch {d.get('torch')}, CUDA {cuda or 'none (CPU build)'}, {archs.describe()}"
+    status, fix = "ok", ""
+    if spec is not None and spec.torch is not None:
+        want = torch_wheels.wheel_cuda(spec.torch.version, spec.torch.variant)
+        want_cuda = compat.variant_cuda(want) if want else None
+        have_version = str(d.get("torch", "")).split("+")[0]
+        if have_version != spec.torch.version or (want_cuda or None) != (cuda or None):
+            status = "warn"
+            msg += (f"; the spec asks for torch {spec.torch.version}"
+                    f"{'+' + want if want else ''}: the image is out of date")
+            fix = f"rebuild it: `labctl build {spec.name}`"
+    out.append(("torch", Finding(status, msg, fix)))
+    if cuda:
+        for g in gpus:
+            a = compat.assess(cuda, archs, g, f"torch {d.get('torch')}")
+            text = "; ".join(a.problems if a.status == "fail" else a.notes)
+            fix = "" if a.status == "ok" else (
+                f"fix the spec (`labctl doctor {spec.name}` says how), then "
+                f"`labctl build {spec.name}`" if spec is not None else "rebuild the image")
+            out.append((f"gpu{g.index}", Finding(a.status, text, fix)))
+    if not attached:
+        out.append(("cuda", Finding("skip", f"torch.cuda.is_available() not tried: {why_not}")))
+    elif d.get("available"):
+        out.append(("cuda", Finding("ok", "torch.cuda.is_available() is True: "
+                                    + ", ".join(d.get("devices") or []))))
+    else:
+        warn = "; ".join(d.get("warnings") or [])[:300]
+        out.append(("cuda", Finding("fail", "torch.cuda.is_available() is False with the GPU "
+                                    f"attached{': ' + warn if warn else ''}",
+                                    "see the spec and GPU findings above")))
+    return out
+
+
+def _image(ctx: Context) -> bool:
+    return ctx.image
+
+
+@check("image.probe", "image", "inside the image", when=_image)
+def image_probe(ctx: Context) -> list[Finding]:
+    if ctx.lab is None:
+        return [Finding("skip", "not in a lab folder: no images to check")]
+    if ctx.engine is None:
+        return [Finding("skip", "the engine does not answer (see engine.reachable)")]
+    out: list[Finding] = []
+    gpus = ctx.probe.gpus
+    for name in ctx.spec_names():
+        try:
+            spec = ctx.spec(name)
+        except LabError:
+            spec = None
+        tag = ctx.lab.image_tag(name)
+        if ctx.engine.image(tag) is None:
+            out.append(Finding("warn", f"{tag} is not built", f"labctl build {name}", name,
+                               f"{name} image"))
+            continue
+        if not gpus:
+            attach, why = "none", "no NVIDIA GPU on this machine"
+        elif ctx.gpu_mode == "none":
+            attach, why = "none", "the engine has no GPU runtime (see containers.gpu)"
+        else:
+            attach, why = ctx.gpu_mode, ""
+        try:
+            rc, text = ctx.engine.probe(tag, ["/bin/sh", "-c", SHELL, "sh", PYTHON],
+                                        gpus=attach, timeout=PROBE_TIMEOUT)
+        except LabError as e:
+            out.append(Finding("fail", f"could not run a probe container: {e.message}",
+                               e.fix or "", name, f"{name} image"))
+            continue
+        facts = parse_probe(text)
+        if rc == 124:
+            out.append(Finding("fail", f"the probe did not finish within {PROBE_TIMEOUT} s", "",
+                               name, f"{name} image"))
+            continue
+        for suffix, f in torch_findings(facts, spec, gpus, attach != "none", why):
+            out.append(Finding(f.status, f.message, f.fix, f"{name}.{suffix}",
+                               f"{name} image: {suffix}"))
+        g = glibc_finding(facts)
+        out.append(Finding(g.status, g.message, g.fix, f"{name}.glibc", f"{name} image: glibc"))
+    return out or [Finding("skip", "the lab has no specs")]
