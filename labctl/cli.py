@@ -288,6 +288,42 @@ def stop(names: tuple[str, ...], all_: bool) -> None:
         ui.console.print(f"stopped {c.name}")
 
 
+@cli.command()
+@click.argument("name")
+@click.option("--only", multiple=True, help="Run only this check (repeatable).")
+@click.option("--gpus", type=click.Choice(["auto", "all", "none"]), default="auto",
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@lab_option
+@friendly
+def check(name: str, only: tuple[str, ...], gpus: str, as_json: bool,
+          lab_dir: str | None) -> None:
+    """Run the checks spec NAME declares inside its image, as you, on the lab's volumes."""
+    from rich.text import Text
+
+    from labctl import ui
+    from labctl.check import run_checks
+    from labctl.engine import Engine
+
+    lab = _lab(lab_dir)
+    engine = Engine.connect()
+    with ui.console.status("checking") as status:
+        results = run_checks(engine, lab, name, list(only) or None, gpus,
+                             on_start=lambda n: status.update(f"{name}: running check {n}"))
+    failed = [r for r in results if r.status != "pass"]
+    if as_json:
+        ui.dump_json([r.__dict__ for r in results])
+    else:
+        colour = {"pass": "green", "fail": "red", "timeout": "red"}
+        ui.table(f"checks of {name}", ["check", "result", "seconds"],
+                 [[r.name, Text(r.status, style=colour[r.status]), f"{r.seconds:.1f}"]
+                  for r in results])
+        for r in failed:
+            ui.console.print(Text(f"--- output of {r.name} (last 40 lines) ---", style="bold"))
+            ui.console.print(Text("\n".join(r.output.splitlines()[-40:])))
+    sys.exit(1 if failed else 0)
+
+
 @cli.group()
 def base() -> None:
     """Base images."""

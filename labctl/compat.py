@@ -458,8 +458,7 @@ def verdict(spec: ImageSpec, gpu: GpuLike | None) -> Verdict:
                            "otherwise train on the CPU (smaller models, fewer epochs)")
         return Verdict("ok", "CPU spec: runs without a GPU")
     if not wants_gpu:
-        return Verdict("ok", f"CPU spec (no gpu: key): runs on the CPU, {gpu.name} stays "
-                       "unused")
+        return Verdict("ok", "CPU spec (no gpu: key): runs on the CPU; the GPU stays unused")
     if torch is not None and cu == "cpu":
         best = best_wheel(gpu.cc, gpu.driver, gpu.cuda_max) if gpu.cc else None
         fix = (f"set {best.spec_line(_has_vision(spec))} in {_spec_file(spec)}" if best

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import IO, TYPE_CHECKING, Any
@@ -271,11 +272,20 @@ class Engine:
             "runtime": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
             "cdi": [docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])],
         }.get(gpus)
+        name = f"labctl-probe-{os.getpid()}-{time.monotonic_ns()}"
         with translated():
-            c = self.client.containers.create(
-                image, command[1:], entrypoint=command[:1], device_requests=device_requests,
-                network_disabled=True, labels={f"{LABEL_PREFIX}doctor": "probe"}, detach=True,
-            )
+            try:
+                c = self.client.containers.create(
+                    image, command[1:], entrypoint=command[:1], name=name,
+                    device_requests=device_requests, network_disabled=True,
+                    labels={f"{LABEL_PREFIX}doctor": "probe"}, detach=True,
+                )
+            except requests.exceptions.RequestException:
+                # The engine may have created it before the answer timed out.
+                with suppress(docker.errors.DockerException,
+                              requests.exceptions.RequestException):
+                    self.api.remove_container(name, force=True)
+                raise
             try:
                 try:
                     c.start()
@@ -290,6 +300,18 @@ class Engine:
                 with _ignore_missing():
                     c.remove(force=True)
         return status, out.decode(errors="replace")
+
+    def run_to_end(self, container: Any, timeout: float) -> tuple[int | None, str]:
+        """Start a created container, wait for it (None on timeout), return its output."""
+        self.start(container)
+        with translated():
+            try:
+                code: int | None = int(container.wait(timeout=timeout).get("StatusCode", 1))
+            except (requests.exceptions.Timeout, requests.exceptions.ConnectionError):
+                code = None
+                self.stop_container(container, timeout=2)
+            out = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        return code, out
 
     def attach_cli(self, container: Any) -> int:
         """Start an interactive (TTY) container through the docker CLI, which handles the

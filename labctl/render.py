@@ -190,6 +190,17 @@ def _image_files() -> dict[str, bytes]:
     }
 
 
+def _prepare_files(lab: Lab, spec: ImageSpec) -> dict[str, bytes]:
+    out = {}
+    for script in spec.prepare:
+        path = lab.images_dir / script
+        if not path.is_file():
+            raise LabError(f"prepare: {script} not found in {lab.images_dir}",
+                           file=str(spec.source), fix="create the script or remove it from prepare")
+        out[f"prepare/{script}"] = path.read_bytes()
+    return out
+
+
 def buildargs(lab: Lab, spec: ImageSpec) -> dict[str, str]:
     """Values passed as build args: the index and mirror (cache-relevant), and proxies."""
     net = lab.settings.network
@@ -234,6 +245,7 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
         raise LabError(f"template error: {e}", file="templates/Dockerfile.j2") from None
     files: dict[str, bytes] = {"Dockerfile": dockerfile.encode()}
     files["labctl/entrypoint.sh"] = (resources.templates_dir() / "entrypoint.sh").read_bytes()
+    files["labctl/pip_check.py"] = (resources.templates_dir() / "pip_check.py").read_bytes()
     files.update(_image_files())
     if spec.torch:
         files["labctl/requirements-torch.txt"] = _lines(_torch_requirements(spec))
@@ -248,6 +260,7 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     if ca is not None:
         files["labctl/ca-extra.crt"] = ca
     files.update(wheels)
+    files.update(_prepare_files(lab, spec))
     args = buildargs(lab, spec)
     ctx = BuildContext(spec=spec, dockerfile=dockerfile, files=files, buildargs=args)
     ctx.digest = content_hash(files, args)

@@ -28,6 +28,7 @@ PyVersion = Annotated[str, AfterValidator(v.python_version)]
 Version = Annotated[str, AfterValidator(v.version)]
 Variant = Annotated[str, AfterValidator(v.torch_variant)]
 Name = Annotated[str, AfterValidator(v.name)]
+Script = Annotated[str, AfterValidator(v.rel_script)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -60,7 +61,7 @@ class CheckSpec(_Strict):
 
     name: Name
     run: Line | None = None  # a shell command, run inside the image
-    script: Line | None = None  # a file beside the spec, copied in and run with python
+    script: Script | None = None  # a file under images/, run with python or bash
     timeout: int = Field(600, ge=1, le=7200)
 
     @model_validator(mode="after")
@@ -95,6 +96,9 @@ class ImageSpec(_Strict):
     workdir: AbsPath = "/workspace"
     gpu: GpuSpec | None = None
     checks: list[CheckSpec] = Field(default_factory=list)
+    # Scripts under images/ run at build time as root, after the packages (fonts,
+    # settings and caches a lab needs offline).
+    prepare: list[Script] = Field(default_factory=list)
     # Where the spec came from; not a YAML key.
     source: Path | None = Field(default=None, exclude=True)
     chain: tuple[str, ...] = Field(default=(), exclude=True)
@@ -117,6 +121,7 @@ FIX_HINTS: dict[str, str] = {
     "workdir": "use an absolute path such as /workspace",
     "command": "write the command as a list: [python, train.py]",
     "checks": "each check has a name and either run: or script:",
+    "prepare": "list .sh or .py files under images/, e.g. [prepare/fonts.sh]",
     "index_url": "use a full URL such as https://pypi.org/simple",
     "extra_index_urls": "use full URLs such as https://download.pytorch.org/whl/cu128",
     "ports": "list port numbers between 1 and 65535, e.g. [6006]",

@@ -27,6 +27,7 @@ _URL = re.compile(r"^(https?|file)://[A-Za-z0-9._~:/?@%+=,-]+$")
 _PY = re.compile(r"^3\.[0-9]{1,2}$")
 _VARIANT = re.compile(r"^(default|cpu|cu[0-9]{3}|rocm[0-9.]+)$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_REL_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\.(sh|py)")
 # Every pattern is applied with fullmatch: re.match's `$` also matches before a trailing
 # newline, which would let "git\n" through and split a Dockerfile line.
 
@@ -123,4 +124,13 @@ def torch_variant(value: str) -> str:
 def name(value: str) -> str:
     if not _NAME.fullmatch(value):
         raise ValueError(f"{value!r} must be lower-case letters, digits, '.', '_' or '-'")
+    return value
+
+
+def rel_script(value: str) -> str:
+    """A .sh or .py file inside the lab's images/ folder (no '..', no absolute path)."""
+    if not _REL_FILE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} must be a .sh or .py file path inside images/, e.g. prepare/fonts.sh"
+        )
     return value

@@ -31,7 +31,7 @@ def render(results: list) -> None:
             continue
         t = Table(title=area, title_justify="left", title_style="bold", show_header=False)
         t.add_column("status", no_wrap=True)
-        t.add_column("check", style="bold", overflow="fold")
+        t.add_column("check", style="bold", no_wrap=True)
         t.add_column("result", overflow="fold")
         for r in rows:
             cell = Text(r.message)

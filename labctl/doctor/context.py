@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from labctl.lab import Lab
     from labctl.spec import ImageSpec
 
-ENGINE_TIMEOUT = 5
+ENGINE_TIMEOUT = 5  # seconds; a doctor must not hang on a dead engine
+IMAGE_ENGINE_TIMEOUT = 120  # --image starts containers, slow on a busy machine
 
 
 class Context:
@@ -45,7 +46,7 @@ class Context:
         from labctl.engine import Engine
 
         try:
-            return Engine.connect(timeout=ENGINE_TIMEOUT)
+            return Engine.connect(timeout=IMAGE_ENGINE_TIMEOUT if self.image else ENGINE_TIMEOUT)
         except LabError as e:
             self.engine_error = e
             return None

@@ -64,7 +64,8 @@ COPY labctl/requirements-nodeps.txt /opt/labctl/
 RUN uv pip install --no-deps -r /opt/labctl/requirements-nodeps.txt
 
 # labctl-key: pip
-RUN uv pip check
+COPY labctl/pip_check.py /opt/labctl/pip_check.py
+RUN python /opt/labctl/pip_check.py
 
 # labctl-key: base
 COPY labctl/entrypoint.sh /usr/local/bin/labctl-entrypoint

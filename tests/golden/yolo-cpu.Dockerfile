@@ -60,7 +60,12 @@ COPY labctl/requirements-lab.txt labctl/constraints.txt /opt/labctl/
 RUN uv pip install -c /opt/labctl/constraints.txt -r /opt/labctl/requirements-lab.txt
 
 # labctl-key: pip
-RUN uv pip check
+COPY labctl/pip_check.py /opt/labctl/pip_check.py
+RUN python /opt/labctl/pip_check.py
+
+# labctl-key: prepare
+COPY prepare/ /opt/labctl/prepare/
+RUN bash /opt/labctl/prepare/prepare/ultralytics-offline.sh
 
 # labctl-key: base
 COPY labctl/entrypoint.sh /usr/local/bin/labctl-entrypoint

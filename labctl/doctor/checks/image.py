@@ -102,18 +102,18 @@ def glibc_finding(facts: ImageFacts) -> Finding:
     return Finding("ok", f"glibc {ver} (VS Code needs >= 2.28)")
 
 
-def torch_findings(facts: ImageFacts, spec: Any, gpus: tuple[Any, ...], attached: bool,
-                   why_not: str) -> list[tuple[str, Finding]]:
+def torch_findings(facts: ImageFacts, spec: Any, name: str, gpus: tuple[Any, ...],
+                   attached: bool, why_not: str) -> list[tuple[str, Finding]]:
     """(suffix, finding) pairs from what torch reported inside the image (pure)."""
     d = facts.data
     if not d:
         return [("torch", Finding("fail", "the probe printed nothing (no python in the "
-                                  "image, or it crashed)", "run `labctl build` again"))]
+                                  "image, or it crashed)", f"labctl build {name} --force"))]
     if "error" in d and not d.get("torch"):
-        if spec is not None and spec.torch is None:
+        if spec is None or spec.torch is None:
             return [("torch", Finding("ok", f"no torch in the image ({d['error'][:80]})"))]
         return [("torch", Finding("fail", f"import torch failed: {d['error']}",
-                                  "rebuild the image: `labctl build NAME --force`"))]
+                                  f"rebuild the image: `labctl build {name} --force`"))]
     cuda = d.get("cuda")
     archs = compat.parse_torch_arch_list(d.get("archs") or [])
     out: list[tuple[str, Finding]] = []
@@ -127,15 +127,14 @@ def torch_findings(facts: ImageFacts, spec: Any, gpus: tuple[Any, ...], attached
             status = "warn"
             msg += (f"; the spec asks for torch {spec.torch.version}"
                     f"{'+' + want if want else ''}: the image is out of date")
-            fix = f"rebuild it: `labctl build {spec.name}`"
+            fix = f"rebuild it: `labctl build {name}`"
     out.append(("torch", Finding(status, msg, fix)))
     if cuda:
         for g in gpus:
             a = compat.assess(cuda, archs, g, f"torch {d.get('torch')}")
             text = "; ".join(a.problems if a.status == "fail" else a.notes)
             fix = "" if a.status == "ok" else (
-                f"fix the spec (`labctl doctor {spec.name}` says how), then "
-                f"`labctl build {spec.name}`" if spec is not None else "rebuild the image")
+                f"fix the spec (`labctl doctor {name}` says how), then `labctl build {name}`")
             out.append((f"gpu{g.index}", Finding(a.status, text, fix)))
     if not attached:
         out.append(("cuda", Finding("skip", f"torch.cuda.is_available() not tried: {why_not}")))
@@ -190,7 +189,7 @@ def image_probe(ctx: Context) -> list[Finding]:
             out.append(Finding("fail", f"the probe did not finish within {PROBE_TIMEOUT} s", "",
                                name, f"{name} image"))
             continue
-        for suffix, f in torch_findings(facts, spec, gpus, attach != "none", why):
+        for suffix, f in torch_findings(facts, spec, name, gpus, attach != "none", why):
             out.append(Finding(f.status, f.message, f.fix, f"{name}.{suffix}",
                                f"{name} image: {suffix}"))
         g = glibc_finding(facts)

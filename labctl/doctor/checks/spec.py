@@ -33,7 +33,7 @@ def spec_gpu(ctx: Context) -> list[Finding]:
             out.append(Finding("fail", e.message + detail, e.fix or "", name, name))
             continue
         gpus = ctx.probe.gpus
-        if not gpus:
+        if not gpus or spec.gpu is None:  # a CPU spec: one row, whatever the GPUs
             v = compat.verdict(spec, None)
             out.append(Finding(v.status, v.message, v.fix, name, name))
             continue

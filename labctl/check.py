@@ -1,0 +1,72 @@
+"""`labctl check`: run the workloads a spec declares inside its built image, as the host
+user, on the lab's volumes, and report pass/fail per check."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from labctl.engine import Engine
+from labctl.errors import LabError
+from labctl.lab import Lab
+from labctl.run import create_host_dirs, make_plan
+from labctl.runplan import Mount
+from labctl.spec import CheckSpec
+
+SPEC_DIR = "/opt/labctl/spec"  # the lab's images/ folder, read-only, for check scripts
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str  # pass | fail | timeout
+    seconds: float
+    output: str
+
+
+def command_for(check: CheckSpec) -> list[str]:
+    if check.run:
+        return ["bash", "-c", check.run]
+    assert check.script
+    runner = "python" if check.script.endswith(".py") else "bash"
+    return [runner, f"{SPEC_DIR}/{check.script}"]
+
+
+def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = None,
+               gpus: str = "auto", on_start: Callable[[str], None] = lambda n: None
+               ) -> list[CheckResult]:
+    spec = lab.spec(name)
+    checks = [c for c in spec.checks if not only or c.name in only]
+    if not checks:
+        raise LabError(f"spec '{name}' declares no checks" + (f" named {only}" if only else ""),
+                       file=str(spec.source), fix="add a checks: list to the spec")
+    results = []
+    for check in checks:
+        on_start(check.name)
+        # Each check works in a scratch source folder of its own inside the lab, so the
+        # learner's work/ folder is never touched; the scratch folder is removed after.
+        scratch_root = lab.root / ".labctl"
+        scratch_root.mkdir(exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"check-{check.name}-", dir=scratch_root))
+        try:
+            plan = make_plan(engine, lab, name, user=True, srcs=[str(scratch)],
+                             command=command_for(check), gpus=gpus, bind=None, port=None)
+            plan.mounts.append(Mount(lab.images_dir, SPEC_DIR, read_only=True))
+            plan.env.setdefault("MPLBACKEND", "Agg")
+            plan.name = f"{plan.name}-check"
+            create_host_dirs(plan.host_dirs)
+            container = engine.create_container(plan)
+            start = time.monotonic()
+            try:
+                code, out = engine.run_to_end(container, timeout=check.timeout)
+            finally:
+                engine.remove_container(container)
+            status = "timeout" if code is None else "pass" if code == 0 else "fail"
+            results.append(CheckResult(check.name, status, time.monotonic() - start, out))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return results
