@@ -204,8 +204,9 @@ def _step_error(lab: Lab, ctx: BuildContext, event: dict[str, Any], run: _Run, k
     elif "no solution found" in " ".join(tail).lower():
         fix = "the requirements cannot be satisfied together: see the resolver's lines above"
     short = instruction if len(instruction) < 160 else instruction[:157] + "..."
+    where = spec_line(lab, ctx, key)
     return LabError(
-        f"build of '{ctx.spec.name}' failed at step {step}/{total}, from {spec_line(lab, ctx, key)}",
+        f"build of '{ctx.spec.name}' failed at step {step}/{total}, from {where}",
         details=[f"instruction: {short}", f"error: {msg.strip()}", "last output:"]
         + [f"  {t}" for t in tail[-12:]],
         fix=fix,

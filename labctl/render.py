@@ -275,3 +275,29 @@ def content_hash(files: dict[str, bytes], args: dict[str, str]) -> str:
     relevant = {k: v for k, v in args.items() if k.startswith("LABCTL_")}
     h.update(json.dumps(relevant, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+def render_lock_image(lab: Lab, spec: ImageSpec) -> BuildContext:
+    """The resolver image of `labctl lock`: only the first layers of ``spec``'s Dockerfile
+    (system, CA, Python + uv), rendered from the same include and with the same build args,
+    so it shares those layers and their build cache with every lab on the same base."""
+    ca = _read_ca(lab)
+    base = ImageSpec(name="labctl-lock", base=spec.base, python=spec.python)
+    values = {
+        "labctl_version": __version__,
+        "spec": base,
+        "system_packages": SYSTEM_PACKAGES,
+        "uv_version": UV_VERSION,
+        "ca_bundle": ca is not None,
+    }
+    try:
+        dockerfile = environment().get_template("lock.Dockerfile.j2").render(**values)
+    except jinja2.TemplateError as e:
+        raise LabError(f"template error: {e}", file="templates/lock.Dockerfile.j2") from None
+    files: dict[str, bytes] = {"Dockerfile": dockerfile.encode()}
+    if ca is not None:
+        files["labctl/ca-extra.crt"] = ca
+    args = buildargs(lab, spec)
+    ctx = BuildContext(spec=base, dockerfile=dockerfile, files=files, buildargs=args)
+    ctx.digest = content_hash(files, args)
+    return ctx

@@ -14,16 +14,19 @@ def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-names = NODEPS.read_text().splitlines() if NODEPS.exists() else []
-ignored = {norm(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", n.strip())[0]) for n in names if n.strip()[:1].isalnum()}
+lines_in = NODEPS.read_text().splitlines() if NODEPS.exists() else []
+ignored = set()
+for req in (line.strip() for line in lines_in):
+    if m := re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req):
+        ignored.add(norm(m[0]))
 proc = subprocess.run(["uv", "pip", "check"], capture_output=True, text=True)
 lines = (proc.stdout + proc.stderr).splitlines()
 problems = []
 for line in lines:
     m = re.match(r"\s*The package `([^`]+)` requires", line)
-    if m and norm(m[1]) not in ignored:
-        problems.append(line.strip())
-    elif not m and proc.returncode != 0 and line.strip().startswith(("error", "Error")):
+    conflict = m is not None and norm(m[1]) not in ignored
+    failure = m is None and proc.returncode != 0 and line.strip().lower().startswith("error")
+    if conflict or failure:
         problems.append(line.strip())
 skipped = sum(1 for line in lines if "The package `" in line) - len(problems)
 print("\n".join(lines))

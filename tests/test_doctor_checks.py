@@ -275,3 +275,35 @@ def test_a_crashing_check_is_a_failure_not_a_traceback() -> None:
     assert results[2].status == "fail" and "kaput" in results[2].message
     assert exit_code(results) == 1
     assert exit_code(results[:2]) == 0
+
+
+def test_probe_nvml_maps_the_library_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NVML path with a stand-in pynvml (this machine has no libnvidia-ml)."""
+    import types
+
+    class NVMLError(Exception):
+        pass
+
+    calls: list[str] = []
+    fake = types.SimpleNamespace(
+        NVMLError=NVMLError,
+        nvmlInit=lambda: calls.append("init"),
+        nvmlShutdown=lambda: calls.append("shutdown"),
+        nvmlSystemGetDriverVersion=lambda: "570.133.07",
+        nvmlSystemGetCudaDriverVersion_v2=lambda: 12080,
+        nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: f"h{i}",
+        nvmlDeviceGetName=lambda h: b"NVIDIA GeForce RTX 5070 Ti Laptop GPU",
+        nvmlDeviceGetCudaComputeCapability=lambda h: (12, 0),
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(total=12227 * 1024 * 1024),
+    )
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+    monkeypatch.setattr(gpu, "NVML_LIB", "libc.so.6")  # any library that loads
+    p = gpu.probe_nvml()
+    assert p is not None and p.source == "nvml" and p.cuda_max == "12.8"
+    assert p.gpus == (gpu.Gpu(0, "NVIDIA GeForce RTX 5070 Ti Laptop GPU", "12.0", "570.133.07",
+                              12227, "12.8", "nvml"),)
+    assert calls == ["init", "shutdown"]
+    monkeypatch.setenv(gpu.NO_NVML_ENV, "1")
+    monkeypatch.setattr(gpu, "probe_smi", lambda: gpu.Probe(source="none"))
+    assert gpu.probe().source == "none"  # LABCTL_NO_NVML forces the nvidia-smi path

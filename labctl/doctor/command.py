@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from labctl.cli import friendly, lab_option
 
+if TYPE_CHECKING:
+    from labctl.doctor.registry import Result
+
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
-def render(results: list) -> None:
+def render(results: list[Result]) -> None:
     """One table per area; the fix under its message."""
     from rich.console import Console
     from rich.table import Table

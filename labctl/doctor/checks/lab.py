@@ -15,6 +15,9 @@ _GB = 1000**3
 
 
 def _no_lab(ctx: Context) -> Finding:
+    err = ctx.lab_error
+    if err is not None and "no lab folder found" not in err.message:
+        return Finding("skip", "the lab did not load (see lab.folder)")
     return Finding("skip", "not in a lab folder")
 
 
