@@ -99,8 +99,8 @@ def list_(as_json: bool, lab_dir: str | None) -> None:
         return
     ui.table(
         f"lab {lab.root}",
-        ["spec", "image", "state", "torch", "gpu", "description"],
-        [[r["name"], r["tag"], r["state"], r["torch"] or "-", r["gpu"] or "-",
+        ["spec", "image", "state", "lock", "torch", "gpu", "description"],
+        [[r["name"], r["tag"], r["state"], r["lock"], r["torch"] or "-", r["gpu"] or "-",
           r["description"]] for r in rows],
     )
 
@@ -114,10 +114,12 @@ def list_(as_json: bool, lab_dir: str | None) -> None:
               show_default=True)
 @click.option("--tag", help="Tag to give the image (default: labctl/NAME:latest).")
 @click.option("--force", is_flag=True, help="Build even when the image is current.")
+@click.option("--locked", is_flag=True,
+              help="Fail unless every spec has a current lock file (images/NAME.lock), for CI.")
 @lab_option
 @friendly
 def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag: str | None,
-          force: bool, lab_dir: str | None) -> None:
+          force: bool, locked: bool, lab_dir: str | None) -> None:
     """Build the images of specs NAMES (a no-op for images that are current)."""
     from labctl import ui
     from labctl.build import build as do_build
@@ -128,6 +130,10 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
         raise LabError("--tag takes one spec name", fix="build one spec at a time with --tag")
     lab = _lab(lab_dir)
     contexts = [do_render(lab, lab.spec(n)) for n in names]  # validate all before building
+    from labctl.lock_commands import lock_policy
+
+    for warning in lock_policy(lab, contexts, locked):
+        ui.err_console.print(f"warning: {warning}" if not warning.startswith(" ") else warning)
     engine = Engine.connect()
     for ctx in contexts:
         image_tag = tag or lab.image_tag(ctx.spec.name)
@@ -357,8 +363,11 @@ def base_bootstrap(image: str, suite: str | None, mirror: str | None, force: boo
 def _register() -> None:
     """Commands that live beside their feature module."""
     from labctl.doctor.command import doctor
+    from labctl.lock_commands import diff, freeze, lock
 
     cli.add_command(doctor)
+    for command in (lock, freeze, diff):
+        cli.add_command(command)
 
 
 def main() -> None:

@@ -313,6 +313,56 @@ class Engine:
             out = container.logs(stdout=True, stderr=True).decode(errors="replace")
         return code, out
 
+    def run_capture(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        read_only_mounts: dict[str, str] | None = None,
+        environment: dict[str, str] | None = None,
+        network: bool = True,
+        timeout: float = 1800,
+        label: str = "run",
+    ) -> tuple[int, str, str]:
+        """Run ``command`` (as the entrypoint) in a throw-away container and return (exit
+        status, stdout, stderr), apart, so that results can be read from stdout while
+        progress and errors go to stderr. Host folders are mounted read-only (host path ->
+        container path): the container writes nothing on the host. 124 on timeout."""
+        mounts = [
+            docker.types.Mount(target, source, type="bind", read_only=True)
+            for source, target in (read_only_mounts or {}).items()
+        ]
+        name = f"labctl-{label}-{os.getpid()}-{time.monotonic_ns()}"
+        with translated():
+            try:
+                c = self.client.containers.create(
+                    image, command[1:], entrypoint=command[:1], name=name, mounts=mounts,
+                    environment=environment or {}, network_disabled=not network,
+                    labels={f"{LABEL_PREFIX}{label}": "1"},
+                    security_opt=["no-new-privileges"], detach=True,
+                )
+            except requests.exceptions.RequestException:
+                with suppress(docker.errors.DockerException,
+                              requests.exceptions.RequestException):
+                    self.api.remove_container(name, force=True)
+                raise
+            try:
+                c.start()
+                try:
+                    status = int(c.wait(timeout=timeout).get("StatusCode", 1))
+                except requests.exceptions.RequestException:
+                    status = 124
+                out = c.logs(stdout=True, stderr=False).decode(errors="replace")
+                err = c.logs(stdout=False, stderr=True).decode(errors="replace")
+            finally:
+                # Also on Ctrl-C: no container is left behind.
+                with suppress(docker.errors.DockerException,
+                              requests.exceptions.RequestException):
+                    c.remove(force=True)
+        if status == 124:
+            err += f"\nno answer within {timeout:.0f} s"
+        return status, out, err
+
     def attach_cli(self, container: Any) -> int:
         """Start an interactive (TTY) container through the docker CLI, which handles the
         terminal; the SDK has no interactive TTY attach."""

@@ -14,6 +14,7 @@ import csv
 import ctypes
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -115,9 +116,11 @@ def _run(cmd: list[str]) -> tuple[int, str]:
 
 def probe_smi(exe: str = "nvidia-smi", run: Runner = _run) -> Probe:
     """The nvidia-smi path: query, fall back without compute_cap, read the header."""
+    # which() skips PATH entries this user cannot enter (exec would raise EACCES there).
+    exe = shutil.which(exe) or exe
     try:
         rc, out = run([exe, f"--query-gpu={QUERY}", "--format=csv,noheader"])
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         return Probe(notes=("nvidia-smi is not installed (no NVIDIA driver)",))
     except subprocess.TimeoutExpired:
         return Probe(problem=f"nvidia-smi did not answer within {TIMEOUT} s")

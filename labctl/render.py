@@ -38,6 +38,9 @@ class BuildContext:
     files: dict[str, bytes]  # path in the context -> content (the Dockerfile included)
     buildargs: dict[str, str] = field(default_factory=dict)
     digest: str = ""
+    # images/NAME.lock: locked / stale / none, and what of a stale lock was left out.
+    lock_state: str = "none"
+    lock_notes: list[str] = field(default_factory=list)
 
     def step_keys(self) -> list[str]:
         """For each Dockerfile instruction, the spec key it came from (for build errors)."""
@@ -216,8 +219,25 @@ def buildargs(lab: Lab, spec: ImageSpec) -> dict[str, str]:
     return args
 
 
+def _lock(lab: Lab, spec: ImageSpec) -> tuple[str, dict[str, bytes], list[str]]:
+    """The spec's lock state and, per install layer, the constraints file that holds the
+    layer to the lock's versions (and hashes)."""
+    from labctl import lockfile
+
+    lock = lockfile.read_lock(lockfile.lock_path(spec, lab.images_dir), spec.name)
+    if lock is None:
+        return "none", {}, []
+    sections, notes = lockfile.usable_pins(spec, lock)
+    layers = lockfile.layer_constraints(sections)
+    present = {"torch": bool(spec.torch), "pip": bool(spec.pip or spec.pip_nodeps),
+               "pip_nodeps": bool(spec.pip_nodeps), "extras": bool(spec.extras)}
+    files = {layer: data for layer, data in layers.items() if present[layer]}
+    return lockfile.state(spec, lock), files, notes
+
+
 def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     ca = _read_ca(lab)
+    lock_state, lock_files, lock_notes = _lock(lab, spec)
     wheels = _wheelhouse(lab, spec)
     torch_index = None
     if spec.torch:
@@ -236,6 +256,9 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
         "torch_index": torch_index,
         # Pins that stop later layers from replacing the torch layer's packages.
         "constrain": "-c /opt/labctl/constraints.txt " if _constraints(spec) else "",
+        # Layers held to images/NAME.lock by a constraints file each (see lockfile.py).
+        "lock": {layer: layer in lock_files for layer in ("torch", "pip", "pip_nodeps",
+                                                           "extras")},
         "ports": ports(spec),
         "command": command(spec),
     }
@@ -261,8 +284,11 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
         files["labctl/ca-extra.crt"] = ca
     files.update(wheels)
     files.update(_prepare_files(lab, spec))
+    for layer, data in lock_files.items():
+        files[f"labctl/lock-{layer}.txt"] = data
     args = buildargs(lab, spec)
-    ctx = BuildContext(spec=spec, dockerfile=dockerfile, files=files, buildargs=args)
+    ctx = BuildContext(spec=spec, dockerfile=dockerfile, files=files, buildargs=args,
+                       lock_state=lock_state, lock_notes=lock_notes)
     ctx.digest = content_hash(files, args)
     return ctx
 

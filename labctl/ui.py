@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from labctl.build import BuildEvent
 from labctl.errors import LabError
+
+if TYPE_CHECKING:  # a runtime import would load jinja2 for every command
+    from labctl.build import BuildEvent
 
 # Pipes and logs get long lines rather than rich's default 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 160

@@ -1,0 +1,116 @@
+"""Build the same d2l-sized package set two ways on the same engine and print the figures
+side by side: labctl's layered uv Dockerfile against a naive single-RUN pip Dockerfile.
+
+    python benchmarks/bench_build.py [--base debian:bookworm]
+
+Measures: cold build (no cache), rebuild after adding one package, no-op rebuild, image
+size, and the ratios labctl / naive. Both builds run in one invocation, one after the
+other, so they see the same machine and network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+from rich.console import Console
+from rich.table import Table
+
+from labctl.build import build
+from labctl.engine import Engine
+from labctl.lab import load_lab
+from labctl.render import render
+
+HERE = Path(__file__).resolve().parent
+TORCH = ["torch==2.10.0", "torchvision==0.25.0"]
+PIP = ["jupyterlab>=4.4,<5", "numpy>=1.26,<2", "pandas>=2.2,<3", "matplotlib>=3.8,<3.11",
+       "matplotlib-inline", "requests", "pillow", "ipython"]
+NODEPS = ["d2l==0.17.6"]
+ADDED = "tqdm==4.67.1"
+SPEC = """\
+base: {base}
+torch: {{version: "2.10.0", variant: cu128, packages: ["torchvision==0.25.0"]}}
+pip: {pip}
+pip_nodeps: {nodeps}
+extras: {extras}
+"""
+
+
+def labctl_side(base: str, root: Path) -> dict[str, float]:
+    (root / "images").mkdir(parents=True)
+    (root / "volumes.yaml").write_text("volumes: {}\n")
+    (root / "labctl.yaml").write_text("tag_prefix: labctl-bench/\n")
+    spec = root / "images" / "bench.yaml"
+    engine = Engine.connect(timeout=3600)
+
+    def once(extras: list[str], nocache: bool = False) -> tuple[float, object]:
+        spec.write_text(SPEC.format(base=base, pip=PIP, nodeps=NODEPS, extras=extras))
+        lab = load_lab(str(root))
+        t0 = time.monotonic()
+        res = build(engine, lab, render(lab, lab.spec("bench")), lab.image_tag("bench"),
+                    nocache=nocache)
+        return time.monotonic() - t0, res
+
+    cold, _ = once([], nocache=True)
+    added, _ = once([ADDED])
+    noop, res = once([ADDED])
+    assert res.status == "current"
+    return {"cold": cold, "added": added, "noop": noop, "size": res.size}
+
+
+def naive_side(base: str, client: docker.DockerClient) -> dict[str, float]:
+    ca = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")).read_bytes()
+
+    def once(pkgs: list[str], nocache: bool = False) -> tuple[float, str]:
+        text = (HERE / "naive.Dockerfile").read_text().format(
+            base=base, packages=" ".join(f"'{p}'" for p in TORCH + pkgs),
+            nodeps=" ".join(NODEPS))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, data in (("Dockerfile", text.encode()), ("ca.crt", ca)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        buf.seek(0)
+        t0 = time.monotonic()
+        image, _ = client.images.build(fileobj=buf, custom_context=True, nocache=nocache,
+                                       tag="labctl-bench/naive:latest", rm=True)
+        return time.monotonic() - t0, image.id
+
+    cold, _ = once(PIP, nocache=True)
+    added, _ = once(PIP + [ADDED])
+    noop, image_id = once(PIP + [ADDED])
+    return {"cold": cold, "added": added, "noop": noop,
+            "size": client.images.get(image_id).attrs["Size"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="debian:bookworm")
+    args = ap.parse_args()
+    client = docker.from_env(timeout=3600)
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        console.print("building with labctl (cold, +1 package, no-op) ...")
+        ours = labctl_side(args.base, Path(tmp) / "lab")
+    console.print("building the naive single-RUN Dockerfile (cold, +1 package, no-op) ...")
+    naive = naive_side(args.base, client)
+    table = Table(title=f"torch 2.10 + torchvision + jupyterlab + d2l on {args.base}")
+    for col in ("measure", "labctl", "naive", "labctl / naive"):
+        table.add_column(col, justify="right" if col != "measure" else "left")
+    for key, label, unit in (("cold", "cold build", "s"), ("added", "rebuild +1 package", "s"),
+                             ("noop", "no-op rebuild", "s"), ("size", "image size", "GB")):
+        a, b = ours[key], naive[key]
+        fmt = (lambda v: f"{v / 1e9:.2f} GB") if unit == "GB" else (lambda v: f"{v:.1f} s")
+        table.add_row(label, fmt(a), fmt(b), f"{a / b:.2f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

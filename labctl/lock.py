@@ -1,0 +1,230 @@
+"""`labctl lock`, `freeze` and `diff` on the engine: resolve a spec's packages inside its
+own base image and Python, read what a built image contains, and compare the two.
+
+The pure parts (lock format, input hashes, diffs) live in labctl.lockfile.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labctl import lockfile, resources
+from labctl.build import build
+from labctl.engine import Engine
+from labctl.errors import LabError
+from labctl.lab import Lab
+from labctl.lockfile import Change, LockFile
+from labctl.render import BuildContext, _torch_requirements, render_lock_image
+from labctl.spec import ImageSpec
+
+_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Lists what a built image holds: uv in labctl images, pip in any other Python image.
+FREEZE_SCRIPT = (
+    'if [ -n "${VIRTUAL_ENV:-}" ] && command -v uv >/dev/null 2>&1; then'
+    " exec uv pip list --format json; fi;"
+    " exec python3 -m pip list --format=json --disable-pip-version-check"
+)
+
+
+@dataclass
+class LockResult:
+    spec: str
+    path: Path
+    lock: LockFile
+    previous: LockFile | None
+    changes: list[Change] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "spec": self.spec,
+            "file": str(self.path),
+            "packages": len(self.lock.pins()),
+            "hashed": self.lock.hashed(),
+            "first_lock": self.previous is None,
+            "changes": [c.as_dict() for c in self.changes],
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def upgrade_arg(upgrade: bool, packages: list[str]) -> str:
+    """LABCTL_UPGRADE for the resolver: "", ":all:" or the package names."""
+    bad = [p for p in packages if not _PACKAGE.fullmatch(p)]
+    if bad:
+        raise LabError(f"--upgrade: {bad[0]!r} is not a package name",
+                       fix="name packages as on PyPI, e.g. --upgrade numpy")
+    if packages:
+        return " ".join(packages)
+    return ":all:" if upgrade else ""
+
+
+def lock_image_tag(lab: Lab, spec: ImageSpec) -> str:
+    """One resolver image per base and Python, e.g. labctl/lock:debian-bookworm-py3.11."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.base).strip("-.")[:100]
+    return f"{lab.settings.tag_prefix}lock:{base}-py{spec.python}"
+
+
+def _inputs(spec: ImageSpec, previous: LockFile | None) -> dict[str, str]:
+    files: dict[str, str] = {}
+    if spec.torch:
+        files["spec-torch.txt"] = "\n".join(_torch_requirements(spec)) + "\n"
+    for name, reqs in (("pip", spec.pip), ("extras", spec.extras), ("nodeps", spec.pip_nodeps)):
+        if reqs:
+            files[f"spec-{name}.txt"] = "\n".join(reqs) + "\n"
+    if previous is not None:
+        files["prefs.txt"] = lockfile.preferences(previous)
+        files["prefs-nodeps.txt"] = lockfile.preferences(previous, nodeps=True)
+    files["resolve.sh"] = (resources.data_dir() / "lock-resolve.sh").read_text()
+    return files
+
+
+def _environment(lab: Lab, spec: ImageSpec, upgrade: str) -> dict[str, str]:
+    from labctl import torch_wheels
+
+    env = {"LABCTL_UPGRADE": upgrade, "LABCTL_TORCH_INDEX": ""}
+    if spec.torch:
+        env["LABCTL_TORCH_INDEX"] = spec.torch.index_url or torch_wheels.index_url(
+            spec.torch.version, spec.torch.variant) or ""
+    net = lab.settings.network
+    for name in ("http_proxy", "https_proxy", "no_proxy"):
+        value = getattr(net, name)
+        if value:
+            env[name] = env[name.upper()] = value
+    return env
+
+
+def resolver_image(engine: Engine, lab: Lab, spec: ImageSpec,
+                   say: Callable[[str], None] = lambda m: None) -> str:
+    """Build (or find current) the image the resolver runs in; its tag."""
+    ctx: BuildContext = render_lock_image(lab, spec)
+    tag = lock_image_tag(lab, spec)
+
+    def progress(ev: object) -> None:
+        if getattr(ev, "kind", "") == "step":
+            say(f"resolver image: step {ev.step}/{ev.total}")  # type: ignore[attr-defined]
+
+    build(engine, lab, ctx, tag, on_event=progress)
+    return tag
+
+
+def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
+         say: Callable[[str], None] = lambda m: None) -> LockResult:
+    """Resolve ``spec`` in its own base image and Python and write images/NAME.lock."""
+    start = time.monotonic()
+    path = lockfile.lock_path(spec, lab.images_dir)
+    try:
+        previous = lockfile.read_lock(path, spec.name)
+    except LabError:
+        previous = None  # unreadable: resolve from scratch and replace it
+    if not (spec.torch or spec.pip or spec.pip_nodeps or spec.extras):
+        raise LabError(f"{spec.name} installs no Python packages: nothing to lock",
+                       file=str(spec.source))
+    tag = resolver_image(engine, lab, spec, say)
+    say(f"resolving {spec.name} with uv on Python {spec.python}")
+    mounts: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="labctl-lock-") as tmp:
+        # Readable by the container's user whatever the engine's user mapping; nothing
+        # secret in it (index credentials, if any, stay in the image's environment).
+        os.chmod(tmp, 0o755)
+        for name, text in _inputs(spec, previous).items():
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+            os.chmod(Path(tmp) / name, 0o644)
+        mounts[tmp] = "/in"
+        wheels = spec.wheelhouse or lab.settings.wheelhouse
+        if wheels and lab.resolve_path(wheels).is_dir():
+            mounts[str(lab.resolve_path(wheels))] = "/wheelhouse"
+        status, out, err = engine.run_capture(
+            tag, ["bash", "/in/resolve.sh"], read_only_mounts=mounts,
+            environment=_environment(lab, spec, upgrade), label="lock",
+        )
+    if status != 0:
+        raise _resolve_error(spec, err)
+    try:
+        new = lockfile.assemble(spec, lockfile.split_output(out))
+    except ValueError as e:
+        raise LabError(f"the resolver's output for {spec.name} was not understood: {e}",
+                       details=out.splitlines()[-5:]) from None
+    text = new.text()
+    tmp_path = path.with_name(f".{path.name}.tmp")
+    tmp_path.write_text(text, encoding="utf-8")
+    tmp_path.replace(path)  # never a half-written lock
+    changes = lockfile.diff_versions(previous.versions(), new.versions()) if previous else []
+    return LockResult(spec.name, path, new, previous, changes, time.monotonic() - start)
+
+
+def _resolve_error(spec: ImageSpec, stderr: str) -> LabError:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    low = stderr.lower()
+    if "no solution found" in low or "unsatisfiable" in low:
+        fix = f"the requirements of {spec.name} cannot be satisfied together: relax a pin" \
+              f" named above in images/{spec.name}.yaml"
+    elif any(w in low for w in ("failed to fetch", "connect", "dns", "timed out", "certificate")):
+        fix = "the package index could not be reached from the container: check the lab's" \
+              " network settings (index_url, proxies, ca_bundle) in labctl.yaml"
+    else:
+        fix = f"correct images/{spec.name}.yaml and run `labctl lock {spec.name}` again"
+    return LabError(f"resolving the packages of {spec.name} failed",
+                    file=str(spec.source) if spec.source else None,
+                    details=lines[-15:], fix=fix)
+
+
+# --- what a built image contains ----------------------------------------------------------
+
+
+def freeze(engine: Engine, ref: str) -> dict[str, str]:
+    """{name: version} of the Python packages installed in image ``ref``, read inside a
+    throw-away container of it (no network, no mounts)."""
+    if engine.image(ref) is None:
+        raise LabError(f"no image {ref} in the engine",
+                       fix="build it with `labctl build NAME`, or name an image from"
+                           " `docker images`")
+    status, out, err = engine.run_capture(
+        ref, ["/bin/sh", "-c", FREEZE_SCRIPT], network=False, timeout=300, label="freeze",
+    )
+    if status != 0:
+        raise LabError(f"could not list the Python packages of {ref}",
+                       details=err.strip().splitlines()[-5:],
+                       fix="the image needs uv (labctl images) or python3 with pip")
+    try:
+        return lockfile.parse_package_list(out)
+    except ValueError as e:
+        raise LabError(f"could not list the Python packages of {ref}: {e}") from None
+
+
+@dataclass
+class Source:
+    """One side of `labctl diff`: a lock file, or an image (by ref or by spec name)."""
+
+    label: str
+    kind: str  # lock | image
+    ref: str
+
+
+def source(text: str, lab: Lab | None) -> Source:
+    """A lock file path if such a file exists, else a spec name of the lab (its image),
+    else an image reference."""
+    path = Path(text)
+    if path.is_file():
+        return Source(text, "lock", str(path))
+    if lab is not None and text in lab.spec_names():
+        return Source(f"{text} ({lab.image_tag(text)})", "image", lab.image_tag(text))
+    return Source(text, "image", text)
+
+
+def packages(src: Source, engine_factory: Callable[[], Engine]) -> dict[str, str]:
+    if src.kind == "lock":
+        text = Path(src.ref).read_text(encoding="utf-8")
+        if "# labctl-lock:" in text:
+            return lockfile.parse_lock(text, src.ref).versions()
+        try:  # any pinned requirements file, e.g. `pip freeze` output
+            return {p.name: p.version for p in lockfile.parse_pins(text)}
+        except ValueError as e:
+            raise LabError(f"not a lock or pinned requirements file: {e}", file=src.ref,
+                           fix="name a labctl .lock file, an image, or a spec") from None
+    return freeze(engine_factory(), src.ref)
