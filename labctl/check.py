@@ -58,6 +58,8 @@ def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = Non
             plan.mounts.append(Mount(lab.images_dir, SPEC_DIR, read_only=True))
             plan.env.setdefault("MPLBACKEND", "Agg")
             plan.name = f"{plan.name}-check"
+            # Offline for real: what a lab needs must already be in the image or volumes.
+            plan.network, plan.ports = "none", {}
             create_host_dirs(plan.host_dirs)
             container = engine.create_container(plan)
             start = time.monotonic()

@@ -52,6 +52,7 @@ class RunPlan:
     jupyter_port: int | None = None  # container port of Jupyter, if it runs
     token: str | None = None
     shm_size: str = SHM_SIZE
+    network: str | None = None  # None: the engine's default bridge; "none" for offline checks
 
     @property
     def url(self) -> str | None:
