@@ -201,8 +201,14 @@ def _step_error(lab: Lab, ctx: BuildContext, event: dict[str, Any], run: _Run, k
     fix = "correct that spec line and build again; the previous image is still tagged"
     if any(("requires" in t and "installed" in t) or "incompatible" in t for t in tail):
         fix = "two packages pin incompatible versions (named above): relax one pin in the spec"
+    elif "hash mismatch" in " ".join(tail).lower():
+        fix = (f"a downloaded file differs from the one images/{ctx.spec.name}.lock recorded"
+               " (a changed mirror or proxy?); if you trust the new file, run"
+               f" `labctl lock {ctx.spec.name}` to record it")
     elif "no solution found" in " ".join(tail).lower():
         fix = "the requirements cannot be satisfied together: see the resolver's lines above"
+        if ctx.lock_state == "stale":
+            fix += f"; images/{ctx.spec.name}.lock is stale: run `labctl lock {ctx.spec.name}`"
     short = instruction if len(instruction) < 160 else instruction[:157] + "..."
     where = spec_line(lab, ctx, key)
     return LabError(

@@ -124,16 +124,15 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
     from labctl import ui
     from labctl.build import build as do_build
     from labctl.engine import Engine
+    from labctl.lock_commands import lock_policy
     from labctl.render import render as do_render
 
     if tag and len(names) > 1:
         raise LabError("--tag takes one spec name", fix="build one spec at a time with --tag")
     lab = _lab(lab_dir)
     contexts = [do_render(lab, lab.spec(n)) for n in names]  # validate all before building
-    from labctl.lock_commands import lock_policy
-
-    for warning in lock_policy(lab, contexts, locked):
-        ui.err_console.print(f"warning: {warning}" if not warning.startswith(" ") else warning)
+    for warning in lock_policy(lab, contexts, locked):  # --locked: missing/stale is an error
+        ui.err_console.print(warning if warning.startswith(" ") else f"warning: {warning}")
     engine = Engine.connect()
     for ctx in contexts:
         image_tag = tag or lab.image_tag(ctx.spec.name)

@@ -238,6 +238,7 @@ class Engine:
                     mounts=mounts, ports=ports, working_dir=plan.workdir, labels=plan.labels,
                     device_requests=gpus, shm_size=plan.shm_size, tty=tty, stdin_open=tty,
                     security_opt=["no-new-privileges"], detach=True,
+                    network_mode=plan.network,
                 )
             except docker.errors.APIError as e:
                 raise _gpu_hint(e) from None
@@ -338,8 +339,8 @@ class Engine:
                 c = self.client.containers.create(
                     image, command[1:], entrypoint=command[:1], name=name, mounts=mounts,
                     environment=environment or {}, network_disabled=not network,
-                    labels={f"{LABEL_PREFIX}{label}": "1"},
-                    security_opt=["no-new-privileges"], detach=True,
+                    labels={f"{LABEL_PREFIX}{label}": "1"}, detach=True,
+                    security_opt=["no-new-privileges"],
                 )
             except requests.exceptions.RequestException:
                 with suppress(docker.errors.DockerException,

@@ -9,7 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -158,21 +158,20 @@ def find_root(start: Path | None = None, explicit: str | None = None) -> Path:
     )
 
 
+def _read_model(path: Path, model: type[BaseModel], what: str) -> Any:
+    """A validated optional YAML file: defaults when it is missing."""
+    raw = read_yaml(path) if path.is_file() else {}
+    try:
+        return model(**raw)
+    except ValidationError as e:
+        raise validation_error(path, e, raw, model, what) from None
+
+
 def load_lab(explicit: str | None = None, environ: dict[str, str] | None = None) -> Lab:
     environ = dict(os.environ) if environ is None else environ
     root = find_root(explicit=explicit or environ.get("LABCTL_LAB"))
-    settings_path = root / SETTINGS_FILE
-    raw = read_yaml(settings_path) if settings_path.is_file() else {}
-    try:
-        settings = LabSettings(**raw)
-    except ValidationError as e:
-        raise validation_error(settings_path, e, raw, LabSettings, "lab settings") from None
-    vol_path = root / VOLUMES_FILE
-    raw_vol = read_yaml(vol_path) if vol_path.is_file() else {}
-    try:
-        vols = VolumesFile(**raw_vol)
-    except ValidationError as e:
-        raise validation_error(vol_path, e, raw_vol, VolumesFile, "volumes file") from None
+    settings = _read_model(root / SETTINGS_FILE, LabSettings, "lab settings")
+    vols = _read_model(root / VOLUMES_FILE, VolumesFile, "volumes file")
     return Lab(root=root, settings=_from_env(settings, environ), volumes=dict(vols.volumes))
 
 

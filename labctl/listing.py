@@ -28,6 +28,7 @@ def list_specs(lab: Lab, engine: Any | None = None) -> list[dict[str, Any]]:
             "name": name,
             "tag": tag,
             "state": state(engine, tag, ctx.digest) if engine else "unknown",
+            "lock": ctx.lock_state,  # images/NAME.lock: locked / stale / none
             "hash": ctx.digest,
             "torch": f"{spec.torch.version} ({spec.torch.variant})" if spec.torch else None,
             "gpu": f"CUDA {spec.gpu.cuda}" if spec.gpu else None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl import lockfile, resources
-from labctl.build import build
+from labctl.build import BuildEvent, build
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.lab import Lab
@@ -105,9 +105,9 @@ def resolver_image(engine: Engine, lab: Lab, spec: ImageSpec,
     ctx: BuildContext = render_lock_image(lab, spec)
     tag = lock_image_tag(lab, spec)
 
-    def progress(ev: object) -> None:
-        if getattr(ev, "kind", "") == "step":
-            say(f"resolver image: step {ev.step}/{ev.total}")  # type: ignore[attr-defined]
+    def progress(ev: BuildEvent) -> None:
+        if ev.kind == "step":
+            say(f"resolver image: step {ev.step}/{ev.total}")
 
     build(engine, lab, ctx, tag, on_event=progress)
     return tag

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from labctl.render import BuildContext
 
 _COLOURS = {"upgraded": "green", "downgraded": "yellow", "changed": "yellow",
-            "added": "cyan", "removed": "red"}
+            "added": "cyan", "removed": "red", "not locked": "dim"}
 
 
 def lock_policy(lab: Lab, contexts: Sequence[BuildContext], locked: bool) -> list[str]:
@@ -165,7 +165,9 @@ def diff(a: str, b: str, as_json: bool, lab_dir: str | None) -> None:
 
     sa, sb = source(a, lab), source(b, lab)
     pa, pb = packages(sa, engine), packages(sb, engine)
-    changes = diff_versions(pa, pb)
+    kinds = (sa.kind, sb.kind)
+    image_side = {("lock", "image"): "new", ("image", "lock"): "old"}.get(kinds)
+    changes = diff_versions(pa, pb, image_side)
     same = len(pa.keys() & pb.keys()) - sum(1 for c in changes if c.old and c.new)
     if as_json:
         ui.dump_json({"a": sa.ref, "b": sb.ref, "same": same,

@@ -395,7 +395,7 @@ class Change:
     package: str
     old: str | None
     new: str | None
-    kind: str  # upgraded / downgraded / changed / added / removed
+    kind: str  # upgraded / downgraded / changed / added / removed / not locked
 
     def as_dict(self) -> dict[str, str | None]:
         return {"package": self.package, "old": self.old, "new": self.new, "change": self.kind}
@@ -409,8 +409,13 @@ def _kind(old: str, new: str) -> str:
         return "changed"
 
 
-def diff_versions(old: Mapping[str, str], new: Mapping[str, str]) -> list[Change]:
-    """Package-by-package differences between two {name: version} maps, by name."""
+def diff_versions(old: Mapping[str, str], new: Mapping[str, str],
+                  image_side: str | None = None) -> list[Change]:
+    """Package-by-package differences between two {name: version} maps, by name.
+
+    When an image is compared with a lock, ``image_side`` ("old" or "new") names the image:
+    what only the image holds is "not locked" (the venv's own pip, setuptools and wheel, or
+    something installed by hand) rather than added or removed by a build."""
     a = {canonicalize_name(k): v for k, v in old.items()}
     b = {canonicalize_name(k): v for k, v in new.items()}
     out = []
@@ -419,9 +424,10 @@ def diff_versions(old: Mapping[str, str], new: Mapping[str, str]) -> list[Change
         if va == vb:
             continue
         if va is None:
-            out.append(Change(name, None, vb, "added"))
+            out.append(Change(name, None, vb, "not locked" if image_side == "new" else "added"))
         elif vb is None:
-            out.append(Change(name, va, None, "removed"))
+            out.append(Change(name, va, None,
+                              "not locked" if image_side == "old" else "removed"))
         else:
             out.append(Change(name, va, vb, _kind(va, vb)))
     return out

@@ -22,14 +22,17 @@ if is_root && [ -z "${LABCTL_TEST_AS_ROOT:-}" ]; then
     copy=/var/tmp/labctl-test/src
     say "copying the repository to $copy for $user"
     rm -rf "$copy" && mkdir -p "$copy"
-    tar -C "$REPO" --exclude=./.venv --exclude=./mylab -cf - . | tar -C "$copy" -xf -
+    tar -C "$REPO" --exclude=./.venv --exclude=./mylab --exclude=./data --exclude=./cache \
+        --exclude=./models --exclude=./ultralytics --exclude=./work --exclude=./.labctl \
+        -cf - . | tar -C "$copy" -xf -
     chown -R "$user:" /var/tmp/labctl-test
     # The system Python: an interpreter under /root (pyenv) is not usable by that user.
     py=/usr/bin/python3
-    [ -x "$py" ] || py="$(command -v python3)"
+    [ -x "$py" ] || apt_install python3
+    "$py" -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv python3-pip
     say "running the tests as $user ($(id -u "$user"):$(id -g "$user"))"
     exec runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" \
-        LABCTL_PYTHON="$py" "$copy/scripts/test.sh" "$@"
+        LABCTL_PYTHON="$py" LABCTL_VENV=/var/tmp/labctl-test/venv "$copy/scripts/test.sh" "$@"
 fi
 
 cd "$REPO"

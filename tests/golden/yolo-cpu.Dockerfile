@@ -47,8 +47,8 @@ RUN have="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
  && useradd --create-home --uid 1000 --user-group --shell /bin/bash lab
 
 # labctl-key: torch
-COPY labctl/requirements-torch.txt /opt/labctl/
-RUN uv pip install -r /opt/labctl/requirements-torch.txt
+COPY labctl/requirements-torch.txt labctl/lock-torch.txt /opt/labctl/
+RUN uv pip install -c /opt/labctl/lock-torch.txt -r /opt/labctl/requirements-torch.txt
 
 # labctl-key: apt
 RUN apt-get update \
@@ -56,8 +56,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 
 # labctl-key: pip
-COPY labctl/requirements-lab.txt labctl/constraints.txt /opt/labctl/
-RUN uv pip install -c /opt/labctl/constraints.txt -r /opt/labctl/requirements-lab.txt
+COPY labctl/requirements-lab.txt labctl/constraints.txt labctl/lock-pip.txt /opt/labctl/
+RUN uv pip install -c /opt/labctl/constraints.txt -c /opt/labctl/lock-pip.txt -r /opt/labctl/requirements-lab.txt
 
 # labctl-key: pip
 COPY labctl/pip_check.py /opt/labctl/pip_check.py
