@@ -80,6 +80,8 @@ def _inputs(spec: ImageSpec, previous: LockFile | None) -> dict[str, str]:
     if previous is not None:
         files["prefs.txt"] = lockfile.preferences(previous)
         files["prefs-nodeps.txt"] = lockfile.preferences(previous, nodeps=True)
+        files["prefs-torch.txt"] = "".join(
+            p.constraint() + "\n" for p in previous.sections.get("torch", []))
     files["resolve.sh"] = (resources.data_dir() / "lock-resolve.sh").read_text()
     return files
 

@@ -293,10 +293,13 @@ def split_output(stdout: str) -> dict[str, str]:
 
 
 def assemble(spec: ImageSpec, outputs: Mapping[str, str]) -> LockFile:
-    """A LockFile from the resolver's outputs: ``full`` (torch + pip + extras resolved
-    together, with hashes), ``torch`` and ``pip`` (what those layers install when held to the
-    full resolution: names only), ``nodeps`` (pip_nodeps, resolved with --no-deps) and
-    ``meta`` (python / resolver lines)."""
+    """A LockFile from the resolver's outputs: ``torchfull`` (the torch requirements resolved
+    alone, with hashes: the torch layer, the same for every spec with that torch), ``full``
+    (torch + pip + extras resolved together, with hashes), ``pip`` (what the pip layer
+    installs when held to the full resolution: names only), ``nodeps`` (pip_nodeps,
+    resolved with --no-deps) and ``meta`` (python / resolver lines). A package the later
+    layers move (d2l's numpy<2) appears in the torch section and again, at its final
+    version, in a later one."""
     spec_file = f"images/{spec.name}.yaml"
     keys = {"torch": "torch", "pip": "pip", "nodeps": "pip_nodeps", "extras": "extras"}
 
@@ -308,8 +311,11 @@ def assemble(spec: ImageSpec, outputs: Mapping[str, str]) -> LockFile:
                 for p in pins]
 
     full = renamed(parse_pins(outputs.get("full", "")))
-    torch_names = {p.name for p in parse_pins(outputs.get("torch", ""))}
-    pip_names = {p.name for p in parse_pins(outputs.get("pip", ""))} - torch_names
+    torch = renamed(parse_pins(outputs.get("torchfull", "")))
+    in_torch = {(p.name, p.version) for p in torch}
+    # Later sections hold what the torch layer does not already install at that version.
+    later = [p for p in full if (p.name, p.version) not in in_torch]
+    pip_names = {p.name for p in parse_pins(outputs.get("pip", ""))}
     meta = dict(
         line.split(": ", 1) for line in outputs.get("meta", "").splitlines() if ": " in line
     )
@@ -320,10 +326,10 @@ def assemble(spec: ImageSpec, outputs: Mapping[str, str]) -> LockFile:
         python=meta.get("python", ""),
         resolver=meta.get("resolver", ""),
         sections={
-            "torch": [p for p in full if p.name in torch_names],
-            "pip": [p for p in full if p.name in pip_names],
+            "torch": torch,
+            "pip": [p for p in later if p.name in pip_names],
             "pip_nodeps": renamed(parse_pins(outputs.get("nodeps", ""))),
-            "extras": [p for p in full if p.name not in torch_names | pip_names],
+            "extras": [p for p in later if p.name not in pip_names],
         },
     )
 
@@ -332,7 +338,8 @@ def preferences(lock: LockFile, nodeps: bool = False) -> str:
     """A lock's pins as the resolver's starting point (kept unless an input or --upgrade
     asks otherwise)."""
     names = ("pip_nodeps",) if nodeps else ("torch", "pip", "extras")
-    return "".join(p.constraint() + "\n" for s in names for p in lock.sections.get(s, []))
+    pins = {p.name: p for s in names for p in lock.sections.get(s, [])}
+    return "".join(p.constraint() + "\n" for p in pins.values())
 
 
 # --- a lock applied to a build ------------------------------------------------------------
@@ -362,18 +369,24 @@ def usable_pins(spec: ImageSpec, lock: LockFile) -> tuple[dict[str, list[Pin]], 
     if lock.torch_inputs != torch_inputs_hash(spec) and sections["torch"]:
         notes.append("torch changed: the torch section of the lock is not used")
         sections["torch"] = []
-    excluded: dict[str, str] = {}
+    # The torch section answers to the torch requirements only: a later layer may move one
+    # of its packages on purpose (numpy<2), and then the later section carries that pin.
+    torch_reqs = [f"torch=={spec.torch.version}", *spec.torch.packages] if spec.torch else []
+    excluded: dict[tuple[str, str], str] = {}
     for text in _spec_requirements(spec):
         req = Requirement(text)
         name = canonicalize_name(req.name)
-        for pin in (p for s in SECTIONS for p in sections[s] if p.name == name):
-            if req.url or pin.version.startswith("@") or not req.specifier.contains(
-                pin.version, prereleases=True
-            ):
-                excluded[name] = f"{pin.name}=={pin.version} (the spec asks for {text})"
+        for s in SECTIONS:
+            if s == "torch" and text not in torch_reqs:
+                continue
+            for pin in (p for p in sections[s] if p.name == name):
+                if req.url or pin.version.startswith("@") or not req.specifier.contains(
+                    pin.version, prereleases=True
+                ):
+                    excluded[(s, name)] = f"{pin.name}=={pin.version} (the spec asks for {text})"
     for s in SECTIONS:
-        sections[s] = [p for p in sections[s] if p.name not in excluded]
-    notes += [f"not pinned: {why}" for why in excluded.values()]
+        sections[s] = [p for p in sections[s] if (s, p.name) not in excluded]
+    notes += [f"not pinned: {why}" for why in dict.fromkeys(excluded.values())]
     return sections, notes
 
 
@@ -381,7 +394,9 @@ def layer_constraints(sections: Mapping[str, list[Pin]]) -> dict[str, bytes]:
     """For each install layer, the constraints file that holds it to the lock."""
     out: dict[str, bytes] = {}
     for layer, names in LAYER_PINS.items():
-        lines = [p.constraint() for s in names for p in sections.get(s, [])]
+        # A later section's pin of a name replaces an earlier one (torch's numpy 2 -> 1.26).
+        pins = {p.name: p for s in names for p in sections.get(s, [])}
+        lines = [p.constraint() for p in pins.values()]
         if lines:
             out[layer] = ("\n".join(lines) + "\n").encode()
     return out

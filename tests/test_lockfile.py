@@ -42,9 +42,13 @@ torch==2.10.0 \\
 """
 OUTPUT = f"""\
 ### labctl-lock:full
-{FULL}### labctl-lock:torch
-numpy==1.26.4
-torch==2.10.0
+{FULL}### labctl-lock:torchfull
+numpy==2.1.0 \\
+    --hash={H['c']}
+    # via torch
+torch==2.10.0 \\
+    --hash={H['f']}
+    # via -r spec-torch.txt
 ### labctl-lock:pip
 certifi==2024.8.30
 idna==3.7
@@ -94,14 +98,18 @@ def test_assemble_splits_the_layers_and_names_the_spec() -> None:
     lock = made()
     names = {s: [p.name for p in pins] for s, pins in lock.sections.items()}
     assert names == {
-        "torch": ["numpy", "torch"],  # numpy: torch needs it, so the torch layer holds it
-        "pip": ["certifi", "idna", "requests"],
+        # The torch layer is resolved from torch alone (the same for every spec with this
+        # torch); the pip layer moves numpy to the spec's numpy<2.
+        "torch": ["numpy", "torch"],
+        "pip": ["certifi", "idna", "numpy", "requests"],
         "pip_nodeps": ["d2l"],
         "extras": ["six"],
     }
     assert lock.python.startswith("3.11.2") and lock.resolver == "uv 0.13.9"
     assert lock.inputs == inputs_hash(spec()) and lock.torch_inputs == torch_inputs_hash(spec())
-    numpy = lock.sections["torch"][0]
+    assert lock.sections["torch"][0].version == "2.1.0"
+    numpy = lock.sections["pip"][2]
+    assert numpy.version == "1.26.4"
     assert "#   images/small.yaml (pip)" in numpy.notes  # not the resolver's temp file name
 
 
@@ -116,7 +124,7 @@ def test_text_round_trips(tmp_path: Path) -> None:
                                 "idna": "3.7", "requests": "2.31.0", "d2l": "0.17.6",
                                 "six": "1.16.0"}
     assert again.text() == text
-    assert lock.hashed() == 6
+    assert lock.hashed() == 7
 
 
 @pytest.mark.parametrize("text", ["", "requests==2.31.0\n", "# labctl-lock: 1\n# [pip]\nbad ===\n",
@@ -178,9 +186,10 @@ def test_layers_get_their_pins_and_those_of_the_layers_before() -> None:
     sections, notes = lockfile.usable_pins(spec(), made())
     files = lockfile.layer_constraints(sections)
     assert notes == []
-    assert lines(files["torch"]) == ["numpy==1.26.4", "torch==2.10.0"]
-    assert lines(files["pip"]) == lines(files["torch"]) + [
-        "certifi==2024.8.30", "idna==3.7", "requests==2.31.0"]
+    assert lines(files["torch"]) == ["numpy==2.1.0", "torch==2.10.0"]
+    # A later section's pin replaces the torch layer's (numpy 2.1.0 -> 1.26.4).
+    assert lines(files["pip"]) == ["numpy==1.26.4", "torch==2.10.0",
+                                   "certifi==2024.8.30", "idna==3.7", "requests==2.31.0"]
     assert lines(files["extras"]) == lines(files["pip"]) + ["six==1.16.0"]
     assert lines(files["pip_nodeps"]) == ["d2l==0.17.6"]
     assert f"--hash={H['b']} --hash={H['c']}" in files["pip"].decode()

@@ -3,7 +3,7 @@
 # Python and uv). Inputs are read from /in (mounted read-only); results go to stdout, each
 # after a "### labctl-lock:NAME" line, so nothing is written on the host.
 #   spec-{torch,pip,extras,nodeps}.txt   the spec's requirements, by install layer
-#   prefs.txt, prefs-nodeps.txt           the previous lock's pins (kept unless upgraded)
+#   prefs.txt, prefs-torch.txt, prefs-nodeps.txt  the previous lock's pins (kept unless upgraded)
 #   LABCTL_UPGRADE                        "" | ":all:" | "name name ..."
 #   LABCTL_TORCH_INDEX                    the torch variant's index, when not the default
 set -euo pipefail
@@ -28,14 +28,18 @@ srcs=()
 for f in spec-torch.txt spec-pip.txt spec-extras.txt; do
     [ -f "$f" ] && srcs+=("$f")
 done
+if [ -f spec-torch.txt ]; then
+    # The torch layer on its own, from the torch inputs alone: every spec with the same
+    # torch gets the same pins, so their multi-GB torch layers are one layer on disk.
+    [ -f prefs-torch.txt ] && cp prefs-torch.txt "$out/torchfull.txt"
+    compile --generate-hashes "${upgrade[@]}" spec-torch.txt -o "$out/torchfull.txt"
+fi
 if [ "${#srcs[@]}" -gt 0 ]; then
-    # Everything with dependencies, resolved together: the environment the image ends with.
+    # Everything with dependencies, resolved together: the environment the image ends with
+    # (a later layer may move a torch-layer package, e.g. numpy<2 for d2l).
     [ -f prefs.txt ] && cp prefs.txt "$out/full.txt"
     compile --generate-hashes "${upgrade[@]}" "${srcs[@]}" -o "$out/full.txt"
-    # What the torch layer and the pip layer install when held to that resolution.
-    if [ -f spec-torch.txt ]; then
-        compile --no-annotate spec-torch.txt -c "$out/full.txt" -o "$out/torch.txt"
-    fi
+    # What the pip layer installs when held to that resolution.
     if [ -f spec-pip.txt ]; then
         layers=(spec-pip.txt)
         [ -f spec-torch.txt ] && layers=(spec-torch.txt spec-pip.txt)
@@ -47,7 +51,7 @@ if [ -f spec-nodeps.txt ]; then
     compile --generate-hashes --no-deps "${upgrade[@]}" spec-nodeps.txt -o "$out/nodeps.txt"
 fi
 
-for part in full torch pip nodeps; do
+for part in full torchfull pip nodeps; do
     if [ -f "$out/$part.txt" ]; then
         echo "### labctl-lock:$part"
         cat "$out/$part.txt"
