@@ -26,8 +26,11 @@ from labctl.spec import ImageSpec
 UV_VERSION = "0.13.9"
 # Always installed in the first layer: what the venv, uv, the entrypoint and TLS need.
 SYSTEM_PACKAGES = ("ca-certificates", "python3", "python3-venv", "tini", "util-linux")
+# --allow-root: a lab runs as root only when the host user is root or Docker is rootless
+# (container root is then the host user); Jupyter would refuse to start otherwise.
 JUPYTER_CMD = (
-    "jupyter {app} --ip=0.0.0.0 --port={port} --no-browser --ServerApp.root_dir={root}"
+    "jupyter {app} --ip=0.0.0.0 --port={port} --no-browser --allow-root"
+    " --ServerApp.root_dir={root}"
 )
 
 
