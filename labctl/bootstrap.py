@@ -4,12 +4,14 @@ that cannot pull from a registry (blocked or slow mirrors, offline classrooms)."
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from labctl import validators
 from labctl.engine import LABEL_PREFIX, Engine
 from labctl.errors import LabError
 
@@ -25,12 +27,26 @@ _DPKG_EXCLUDES = [
 ]
 
 
+_SUITE = re.compile(r"[a-z][a-z0-9-]*")
+
+
 def suite_of(image: str, suite: str | None) -> str:
-    """The Debian suite: explicit, or the tag of a `debian:SUITE` name, else bookworm."""
-    if suite:
-        return suite
-    _, _, tag = image.rpartition(":")
-    return tag if tag and not tag.startswith(("latest", "slim")) and "/" not in tag else "bookworm"
+    """The Debian suite: explicit, or the tag of a `debian:SUITE[-slim]` name, else bookworm."""
+    if not suite:
+        _, _, tag = image.rpartition(":")
+        tag = tag.removesuffix("-slim")
+        suite = tag if tag and tag not in ("latest", "slim") and "/" not in tag else "bookworm"
+    if not _SUITE.fullmatch(suite):
+        raise LabError(f"{suite!r} is not a Debian suite name", fix="e.g. --suite bookworm")
+    return suite
+
+
+def check_mirror(mirror: str) -> str:
+    try:
+        return validators.url(mirror)
+    except ValueError as e:
+        raise LabError(f"--mirror: {e}", fix="e.g. --mirror http://deb.debian.org/debian"
+                       ) from None
 
 
 def plan(image: str, suite: str, mirror: str, tool: str, out: Path) -> list[list[str]]:

@@ -10,15 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from labctl import __version__
-from labctl.engine import LABEL_PREFIX, Engine
+from labctl.engine import LABEL_LAB, LABEL_PREFIX, LABEL_SPEC, Engine
 from labctl.errors import LabError
 from labctl.lab import SETTINGS_FILE, Lab
 from labctl.render import BuildContext
 
-LABEL_SPEC = f"{LABEL_PREFIX}spec"
 LABEL_HASH = f"{LABEL_PREFIX}hash"
 LABEL_VERSION = f"{LABEL_PREFIX}version"
-LABEL_LAB = f"{LABEL_PREFIX}lab"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LAYER = re.compile(r"^ ---> ([0-9a-f]{12})$")

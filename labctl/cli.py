@@ -29,6 +29,21 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             ui.err_console.print("interrupted")
             sys.exit(130)
+        except OSError as e:  # a folder labctl cannot read or write: say which, and the fix
+            where = e.filename or "a file"
+            ui.error(LabError(
+                f"cannot use {where}: {e.strerror or e}",
+                fix=f"check that the folder exists and is yours: `ls -ld {where}`; if a "
+                f"container left it owned by root: `sudo chown -R $(id -u):$(id -g) {where}`",
+            ))
+            sys.exit(1)
+        except Exception as e:  # an engine error outside engine.py's own translation
+            from labctl.engine import explain, is_engine_error
+
+            if not is_engine_error(e):
+                raise
+            ui.error(explain(e))
+            sys.exit(1)
 
     return wrapper
 
@@ -179,8 +194,8 @@ def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...],
     engine = Engine.connect()
     plan = make_plan(engine, lab, name, user=user, srcs=list(srcs),
                      command=list(command) or None, gpus=gpus, bind=bind, port=port)
-    if bind and bind not in ("127.0.0.1", "::1", "localhost"):
-        ui.err_console.print(f"warning: publishing on {bind}; protect the URL's token")
+    for note in plan.warnings:  # said always: exposure and a GPU lab falling back to CPU
+        ui.err_console.print(f"warning: {note}")
     if verbose:
         for note in plan.notes:
             ui.err_console.print(f"note: {note}")
@@ -250,7 +265,7 @@ def ps(as_json: bool, all_: bool) -> None:
 @cli.command()
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True)
-@click.option("--tail", default="200", show_default=True)
+@click.option("--tail", default="200", show_default=True, help="Lines to show, or 'all'.")
 @friendly
 def logs(name: str, follow: bool, tail: str) -> None:
     """Output of running lab NAME."""
@@ -260,6 +275,8 @@ def logs(name: str, follow: bool, tail: str) -> None:
     c = find_lab_container(Engine.connect(), name)
     if c is None:
         raise LabError(f"no running lab named {name}", fix="see `labctl ps`")
+    if tail != "all" and not tail.isdigit():
+        raise LabError(f"--tail {tail}: not a number", fix="--tail 100, or --tail all")
     n = "all" if tail == "all" else int(tail)
     if follow:
         for chunk in c.logs(stream=True, follow=True, tail=n):
@@ -345,18 +362,29 @@ def base_bootstrap(image: str, suite: str | None, mirror: str | None, force: boo
     import os
 
     from labctl import ui
-    from labctl.bootstrap import DEFAULT_MIRROR, bootstrap, suite_of
+    from labctl.bootstrap import DEFAULT_MIRROR, bootstrap, check_mirror, suite_of
     from labctl.engine import Engine
 
     engine = Engine.connect()
     if engine.image(image) is not None and not force:
         ui.console.print(f"{image} is already in the engine (use --force to rebuild it)")
         return
-    mirror = mirror or os.environ.get("LABCTL_APT_MIRROR") or DEFAULT_MIRROR
+    mirror = check_mirror(mirror or os.environ.get("LABCTL_APT_MIRROR") or _lab_mirror()
+                          or DEFAULT_MIRROR)
     with ui.console.status(f"bootstrapping {image}") as status:
         image_id = bootstrap(engine, image, suite_of(image, suite), mirror,
                              lambda line: status.update(f"{image}: {line[:100]}"))
     ui.console.print(f"{image} is ready ({image_id[:19]})")
+
+
+def _lab_mirror() -> str | None:
+    """The apt mirror of the lab we are in, if any (a learner who set one uses it here too)."""
+    from labctl.lab import load_lab
+
+    try:
+        return load_lab().settings.network.apt_mirror
+    except LabError:
+        return None
 
 
 def _register() -> None:

@@ -21,10 +21,8 @@ if TYPE_CHECKING:
     from labctl.runplan import RunPlan
 
 LABEL_PREFIX = "org.labctl."
-
-
-def _where() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+LABEL_SPEC = f"{LABEL_PREFIX}spec"  # on images and lab containers alike
+LABEL_LAB = f"{LABEL_PREFIX}lab"
 
 
 def endpoint(environ: dict[str, str] | None = None) -> tuple[str, str]:
@@ -48,33 +46,37 @@ def endpoint(environ: dict[str, str] | None = None) -> tuple[str, str]:
 
 
 def explain(exc: Exception) -> LabError:
-    """Turn a docker SDK / requests exception into a one-screen LabError."""
+    """Turn a docker SDK / requests exception into a one-screen LabError. Only failures to
+    reach the engine are sorted by their words; an engine's own answer is shown as it is."""
+    where = endpoint()[0]
     text = str(exc)
     low = text.lower()
-    if isinstance(exc, PermissionError) or "permission denied" in low:
-        return LabError(
-            f"permission denied talking to the Docker engine at {_where()}",
-            fix="add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in "
-            "again) or use rootless Docker",
-        )
     if "no space left on device" in low:
         return LabError(
             "the Docker engine ran out of disk space",
             fix="free space with `docker system prune` (removes stopped containers and unused "
             "images) and check `docker system df`",
         )
-    if isinstance(exc, (requests.exceptions.ConnectionError, FileNotFoundError)) or (
-        "connection refused" in low or "no such file or directory" in low or "connection aborted"
-        in low
-    ):
+    if isinstance(exc, docker.errors.APIError):
+        return LabError(f"the Docker engine said: {exc.explanation or text}")
+    if isinstance(exc, PermissionError) or "permission denied" in low:
         return LabError(
-            f"no Docker engine answers at {_where()}",
+            f"permission denied talking to the Docker engine at {where}",
+            fix="add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in "
+            "again) or use rootless Docker",
+        )
+    if isinstance(exc, (requests.exceptions.ConnectionError, FileNotFoundError,
+                        docker.errors.DockerException)):
+        return LabError(
+            f"no Docker engine answers at {where}",
             fix="start it (`sudo systemctl start docker`, or `sudo dockerd &`), or install it "
             "with `sudo apt-get install docker.io`; `labctl doctor` checks the setup",
         )
-    if isinstance(exc, docker.errors.APIError) and exc.explanation:
-        return LabError(f"the Docker engine said: {exc.explanation}")
     return LabError(f"Docker engine error: {text}")
+
+
+def is_engine_error(exc: BaseException) -> bool:
+    return isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException))
 
 
 @contextmanager
@@ -135,10 +137,6 @@ class Engine:
         img = self.image(ref)
         return None if img is None else dict(img.labels or {})
 
-    def images(self, label: str) -> list[Any]:
-        with translated():
-            return self.client.images.list(filters={"label": label})
-
     def pull(self, ref: str) -> bool:
         """Try to pull; False (not an error) when no registry answers."""
         try:
@@ -177,10 +175,6 @@ class Engine:
         with translated():
             self.api.tag(image_id, repo, tag)
 
-    def remove_image(self, ref: str) -> None:
-        with translated(), _ignore_missing():
-            self.api.remove_image(ref)
-
     def import_image(self, stream: IO[bytes], ref: str, changes: list[str]) -> str:
         repo, _, tag = ref.rpartition(":")
         # A generator, not the file: docker-py sends 'Transfer-Encoding: chunked', and only
@@ -190,10 +184,6 @@ class Engine:
             out = self.api.import_image_from_stream(chunks, repository=repo, tag=tag,
                                                     changes=changes)
         return str(out)
-
-    def history(self, ref: str) -> list[dict[str, Any]]:
-        with translated():
-            return self.api.history(ref)
 
     def containers(self, label: str, all: bool = True) -> list[Any]:
         with translated():
@@ -257,12 +247,6 @@ class Engine:
     def stop_container(self, container: Any, timeout: int = 10) -> None:
         with translated(), _ignore_missing():
             container.stop(timeout=timeout)
-
-    def run_once(self, image: str, command: list[str], **kw: Any) -> str:
-        """Run a short command in a throw-away container; its output."""
-        with translated():
-            out = self.client.containers.run(image, command, remove=True, **kw)
-        return out.decode(errors="replace") if isinstance(out, bytes) else str(out)
 
     def probe(self, image: str, command: list[str], *, gpus: str = "none",
               timeout: int = 180) -> tuple[int, str]:

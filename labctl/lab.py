@@ -17,7 +17,6 @@ from labctl import resources
 from labctl import validators as v
 from labctl.errors import LabError
 from labctl.spec import (
-    AbsPath,
     EnvName,
     ImageSpec,
     Line,
@@ -32,6 +31,7 @@ from labctl.spec import (
 SETTINGS_FILE = "labctl.yaml"
 VOLUMES_FILE = "volumes.yaml"
 HostIP = Annotated[str, AfterValidator(v.no_control)]
+MountTarget = Annotated[str, AfterValidator(v.mount_target)]
 
 
 class _Strict(BaseModel):
@@ -42,7 +42,7 @@ class Volume(_Strict):
     """A host folder shared by every image in the lab, and the variables that point tools at it."""
 
     host: Line
-    container: AbsPath
+    container: MountTarget
     env: dict[EnvName, Quoted] = Field(default_factory=dict)
     subdirs: list[Line] = Field(default_factory=list)
     description: Line = ""

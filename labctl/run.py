@@ -16,7 +16,7 @@ import requests
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.lab import Lab
-from labctl.runplan import LABEL_RUN, LABEL_SPEC, RunPlan, plan_run
+from labctl.runplan import LABEL_RUN, LABEL_SPEC, RunPlan, plan_run, url_host
 
 READY_TIMEOUT = 120.0
 
@@ -69,7 +69,7 @@ def wait_ready(engine: Engine, container: Any, plan: RunPlan,
     """Wait until Jupyter answers on its published port (GET /api needs no token)."""
     assert plan.jupyter_port is not None
     ip, port = plan.ports[plan.jupyter_port]
-    host = "127.0.0.1" if ip in ("0.0.0.0", "127.0.0.1") else ip
+    host = url_host(ip)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         container.reload()

@@ -11,16 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labctl import __version__
-from labctl.engine import LABEL_PREFIX
+from labctl import __version__, validators
+from labctl.engine import LABEL_LAB, LABEL_PREFIX, LABEL_SPEC
 from labctl.errors import LabError
 from labctl.lab import Lab
 from labctl.render import command as default_command
 from labctl.spec import ImageSpec
 
 LABEL_RUN = f"{LABEL_PREFIX}run"
-LABEL_SPEC = f"{LABEL_PREFIX}spec"
-LABEL_LAB = f"{LABEL_PREFIX}lab"
 LABEL_URL = f"{LABEL_PREFIX}url"
 WORKSPACE = "/workspace"
 DEFAULT_WORK = "work"  # lab-relative source folder when neither --src nor the spec names one
@@ -49,6 +47,7 @@ class RunPlan:
     gpus: bool
     user_mode: str  # "host" (remapped to the host uid/gid) | "root" | "image"
     notes: list[str] = field(default_factory=list)  # said with --verbose
+    warnings: list[str] = field(default_factory=list)  # always said
     jupyter_port: int | None = None  # container port of Jupyter, if it runs
     token: str | None = None
     shm_size: str = SHM_SIZE
@@ -59,8 +58,16 @@ class RunPlan:
         if self.jupyter_port is None:
             return None
         ip, port = self.ports[self.jupyter_port]
-        host = "127.0.0.1" if ip in ("0.0.0.0", "127.0.0.1") else ip
-        return f"http://{host}:{port}/lab?token={self.token}"
+        return f"http://{url_host(ip)}:{port}/lab?token={self.token}"
+
+
+def url_host(ip: str) -> str:
+    """How to reach a published address from this machine, as a URL host."""
+    if ip in ("0.0.0.0", "127.0.0.1", ""):
+        return "127.0.0.1"
+    if ip == "::":
+        return "[::1]"
+    return f"[{ip}]" if ":" in ip else ip
 
 
 def parse_src(value: str, lab: Lab) -> tuple[Path, str]:
@@ -70,9 +77,11 @@ def parse_src(value: str, lab: Lab) -> tuple[Path, str]:
     host = (host if host.is_absolute() else Path.cwd() / host).resolve()
     if not sep:
         dest = f"{WORKSPACE}/{host.name}"
-    if not dest.startswith("/") or "\n" in dest:
-        raise LabError(f"--src {value}: the container path must be absolute",
-                       fix=f"e.g. --src {path}:{WORKSPACE}/{host.name}")
+    try:
+        validators.mount_target(dest)
+    except ValueError as e:
+        raise LabError(f"--src {value}: {e}", fix=f"e.g. --src {path}:{WORKSPACE}/{host.name}"
+                       ) from None
     if not host.is_dir():
         raise LabError(f"--src {value}: {host} is not a folder",
                        fix="create it, or name an existing folder")
@@ -115,6 +124,7 @@ def plan_run(
     port_free: Callable[[int], bool],
 ) -> RunPlan:
     notes: list[str] = []
+    warnings: list[str] = []
     env: dict[str, str] = {}
     # --- who runs -------------------------------------------------------------------
     if not user:
@@ -181,9 +191,9 @@ def plan_run(
     for p in spec.ports:
         if p not in ports:
             ports[p] = (bind, pick(p))
-    if bind not in ("127.0.0.1", "::1", "localhost"):
-        notes.append(f"ports are published on {bind}: anyone who can reach this machine can "
-                     "try the token")
+    if ports and bind not in ("127.0.0.1", "::1"):
+        warnings.append(f"ports are published on {bind}: anyone who can reach this machine "
+                        "can try the token (bind: 127.0.0.1 keeps the lab to this machine)")
     # --- GPUs -----------------------------------------------------------------------
     want_gpu = gpus == "all" or (gpus == "auto" and spec.gpu is not None)
     if want_gpu and not gpu_runtime:
@@ -195,7 +205,8 @@ def plan_run(
                 "configure --runtime=docker && sudo systemctl restart docker` (see `labctl "
                 "doctor`), or run on the CPU with --gpus none",
             )
-        notes.append("no GPU runtime in the engine: running on the CPU (--gpus none)")
+        warnings.append("the engine has no GPU runtime: running on the CPU (see `labctl "
+                        "doctor`; --gpus none silences this)")
         want_gpu = False
     name = free_name(f"labctl-{spec.name}", name_taken)
     labels = {
@@ -206,7 +217,8 @@ def plan_run(
     plan = RunPlan(
         spec=spec.name, image=image, name=name, command=cmd, env=env, mounts=mounts,
         host_dirs=host_dirs, ports=ports, workdir=workdir, labels=labels, gpus=want_gpu,
-        user_mode=user_mode, notes=notes, jupyter_port=jupyter_port if runs_jupyter else None,
+        user_mode=user_mode, notes=notes, warnings=warnings,
+        jupyter_port=jupyter_port if runs_jupyter else None,
         token=token if runs_jupyter else None,
     )
     if plan.url:

@@ -86,6 +86,18 @@ def env_name(value: str) -> str:
 def abs_path(value: str) -> str:
     if not _ABS_PATH.fullmatch(value):
         raise ValueError(f"{value!r} must be an absolute container path of [A-Za-z0-9._/@+-]")
+    parts = value.strip("/").split("/")
+    if value.strip("/") == "" or ".." in parts:
+        raise ValueError(f"{value!r} must name a folder below / without '..'")
+    return value
+
+
+def mount_target(value: str) -> str:
+    """A mount point: not under the lab user's HOME, whose files the entrypoint re-owns."""
+    abs_path(value)
+    if value.rstrip("/") == "/home/lab" or value.startswith("/home/lab/"):
+        raise ValueError(f"{value!r} is under /home/lab, whose files are re-owned at start;"
+                         " mount under /workspace or /data instead")
     return value
 
 

@@ -12,7 +12,12 @@ ensure_venv
 ensure_base debian:bookworm
 
 export PATH="$VENV/bin:$PATH"
-[ -d "$labdir" ] || labctl init "$labdir"
-cd "$labdir"
-labctl build "$spec"
-exec labctl run "$spec" --user
+lab_steps="[ -d '$labdir' ] || labctl init '$labdir'; cd '$labdir' && labctl build '$spec' && exec labctl run '$spec' --user"
+if is_root && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+    # Set-up needed root; the lab is yours: its folders and files must not be root's.
+    usermod -aG docker "$SUDO_USER"
+    chgrp docker /var/run/docker.sock && chmod g+rw /var/run/docker.sock
+    say "running the lab as $SUDO_USER"
+    exec runuser -u "$SUDO_USER" -- env PATH="$PATH" bash -c "$lab_steps"
+fi
+exec bash -c "$lab_steps"

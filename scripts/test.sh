@@ -14,7 +14,10 @@ if is_root && [ -z "${LABCTL_TEST_AS_ROOT:-}" ]; then
     user=labctl-test
     if ! id "$user" >/dev/null 2>&1; then
         say "creating the test user $user"
-        useradd --create-home --shell /bin/bash "$user"
+        # Not uid 1000: that is the image's own lab user, and the remap must be exercised.
+        uid_opt=()
+        getent passwd 1234 >/dev/null || getent group 1234 >/dev/null || uid_opt=(--uid 1234)
+        useradd --create-home --shell /bin/bash --user-group "${uid_opt[@]}" "$user"
     fi
     getent group docker >/dev/null || groupadd docker
     usermod -aG docker "$user"

@@ -64,8 +64,10 @@ def test_d2l_lab_builds_checks_and_opens_jupyter(shipped_lab: Path, docker_clien
         assert "d2l-zh" in {c["name"] for c in top["content"]}
         inside = requests.get(f"{api}/d2l-zh", headers=auth, timeout=10).json()
         assert {"chapter_preliminaries", "data"} <= {c["name"] for c in inside["content"]}
-    finally:
-        labctl("stop", "--all", cwd=shipped_lab)
+    finally:  # only this test's lab: a learner's own labs keep running
+        ours = [r["name"] for r in json.loads(labctl("ps", "--json", cwd=shipped_lab).stdout)
+                if r["lab"] == str(shipped_lab)]
+        labctl("stop", *ours, cwd=shipped_lab)
 
 
 @pytest.mark.slow

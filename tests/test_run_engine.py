@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -139,9 +140,12 @@ def test_jupyter_token_localhost_and_two_labs(docker_client, lab: Path) -> None:
             assert all(b["HostIp"] == "127.0.0.1" for b in bindings)
             assert not c.attrs["HostConfig"]["Privileged"]
             assert not any("docker.sock" in m["Source"] for m in c.attrs["Mounts"])
-    finally:
-        labctl("stop", "--all", cwd=lab)
-    assert labctl("ps", "--json", cwd=lab, check=True).stdout.strip() == "[]"
+    finally:  # only the labs this test started: a learner's own labs keep running
+        ours = [r["name"] for r in json.loads(labctl("ps", "--json", cwd=lab).stdout)
+                if r["lab"] == str(lab)]
+        labctl("stop", *ours, cwd=lab)
+    left = json.loads(labctl("ps", "--json", "--all", cwd=lab, check=True).stdout)
+    assert [r for r in left if r["lab"] == str(lab)] == []
 
 
 def test_gpu_request_without_runtime_is_a_clear_message(docker_client, lab: Path) -> None:

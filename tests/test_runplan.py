@@ -90,7 +90,7 @@ def test_jupyter_token_ports_and_url(lab) -> None:
     assert p.url == "http://127.0.0.1:8889/lab?token=tok"
     assert plan(lab, port=9000).ports[8888] == ("127.0.0.1", 9000)
     wide = plan(lab, bind="0.0.0.0")
-    assert any("0.0.0.0" in n for n in wide.notes)
+    assert any("0.0.0.0" in n for n in wide.warnings)
     cmd = plan(lab, command=["python", "x.py"])
     assert cmd.jupyter_port is None and "JUPYTER_TOKEN" not in cmd.env
 
@@ -104,7 +104,7 @@ def test_gpu_choices(lab) -> None:
     assert plan(lab, "gpu", gpu_runtime=True).gpus is True
     assert plan(lab, "gpu", gpu_runtime=True, gpus="none").gpus is False
     cpu = plan(lab, "gpu", gpu_runtime=False)
-    assert cpu.gpus is False and any("CPU" in n for n in cpu.notes)
+    assert cpu.gpus is False and any("CPU" in n for n in cpu.warnings)
     with pytest.raises(LabError, match="no GPU runtime") as info:
         plan(lab, "gpu", gpus="all", gpu_runtime=False)
     assert "labctl doctor" in str(info.value)
@@ -116,3 +116,15 @@ def test_gpu_choices(lab) -> None:
 def test_free_port_gives_up_with_a_fix() -> None:
     with pytest.raises(LabError, match="no free port"):
         free_port(8888, lambda p: False, tries=3)
+
+
+def test_ipv6_and_wildcard_urls(lab) -> None:
+    assert plan(lab, bind="::1").url == "http://[::1]:8888/lab?token=tok"
+    assert plan(lab, bind="0.0.0.0").url == "http://127.0.0.1:8888/lab?token=tok"
+
+
+def test_mounts_under_the_lab_home_are_refused(lab, tmp_path: Path) -> None:
+    with pytest.raises(LabError, match="/home/lab"):
+        plan(lab, srcs=[f"{tmp_path}:/home/lab/proj"])
+    with pytest.raises(LabError, match="'..'"):
+        plan(lab, srcs=[f"{tmp_path}:/workspace/../etc"])

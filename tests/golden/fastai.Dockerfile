@@ -44,6 +44,7 @@ RUN have="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
         ${LABCTL_INDEX_URL:+--index-url "$LABCTL_INDEX_URL"} "uv==0.13.9" \
  && ln -s /opt/labctl/tools/bin/uv /usr/local/bin/uv \
  && uv venv --system-site-packages --seed /opt/venv \
+ && if old="$(getent passwd 1000 | cut -d: -f1)" && [ -n "$old" ]; then userdel --remove "$old"; fi \
  && useradd --create-home --uid 1000 --user-group --shell /bin/bash lab
 
 # labctl-key: torch
