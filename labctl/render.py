@@ -270,8 +270,6 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     except jinja2.TemplateError as e:  # a bug in a template, not in the spec
         raise LabError(f"template error: {e}", file="templates/Dockerfile.j2") from None
     files: dict[str, bytes] = {"Dockerfile": dockerfile.encode()}
-    files["labctl/entrypoint.sh"] = (resources.templates_dir() / "entrypoint.sh").read_bytes()
-    files["labctl/pip_check.py"] = (resources.templates_dir() / "pip_check.py").read_bytes()
     files.update(_image_files())
     if spec.torch:
         files["labctl/requirements-torch.txt"] = _lines(_torch_requirements(spec))

@@ -65,17 +65,15 @@ COPY labctl/requirements-nodeps.txt labctl/lock-pip_nodeps.txt /opt/labctl/
 RUN uv pip install --no-deps -c /opt/labctl/lock-pip_nodeps.txt -r /opt/labctl/requirements-nodeps.txt
 
 # labctl-key: pip
-COPY labctl/pip_check.py /opt/labctl/pip_check.py
-RUN python /opt/labctl/pip_check.py
-
-# labctl-key: base
-COPY labctl/entrypoint.sh /usr/local/bin/labctl-entrypoint
+# labctl's own files (entrypoint, hooks, the dependency check) and the workspace, in as
+# few steps as can be: everything after the last package layer reruns on each change.
 COPY labctl/image/ /opt/labctl/lib/
-RUN chmod 0755 /usr/local/bin/labctl-entrypoint \
+RUN python /opt/labctl/lib/pip_check.py \
+ && install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint \
  && mkdir -p /workspace \
  && chown lab:lab /workspace
 
-# labctl-key: workdir
+# labctl-key: env
 ENV LABCTL_WORKSPACE=/workspace
 WORKDIR /workspace
 EXPOSE 8888

@@ -61,25 +61,21 @@ COPY labctl/requirements-lab.txt labctl/constraints.txt labctl/lock-pip.txt /opt
 RUN uv pip install -c /opt/labctl/constraints.txt -c /opt/labctl/lock-pip.txt -r /opt/labctl/requirements-lab.txt
 
 # labctl-key: pip
-COPY labctl/pip_check.py /opt/labctl/pip_check.py
-RUN python /opt/labctl/pip_check.py
+# labctl's own files (entrypoint, hooks, the dependency check) and the workspace, in as
+# few steps as can be: everything after the last package layer reruns on each change.
+COPY labctl/image/ /opt/labctl/lib/
+RUN python /opt/labctl/lib/pip_check.py \
+ && install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint \
+ && mkdir -p /workspace \
+ && chown lab:lab /workspace
 
 # labctl-key: prepare
 COPY prepare/ /opt/labctl/prepare/
 RUN bash /opt/labctl/prepare/prepare/ultralytics-offline.sh
 
-# labctl-key: base
-COPY labctl/entrypoint.sh /usr/local/bin/labctl-entrypoint
-COPY labctl/image/ /opt/labctl/lib/
-RUN chmod 0755 /usr/local/bin/labctl-entrypoint \
- && mkdir -p /workspace \
- && chown lab:lab /workspace
-
 # labctl-key: env
-ENV YOLO_OFFLINE="1"
-
-# labctl-key: workdir
-ENV LABCTL_WORKSPACE=/workspace
+ENV LABCTL_WORKSPACE=/workspace \
+    YOLO_OFFLINE="1"
 WORKDIR /workspace
 EXPOSE 8888
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]
