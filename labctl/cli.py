@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -397,6 +398,14 @@ def _register() -> None:
         cli.add_command(command)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Ctrl-C, and a closed terminal or `kill`, stop and remove a foreground lab the same
+    # way, also when the shell started labctl with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     _register()
     cli(prog_name="labctl")
