@@ -242,7 +242,14 @@ class Engine:
 
     def remove_container(self, container: Any) -> None:
         with translated(), _ignore_missing():
-            container.remove(force=True)
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError as e:
+                if "already in progress" not in str(e):
+                    raise
+                for _ in range(20):  # the engine is removing it already: wait for that
+                    time.sleep(0.5)
+                    container.reload()  # NotFound once it is gone
 
     def stop_container(self, container: Any, timeout: int = 10) -> None:
         with translated(), _ignore_missing():
