@@ -257,41 +257,11 @@ class Engine:
 
     def probe(self, image: str, command: list[str], *, gpus: str = "none",
               timeout: int = 180) -> tuple[int, str]:
-        """Run ``command`` as the entrypoint of a throw-away container (no network) and
-        return (exit status, output); 124 when it ran past ``timeout``. ``gpus``: none,
-        runtime (like --gpus all) or cdi (the nvidia.com/gpu=all CDI device)."""
-        device_requests = {
-            "runtime": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
-            "cdi": [docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])],
-        }.get(gpus)
-        name = f"labctl-probe-{os.getpid()}-{time.monotonic_ns()}"
-        with translated():
-            try:
-                c = self.client.containers.create(
-                    image, command[1:], entrypoint=command[:1], name=name,
-                    device_requests=device_requests, network_disabled=True,
-                    labels={f"{LABEL_PREFIX}doctor": "probe"}, detach=True,
-                )
-            except requests.exceptions.RequestException:
-                # The engine may have created it before the answer timed out.
-                with suppress(docker.errors.DockerException,
-                              requests.exceptions.RequestException):
-                    self.api.remove_container(name, force=True)
-                raise
-            try:
-                try:
-                    c.start()
-                except docker.errors.APIError as e:
-                    raise _gpu_hint(e) from None
-                try:
-                    status = int(c.wait(timeout=timeout).get("StatusCode", 1))
-                except requests.exceptions.RequestException:
-                    return 124, f"no answer within {timeout} s"
-                out = c.logs(stdout=True, stderr=True)
-            finally:
-                with _ignore_missing():
-                    c.remove(force=True)
-        return status, out.decode(errors="replace")
+        """Run ``command`` in a throw-away container with no network; (exit status, output),
+        124 past ``timeout``. ``gpus``: none, runtime (like --gpus all) or cdi."""
+        status, out, err = self.run_capture(image, command, gpus=gpus, network=False,
+                                            timeout=timeout, label="probe")
+        return status, out + err
 
     def run_to_end(self, container: Any, timeout: float) -> tuple[int | None, str]:
         """Start a created container, wait for it (None on timeout), return its output."""
@@ -313,6 +283,7 @@ class Engine:
         read_only_mounts: dict[str, str] | None = None,
         environment: dict[str, str] | None = None,
         network: bool = True,
+        gpus: str = "none",
         timeout: float = 1800,
         label: str = "run",
     ) -> tuple[int, str, str]:
@@ -324,6 +295,10 @@ class Engine:
             docker.types.Mount(target, source, type="bind", read_only=True)
             for source, target in (read_only_mounts or {}).items()
         ]
+        device_requests = {
+            "runtime": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
+            "cdi": [docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])],
+        }.get(gpus)
         name = f"labctl-{label}-{os.getpid()}-{time.monotonic_ns()}"
         with translated():
             try:
@@ -331,7 +306,7 @@ class Engine:
                     image, command[1:], entrypoint=command[:1], name=name, mounts=mounts,
                     environment=environment or {}, network_disabled=not network,
                     labels={f"{LABEL_PREFIX}{label}": "1"}, detach=True,
-                    security_opt=["no-new-privileges"],
+                    security_opt=["no-new-privileges"], device_requests=device_requests,
                 )
             except requests.exceptions.RequestException:
                 with suppress(docker.errors.DockerException,
@@ -339,7 +314,10 @@ class Engine:
                     self.api.remove_container(name, force=True)
                 raise
             try:
-                c.start()
+                try:
+                    c.start()
+                except docker.errors.APIError as e:
+                    raise _gpu_hint(e) from None
                 try:
                     status = int(c.wait(timeout=timeout).get("StatusCode", 1))
                 except requests.exceptions.RequestException:
