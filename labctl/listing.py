@@ -19,11 +19,18 @@ def list_specs(lab: Lab, engine: Any | None = None) -> list[dict[str, Any]]:
             engine = Engine.connect(timeout=5)
         except LabError:
             engine = None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in lab.spec_names():
-        spec = lab.spec(name)
         tag = lab.image_tag(name)
-        ctx = render(lab, spec)
+        try:
+            spec = lab.spec(name)
+            ctx = render(lab, spec)
+        except LabError as e:  # one broken spec must not hide the others
+            rows.append({"name": name, "tag": tag, "state": "invalid", "lock": "-",
+                         "hash": None, "torch": None, "gpu": None, "jupyter": False,
+                         "description": str(e).splitlines()[0], "extends": [],
+                         "error": str(e)})
+            continue
         rows.append({
             "name": name,
             "tag": tag,

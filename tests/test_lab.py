@@ -315,3 +315,19 @@ def test_volume_host_paths(tmp_path: Path) -> None:
     root = make_lab(tmp_path / "lab")
     lab = load_lab(str(root), environ={})
     assert lab.host_path(lab.volumes["data"]) == root.resolve() / "data"
+
+
+def test_list_shows_an_invalid_spec_beside_the_valid_ones(tmp_path: Path) -> None:
+    import json
+
+    root = tmp_path / "lab"
+    subprocess.run([sys.executable, "-m", "labctl", "init", str(root)], check=True,
+                   capture_output=True)
+    (root / "images" / "broken.yaml").write_text("pipp: [rich]\n")
+    proc = subprocess.run([sys.executable, "-m", "labctl", "list", "--json"], cwd=root,
+                          capture_output=True, text=True, env={**os.environ, "DOCKER_HOST":
+                                                               "unix:///nonexistent"})
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["broken"]["state"] == "invalid" and "pipp" in rows["broken"]["error"]
+    assert rows["d2l"]["state"] == "unknown"  # no engine: the valid specs still listed
