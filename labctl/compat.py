@@ -290,12 +290,12 @@ class Wheel:
 @cache
 def _wheels() -> tuple[Wheel, ...]:
     out: list[Wheel] = []
-    for rel in _load("torch_wheels.yaml")["releases"]:
-        for variant in rel["variants"]:
+    for rel in torch_wheels.releases():
+        for variant in rel.variants:
             cuda = variant_cuda(variant)
             if cuda:
-                out.append(Wheel(f"{rel['torch']}.0", variant, cuda, f"{rel['torchvision']}.0",
-                                 variant == rel["pypi_default"]))
+                out.append(Wheel(f"{rel.torch}.0", variant, cuda, f"{rel.torchvision}.0",
+                                 variant == rel.pypi_default))
     out.sort(key=lambda w: (Version(w.torch), parse_cuda(w.cuda)), reverse=True)
     return tuple(out)
 

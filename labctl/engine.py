@@ -127,11 +127,7 @@ class Engine:
 
     # --- images -------------------------------------------------------------------
     def image(self, ref: str) -> Any | None:
-        with translated():
-            try:
-                return self.client.images.get(ref)
-            except docker.errors.ImageNotFound:
-                return None
+        return self._get(self.client.images, ref)
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
         img = self.image(ref)
@@ -202,13 +198,17 @@ class Engine:
                         n += 1
         return n
 
-
     # --- containers -------------------------------------------------------------------
     def container(self, name: str) -> Any | None:
+        return self._get(self.client.containers, name)
+
+    @staticmethod
+    def _get(collection: Any, ref: str) -> Any | None:
+        """An image or container by name, or None when there is none."""
         with translated():
             try:
-                return self.client.containers.get(name)
-            except docker.errors.NotFound:
+                return collection.get(ref)
+            except docker.errors.NotFound:  # ImageNotFound is one too
                 return None
 
     def create_container(self, plan: RunPlan, *, tty: bool = False) -> Any:

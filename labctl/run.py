@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -16,21 +15,10 @@ import requests
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.lab import Lab
+from labctl.ports import port_free
 from labctl.runplan import LABEL_RUN, LABEL_SPEC, RunPlan, plan_run, url_host
 
 READY_TIMEOUT = 120.0
-
-
-def port_free(bind: str) -> Callable[[int], bool]:
-    def check(port: int) -> bool:
-        with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as s:
-            try:
-                s.bind((bind, port))
-                return True
-            except OSError:
-                return False
-
-    return check
 
 
 def make_plan(engine: Engine, lab: Lab, name: str, *, user: bool, srcs: list[str],
@@ -46,7 +34,8 @@ def make_plan(engine: Engine, lab: Lab, name: str, *, user: bool, srcs: list[str
         rootless=engine.is_rootless(), srcs=srcs, command=command, gpus=gpus,
         gpu_runtime=bool(engine.gpu_runtimes() or engine.cdi_spec_dirs()), bind=bind,
         port=port, token=os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24),
-        name_taken=lambda n: engine.container(n) is not None, port_free=port_free(bind),
+        name_taken=lambda n: engine.container(n) is not None,
+        port_free=lambda p: port_free(bind, p),
     )
 
 

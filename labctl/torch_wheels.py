@@ -30,6 +30,11 @@ def _table() -> tuple[str, tuple[TorchRelease, ...]]:
     return raw["index_template"], rels
 
 
+def releases() -> tuple[TorchRelease, ...]:
+    """Every row of the table, as read once from torch_wheels.yaml."""
+    return _table()[1]
+
+
 def release(version: str) -> TorchRelease | None:
     """The table row for a torch version (matched on major.minor)."""
     v = Version(version)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 
 from labctl.doctor.checks.fs import folder_problem, user_ids
 from labctl.doctor.context import Context
 from labctl.doctor.registry import Finding, check
+from labctl.ports import port_free
 
 SHM_MIN_GB = 1.0
 _GB = 1000**3
@@ -58,19 +57,6 @@ def volumes(ctx: Context) -> list[Finding]:
                 "by you"
             out.append(Finding("ok", f"{ctx.rel(path)}: {state}", "", name, title))
     return out
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether a listener could bind host:port now (what Docker's proxy will need)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            if e.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
 
 
 @check("lab.port", "lab", "Jupyter port")

@@ -8,29 +8,39 @@ from labctl.doctor.checks.containers import RUNTIME_FIX
 from labctl.doctor.context import Context
 from labctl.doctor.registry import Finding, check
 from labctl.errors import LabError
+from labctl.spec import ImageSpec
 
 
-def _specs_or_skip(ctx: Context) -> list[str] | Finding:
+def _specs(ctx: Context) -> list[tuple[str, ImageSpec | LabError]] | Finding:
+    """Each spec of the lab, loaded and its torch variant resolved, or the error that
+    stopped it; a skip Finding outside a lab or in one without specs."""
     if ctx.lab is None:
         return Finding("skip", "not in a lab folder: no specs to check")
     names = ctx.spec_names()
-    return names or Finding("skip", "the lab has no specs (images/*.yaml)")
-
-
-@check("spec.gpu", "spec", "spec on this machine")
-def spec_gpu(ctx: Context) -> list[Finding]:
-    names = _specs_or_skip(ctx)
-    if isinstance(names, Finding):
-        return [names]
-    out = []
+    if not names:
+        return Finding("skip", "the lab has no specs (images/*.yaml)")
+    out: list[tuple[str, ImageSpec | LabError]] = []
     for name in names:
         try:
             spec = ctx.spec(name)
             if spec.torch:
                 torch_wheels.index_url(spec.torch.version, spec.torch.variant)
+            out.append((name, spec))
         except LabError as e:
-            detail = f" ({'; '.join(e.details[:3])})" if e.details else ""
-            out.append(Finding("fail", e.message + detail, e.fix or "", name, name))
+            out.append((name, e))
+    return out
+
+
+@check("spec.gpu", "spec", "spec on this machine")
+def spec_gpu(ctx: Context) -> list[Finding]:
+    specs = _specs(ctx)
+    if isinstance(specs, Finding):
+        return [specs]
+    out = []
+    for name, spec in specs:
+        if isinstance(spec, LabError):
+            detail = f" ({'; '.join(spec.details[:3])})" if spec.details else ""
+            out.append(Finding("fail", spec.message + detail, spec.fix or "", name, name))
             continue
         gpus = ctx.probe.gpus
         if not gpus or spec.gpu is None:  # a CPU spec: one row, whatever the GPUs
@@ -46,17 +56,13 @@ def spec_gpu(ctx: Context) -> list[Finding]:
 
 @check("spec.engine-gpu", "spec", "GPU reaches the container")
 def spec_engine_gpu(ctx: Context) -> list[Finding]:
-    names = _specs_or_skip(ctx)
-    if isinstance(names, Finding):
-        return [names]
+    specs = _specs(ctx)
+    if isinstance(specs, Finding):
+        return [specs]
     out = []
-    for name in names:
-        try:
-            spec = ctx.spec(name)
-        except LabError:
-            continue  # reported by spec.gpu
-        if spec.gpu is None:
-            continue
+    for name, spec in specs:
+        if isinstance(spec, LabError) or spec.gpu is None:
+            continue  # errors are reported by spec.gpu
         title = f"{name}: GPU in the container"
         if not ctx.probe.gpus:
             out.append(Finding("skip", "no NVIDIA GPU on this machine", "", name, title))
