@@ -78,15 +78,8 @@ def spec_line(lab: Lab, ctx: BuildContext, key: str) -> str:
             if re.match(rf"^{re.escape(key.split('.')[-1])}\s*:", line.strip()) or re.match(
                 rf"^{re.escape(top)}\s*:", line
             ):
-                return f"{_rel(path, lab.root)}:{no} ({key})"
-    return f"{_rel(candidates[0], lab.root) if candidates else 'the spec'} ({key})"
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+                return f"{lab.rel(path)}:{no} ({key})"
+    return f"{lab.rel(candidates[0]) if candidates else 'the spec'} ({key})"
 
 
 def ensure_base(engine: Engine, base: str, pull: bool) -> None:

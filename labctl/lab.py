@@ -130,6 +130,13 @@ class Lab:
         p = Path(os.path.expanduser(volume.host))
         return p if p.is_absolute() else self.root / p
 
+    def rel(self, path: Path | str) -> str:
+        """A path as the learner sees it: relative to the lab folder when inside it."""
+        try:
+            return str(Path(path).relative_to(self.root))
+        except ValueError:
+            return str(path)
+
     def resolve_path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else self.root / p

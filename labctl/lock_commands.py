@@ -27,7 +27,7 @@ def lock_policy(lab: Lab, contexts: Sequence[BuildContext], locked: bool) -> lis
     warnings, problems = [], []
     for ctx in contexts:
         name = ctx.spec.name
-        spec_file = _rel(lab, ctx.spec.source) if ctx.spec.source else f"images/{name}.yaml"
+        spec_file = lab.rel(ctx.spec.source) if ctx.spec.source else f"images/{name}.yaml"
         lock_file = spec_file.removesuffix(".yaml") + ".lock"
         if ctx.lock_state == "stale":
             msg = f"{lock_file} is stale: {spec_file} changed since it was locked"
@@ -46,16 +46,6 @@ def lock_policy(lab: Lab, contexts: Sequence[BuildContext], locked: bool) -> lis
                 " (or build without --locked)",
         )
     return warnings
-
-
-def _rel(lab: Lab, path: object) -> str:
-    from pathlib import Path
-
-    p = Path(str(path))
-    try:
-        return str(p.relative_to(lab.root))
-    except ValueError:
-        return str(p)
 
 
 def _change_rows(changes: list[Change]) -> list[list[object]]:
@@ -102,7 +92,7 @@ def lock(names: tuple[str, ...], upgrade: tuple[str, ...], as_json: bool,
         results.append(res)
         if as_json:
             continue
-        where = _rel(lab, res.path)
+        where = lab.rel(res.path)
         if res.previous is None:
             ui.console.print(f"wrote {where}: {len(res.lock.pins())} packages, "
                              f"{res.lock.hashed()} with hashes ({res.seconds:.0f}s)")

@@ -109,9 +109,4 @@ class Context:
 
     def rel(self, path: Path) -> str:
         """A path relative to the lab when inside it (shorter messages)."""
-        if self.lab is not None:
-            try:
-                return str(path.relative_to(self.lab.root))
-            except ValueError:
-                pass
-        return str(path)
+        return self.lab.rel(path) if self.lab is not None else str(path)
