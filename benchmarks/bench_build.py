@@ -5,7 +5,8 @@ side by side: labctl's layered uv Dockerfile against a naive single-RUN pip Dock
 
 --cpu-wheelhouse DIR builds both with PyTorch's CPU wheel torch==2.13.0+cpu taken from DIR
 (no torchvision: no CPU build of it is reachable here) instead of PyPI's CUDA 12.8 wheels,
-whose 7 GB dominate both images.
+whose 7 GB dominate both images. labctl serves DIR to its build as the lab's wheelhouse;
+the naive Dockerfile COPYs it in, as hand-written ones do.
 
 Measures: cold build (no cache), rebuild after adding one package, no-op rebuild, image
 size, and the ratios labctl / naive. Both builds run in one invocation, one after the

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,8 @@ from labctl import __version__
 from labctl.engine import LABEL_LAB, LABEL_PREFIX, LABEL_SPEC, Engine
 from labctl.errors import LabError
 from labctl.lab import SETTINGS_FILE, Lab
-from labctl.render import BuildContext
+from labctl.render import WHEELHOUSE_PORT, BuildContext, render_lock_image
+from labctl.spec import ImageSpec
 
 LABEL_HASH = f"{LABEL_PREFIX}hash"
 LABEL_VERSION = f"{LABEL_PREFIX}version"
@@ -111,18 +114,18 @@ def build(
         img = engine.image(tag)
         return BuildResult(name, tag, "current", image_id=img.id, size=img.attrs.get("Size", 0))
     ensure_base(engine, ctx.spec.base, pull)
+    ctx = ctx.labelled(labels(lab, ctx))
     keys = ctx.step_keys()
     start = time.monotonic()
     run = _Run(keys)
     try:
-        for event in engine.build(
-            ctx.tar(), buildargs=ctx.buildargs, labels=labels(lab, ctx), nocache=nocache,
-            pull=False,
-        ):
-            if "error" in event:
-                key = keys[run.step - 1] if 0 < run.step <= len(keys) else "base"
-                raise _step_error(lab, ctx, event, run, key)
-            run.feed(event, on_event)
+        with _served_wheelhouse(engine, lab, ctx, on_event) as network_mode:
+            for event in engine.build(ctx.tar(), buildargs=ctx.buildargs, nocache=nocache,
+                                      pull=False, network_mode=network_mode):
+                if "error" in event:
+                    key = keys[run.step - 1] if 0 < run.step <= len(keys) else "base"
+                    raise _step_error(lab, ctx, event, run, key)
+                run.feed(event, on_event)
     except KeyboardInterrupt:
         # The classic builder goes on after the client leaves: stop its container.
         engine.stop_build_containers(run.layer)
@@ -136,6 +139,42 @@ def build(
         steps=run.total, cached_steps=len(run.cached), cached=run.cached,
         size=img.attrs.get("Size", 0) if img else 0,
     )
+
+
+def system_image_tag(lab: Lab, spec: ImageSpec) -> str:
+    """One image of the shared first layers per base and Python (it serves as `labctl
+    lock`'s resolver and a build's wheelhouse server), e.g.
+    labctl/lock:debian-bookworm-py3.11."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.base).strip("-.")[:100]
+    return f"{lab.settings.tag_prefix}lock:{base}-py{spec.python}"
+
+
+def system_image(engine: Engine, lab: Lab, spec: ImageSpec,
+                 on_event: Callable[[BuildEvent], None] = lambda e: None) -> str:
+    """Build (or find current) the image of the first layers of ``spec``'s Dockerfile
+    (system, CA, Python + uv); its tag. Its layers are the lab's own, so it costs nothing
+    once a lab on the same base has been built, and building it first costs a lab build
+    nothing either."""
+    tag = system_image_tag(lab, spec)
+    build(engine, lab, render_lock_image(lab, spec), tag, on_event=on_event)
+    return tag
+
+
+@contextmanager
+def _served_wheelhouse(engine: Engine, lab: Lab, ctx: BuildContext,
+                       on_event: Callable[[BuildEvent], None]) -> Iterator[str | None]:
+    """The network mode for the build's RUN steps: the default, or, with a wheelhouse,
+    the namespace of a container that serves it at render.WHEELHOUSE_URL."""
+    if ctx.wheelhouse is None:
+        yield None
+        return
+    on_event(BuildEvent("output", f"serving the wheelhouse {ctx.wheelhouse} to the build"))
+    image = system_image(engine, lab, ctx.spec, on_event)
+    # As the host user, so that a wheelhouse only its owner can read is served too
+    # (under rootless Docker, container root already is the host user).
+    user = None if engine.is_rootless() else f"{os.getuid()}:{os.getgid()}"
+    with engine.serving(image, str(ctx.wheelhouse), WHEELHOUSE_PORT, user=user) as mode:
+        yield mode
 
 
 @dataclass

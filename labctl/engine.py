@@ -146,9 +146,9 @@ class Engine:
         fileobj: IO[bytes],
         *,
         buildargs: dict[str, str],
-        labels: dict[str, str],
         nocache: bool = False,
         pull: bool = False,
+        network_mode: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Stream the classic builder's JSON events. The image is left untagged: the caller
         tags it only after the whole build (and its checks) succeeded."""
@@ -158,7 +158,7 @@ class Engine:
                 custom_context=True,
                 encoding="identity",
                 buildargs=buildargs,
-                labels=labels,
+                network_mode=network_mode,
                 nocache=nocache,
                 pull=pull,
                 rm=True,
@@ -197,6 +197,39 @@ class Engine:
                         c.remove(force=True)
                         n += 1
         return n
+
+    @contextmanager
+    def serving(self, image: str, folder: str, port: int, *, user: str | None = None,
+                ready_timeout: float = 30) -> Iterator[str]:
+        """Serve ``folder`` read-only over HTTP on 127.0.0.1:``port`` from a container of
+        its own, and yield the network mode that runs a build's RUN steps in that
+        container's network namespace: they reach the files at that address while the
+        host's network stays out of the build. Removed afterwards, on Ctrl-C too."""
+        name = f"labctl-serve-{os.getpid()}-{time.monotonic_ns()}"
+        mount = docker.types.Mount("/srv", folder, type="bind", read_only=True)
+        cmd = ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1",
+               "--directory", "/srv"]
+        try:
+            with translated():
+                c = self.client.containers.run(
+                    image, cmd, entrypoint=[], name=name, mounts=[mount], user=user,
+                    labels={f"{LABEL_PREFIX}serve": "1"}, detach=True, cap_drop=["ALL"],
+                    security_opt=["no-new-privileges"],
+                )
+                deadline = time.monotonic() + ready_timeout
+                while b"Serving HTTP" not in c.logs():
+                    c.reload()
+                    if c.status != "running" or time.monotonic() > deadline:
+                        raise LabError(
+                            f"the container serving {folder} did not start",
+                            details=c.logs().decode(errors="replace").splitlines()[-5:],
+                            fix="check that the folder is readable by you, then build again",
+                        )
+                    time.sleep(0.05)
+            yield f"container:{c.id}"
+        finally:
+            with suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+                self.api.remove_container(name, force=True)
 
     # --- containers -------------------------------------------------------------------
     def container(self, name: str) -> Any | None:

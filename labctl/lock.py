@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl import lockfile, resources
-from labctl.build import BuildEvent, build
+from labctl.build import BuildEvent, system_image
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.lab import Lab
 from labctl.lockfile import Change, LockFile
-from labctl.render import BuildContext, _torch_requirements, render_lock_image
+from labctl.render import _torch_requirements
 from labctl.spec import ImageSpec
 
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -64,12 +64,6 @@ def upgrade_arg(upgrade: bool, packages: list[str]) -> str:
     return ":all:" if upgrade else ""
 
 
-def lock_image_tag(lab: Lab, spec: ImageSpec) -> str:
-    """One resolver image per base and Python, e.g. labctl/lock:debian-bookworm-py3.11."""
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.base).strip("-.")[:100]
-    return f"{lab.settings.tag_prefix}lock:{base}-py{spec.python}"
-
-
 def _inputs(spec: ImageSpec, previous: LockFile | None) -> dict[str, str]:
     files: dict[str, str] = {}
     if spec.torch:
@@ -101,20 +95,6 @@ def _environment(lab: Lab, spec: ImageSpec, upgrade: str) -> dict[str, str]:
     return env
 
 
-def resolver_image(engine: Engine, lab: Lab, spec: ImageSpec,
-                   say: Callable[[str], None] = lambda m: None) -> str:
-    """Build (or find current) the image the resolver runs in; its tag."""
-    ctx: BuildContext = render_lock_image(lab, spec)
-    tag = lock_image_tag(lab, spec)
-
-    def progress(ev: BuildEvent) -> None:
-        if ev.kind == "step":
-            say(f"resolver image: step {ev.step}/{ev.total}")
-
-    build(engine, lab, ctx, tag, on_event=progress)
-    return tag
-
-
 def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
          say: Callable[[str], None] = lambda m: None) -> LockResult:
     """Resolve ``spec`` in its own base image and Python and write images/NAME.lock."""
@@ -127,7 +107,11 @@ def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
     if not (spec.torch or spec.pip or spec.pip_nodeps or spec.extras):
         raise LabError(f"{spec.name} installs no Python packages: nothing to lock",
                        file=str(spec.source))
-    tag = resolver_image(engine, lab, spec, say)
+    def progress(ev: BuildEvent) -> None:
+        if ev.kind == "step":
+            say(f"resolver image: step {ev.step}/{ev.total}")
+
+    tag = system_image(engine, lab, spec, progress)
     say(f"resolving {spec.name} with uv on Python {spec.python}")
     mounts: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="labctl-lock-") as tmp:

@@ -12,7 +12,7 @@ import io
 import json
 import re
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jinja2
@@ -28,6 +28,11 @@ UV_VERSION = "0.13.9"
 SYSTEM_PACKAGES = ("ca-certificates", "python3", "python3-venv", "tini", "util-linux")
 # --allow-root: a lab runs as root only when the host user is root or Docker is rootless
 # (container root is then the host user); Jupyter would refuse to start otherwise.
+PIP_CHECK = "python /opt/labctl/lib/pip_check.py"
+# `labctl build` serves the wheelhouse here, inside the network namespace of the build's
+# RUN steps (Engine.serving): the wheels never enter the context or the image.
+WHEELHOUSE_PORT = 8765
+WHEELHOUSE_URL = f"http://127.0.0.1:{WHEELHOUSE_PORT}/"
 JUPYTER_CMD = (
     "jupyter {app} --ip=0.0.0.0 --port={port} --no-browser --allow-root"
     " --ServerApp.root_dir={root}"
@@ -44,6 +49,7 @@ class BuildContext:
     # images/NAME.lock: locked / stale / none, and what of a stale lock was left out.
     lock_state: str = "none"
     lock_notes: list[str] = field(default_factory=list)
+    wheelhouse: Path | None = None  # the folder the build serves to uv, if any
 
     def step_keys(self) -> list[str]:
         """For each Dockerfile instruction, the spec key it came from (for build errors)."""
@@ -55,6 +61,14 @@ class BuildContext:
             elif not line.startswith("#"):
                 keys.append(current)
         return keys
+
+    def labelled(self, labels: dict[str, str]) -> BuildContext:
+        """This context with one LABEL instruction appended to its Dockerfile. Labels carry
+        the digest, so they cannot be part of what the digest covers."""
+        text = environment().get_template("_labels.j2").render(labels=labels)
+        dockerfile = self.dockerfile + text
+        return replace(self, dockerfile=dockerfile,
+                       files={**self.files, "Dockerfile": dockerfile.encode()})
 
     def tar(self) -> io.BytesIO:
         """The context as an in-memory tar, deterministic (fixed mtimes and owners)."""
@@ -97,7 +111,9 @@ def _instructions(dockerfile: str) -> list[str]:
 
 
 def _dq(value: str) -> str:
-    """Double-quote a validated value for ENV/LABEL: escape backslash, quote and $."""
+    """Double-quote a value for ENV/LABEL: escape backslash, quote and $; a line break
+    (possible only in a folder name) would end the instruction, so it becomes a space."""
+    value = re.sub(r"[\r\n]", " ", value)
     return '"' + re.sub(r'(["\\$])', r"\\\1", value) + '"'
 
 
@@ -171,10 +187,13 @@ def _read_ca(lab: Lab) -> bytes | None:
     return data
 
 
-def _wheelhouse(lab: Lab, spec: ImageSpec) -> dict[str, bytes]:
+def _wheelhouse(lab: Lab, spec: ImageSpec) -> tuple[Path | None, bytes]:
+    """The wheelhouse folder and its manifest (name, size, mtime of each wheel): the
+    manifest goes into the context so that a changed wheelhouse changes the layers that
+    install from it, without reading (or sending) gigabytes of wheels on every build."""
     where = spec.wheelhouse or lab.settings.wheelhouse
     if not where:
-        return {}
+        return None, b""
     folder = lab.resolve_path(where)
     if not folder.is_dir():
         raise LabError(
@@ -182,9 +201,11 @@ def _wheelhouse(lab: Lab, spec: ImageSpec) -> dict[str, bytes]:
             file=str(spec.source) if spec.wheelhouse else None,
             fix="create it and put .whl files in it, or remove the wheelhouse setting",
         )
-    return {f"wheelhouse/{p.name}": p.read_bytes() for p in sorted(folder.glob("*.whl"))} or {
-        "wheelhouse/.keep": b""
-    }
+    lines = []
+    for wheel in sorted(folder.glob("*.whl")):
+        st = wheel.stat()
+        lines.append(f"{wheel.name} {st.st_size} {st.st_mtime_ns}")
+    return folder, _lines(lines) or b"# no wheels\n"
 
 
 def _image_files() -> dict[str, bytes]:
@@ -219,6 +240,10 @@ def buildargs(lab: Lab, spec: ImageSpec) -> dict[str, str]:
         value = getattr(net, name)
         if value:
             args[name] = args[name.upper()] = value
+    if net.http_proxy or net.https_proxy:  # the wheelhouse is served on 127.0.0.1
+        direct = [h for h in (net.no_proxy or "").split(",") if h.strip()]
+        direct += [h for h in ("127.0.0.1", "localhost") if h not in direct]
+        args["no_proxy"] = args["NO_PROXY"] = ",".join(direct)
     return args
 
 
@@ -241,7 +266,7 @@ def _lock(lab: Lab, spec: ImageSpec) -> tuple[str, dict[str, bytes], list[str]]:
 def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     ca = _read_ca(lab)
     lock_state, lock_files, lock_notes = _lock(lab, spec)
-    wheels = _wheelhouse(lab, spec)
+    wheelhouse, manifest = _wheelhouse(lab, spec)
     torch_index = None
     if spec.torch:
         torch_index = spec.torch.index_url or torch_wheels.index_url(
@@ -254,8 +279,8 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
         "system_packages": SYSTEM_PACKAGES,
         "uv_version": UV_VERSION,
         "ca_bundle": ca is not None,
-        "wheelhouse": bool(wheels),
-        "find_links": "--find-links /opt/labctl/wheelhouse " if wheels else "",
+        "wheelhouse": wheelhouse is not None,
+        "find_links": f"--find-links {WHEELHOUSE_URL} " if wheelhouse else "",
         "torch_index": torch_index,
         # Pins that stop later layers from replacing the torch layer's packages.
         "constrain": "-c /opt/labctl/constraints.txt " if _constraints(spec) else "",
@@ -264,6 +289,7 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
                                                            "extras")},
         "ports": ports(spec),
         "command": command(spec),
+        "pip_check": PIP_CHECK,
     }
     try:
         dockerfile = environment().get_template("Dockerfile.j2").render(**values)
@@ -279,17 +305,19 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
         files["labctl/constraints.txt"] = _lines(_constraints(spec))
     if spec.pip_nodeps:
         files["labctl/requirements-nodeps.txt"] = _lines(list(spec.pip_nodeps))
-    if spec.extras:
-        files["labctl/requirements-extras.txt"] = _lines(list(spec.extras))
+    # Always there (empty when the spec has none): its RUN ends with the dependency check,
+    # so adding the first extra package changes no earlier layer.
+    files["labctl/requirements-extras.txt"] = _lines(list(spec.extras))
     if ca is not None:
         files["labctl/ca-extra.crt"] = ca
-    files.update(wheels)
+    if wheelhouse is not None:
+        files["labctl/wheelhouse.txt"] = manifest
     files.update(_prepare_files(lab, spec))
     for layer, data in lock_files.items():
         files[f"labctl/lock-{layer}.txt"] = data
     args = buildargs(lab, spec)
     ctx = BuildContext(spec=spec, dockerfile=dockerfile, files=files, buildargs=args,
-                       lock_state=lock_state, lock_notes=lock_notes)
+                       lock_state=lock_state, lock_notes=lock_notes, wheelhouse=wheelhouse)
     ctx.digest = content_hash(files, args)
     return ctx
 

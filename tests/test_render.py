@@ -22,7 +22,7 @@ import yaml
 from labctl import resources
 from labctl.errors import LabError
 from labctl.lab import Lab, init_lab, load_lab
-from labctl.render import BuildContext, _instructions, render
+from labctl.render import PIP_CHECK, WHEELHOUSE_URL, BuildContext, _instructions, render
 from labctl.spec import load_spec, spec_names
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -161,7 +161,26 @@ def test_layer_order_follows_change_frequency(tmp_path: Path) -> None:
     first = {k: keys.index(k) for k in ("python", "torch", "apt", "pip", "pip_nodeps", "extras")}
     assert first["python"] < first["torch"] < first["apt"] < first["pip"]
     assert first["pip"] < first["pip_nodeps"] < first["extras"]
-    assert keys[0] == "base" and keys.index("env") > first["extras"]
+    # labctl's runtime files and the metadata come before the lab's own packages, so a
+    # package change reruns none of them; the extras RUN is the last and ends with the
+    # dependency check.
+    assert keys[0] == "base" and first["torch"] < keys.index("runtime") < keys.index("env")
+    assert keys.index("env") < first["apt"]
+    assert keys[-1] == "extras"
+    dockerfile = render_spec(lab, "all").dockerfile
+    assert dockerfile.rstrip().endswith(f"&& {PIP_CHECK}")
+
+
+def test_extras_layer_is_there_without_extras(tmp_path: Path) -> None:
+    """Adding the first extra package changes no earlier instruction."""
+    lab = fixed_lab(tmp_path / "lab", specs={"a": {"pip": ["rich"]},
+                                             "b": {"pip": ["rich"], "extras": ["tqdm"]}})
+    without, with_extras = (
+        [i for i in _instructions(render_spec(lab, n).dockerfile) if not i.startswith("#")]
+        for n in "ab")
+    start = without.index("COPY labctl/requirements-extras.txt /opt/labctl/")
+    assert without[:start] == with_extras[:start]
+    assert without[-1] == f"RUN {PIP_CHECK}"
 
 
 def test_changing_torch_changes_the_torch_layer(lab: Lab) -> None:
@@ -287,9 +306,9 @@ def test_command_ports_and_workdir(tmp_path: Path) -> None:
     }})
     lines = render_spec(lab, "c").dockerfile.splitlines()
     cmd = [line for line in lines if line.startswith("CMD ")]
-    assert len(cmd) == 1 and cmd == lines[-1:]
+    assert len(cmd) == 1
     assert json.loads(cmd[0].removeprefix("CMD ")) == ["python", "-c", "print('a \"b\"')"]
-    assert "EXPOSE 8890" in lines and "EXPOSE 6006" in lines
+    assert "EXPOSE 8890 6006" in lines
     assert "WORKDIR /home/lab/work" in lines
 
 
@@ -330,10 +349,11 @@ def test_ca_bundle_is_trusted_in_the_build(tmp_path: Path, how: str) -> None:
     assert ctx.files["labctl/ca-extra.crt"] == PEM
     lines = ctx.dockerfile.splitlines()
     copy = lines.index("COPY labctl/ca-extra.crt /usr/local/share/ca-certificates/labctl-extra.crt")
-    update = lines.index("RUN update-ca-certificates")
-    # Trusted before anything is downloaded from the Python index.
-    first_pip = next(i for i, line in enumerate(lines) if "pip install" in line)
-    assert copy < update < first_pip
+    update = lines.index(" && update-ca-certificates \\")
+    # Trusted in the first RUN, before anything is downloaded from the Python index.
+    first_run = next(i for i, line in enumerate(lines) if line.startswith("RUN "))
+    first_pip = next(i for i, line in enumerate(lines) if "/pip\" download" in line)
+    assert copy < first_run < update < first_pip
     assert ctx.digest != render_spec(fixed_lab(tmp_path / "plain"), "d2l").digest
 
 
@@ -349,7 +369,7 @@ def test_ca_bundle_errors(tmp_path: Path) -> None:
     assert "/nonexistent/ca.pem" in info.value.message and info.value.fix
 
 
-def test_wheelhouse_copies_the_wheels(tmp_path: Path) -> None:
+def test_wheelhouse_is_served_not_copied(tmp_path: Path) -> None:
     wheels = tmp_path / "lab" / "wheels"
     wheels.mkdir(parents=True)
     (wheels / "torch-2.13.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"wheel-a")
@@ -357,17 +377,27 @@ def test_wheelhouse_copies_the_wheels(tmp_path: Path) -> None:
     (wheels / "notes.txt").write_text("not a wheel")
     lab = fixed_lab(tmp_path / "lab", "wheelhouse: wheels\n")
     ctx = render_spec(lab, "d2l")
-    assert ctx.files["wheelhouse/torch-2.13.0-cp311-cp311-linux_x86_64.whl"] == b"wheel-a"
-    assert ctx.files["wheelhouse/rich-13.0.0-py3-none-any.whl"] == b"wheel-b"
-    assert "wheelhouse/notes.txt" not in ctx.files
+    assert ctx.wheelhouse == wheels
+    # No wheel travels in the context; a list of them does, so the cache follows them.
+    assert not any(name.endswith(".whl") for name in ctx.files)
+    manifest = ctx.files["labctl/wheelhouse.txt"].decode().splitlines()
+    assert [line.split()[:2] for line in manifest] == [
+        ["rich-13.0.0-py3-none-any.whl", "7"], ["torch-2.13.0-cp311-cp311-linux_x86_64.whl", "7"]]
     lines = ctx.dockerfile.splitlines()
-    copy = lines.index("COPY wheelhouse/ /opt/labctl/wheelhouse/")
-    installs = [i for i, line in enumerate(lines) if line.startswith("RUN uv pip install")]
+    copy = lines.index("COPY labctl/wheelhouse.txt /opt/labctl/")
+    installs = [i for i, line in enumerate(lines) if "uv pip install" in line]
     assert installs and all(i > copy for i in installs)
-    assert all("--find-links /opt/labctl/wheelhouse" in lines[i] for i in installs)
+    assert all(f"--find-links {WHEELHOUSE_URL}" in lines[i] for i in installs)
     # Adding a wheel changes the hash.
     (wheels / "tqdm-4.0.0-py3-none-any.whl").write_bytes(b"wheel-c")
     assert render_spec(lab, "d2l").digest != ctx.digest
+
+
+def test_proxies_leave_the_served_wheelhouse_direct(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", "network: {https_proxy: 'http://proxy:3128',"
+                    " no_proxy: 'corp.example'}\n")
+    args = render_spec(lab, "d2l").buildargs
+    assert args["no_proxy"] == args["NO_PROXY"] == "corp.example,127.0.0.1,localhost"
 
 
 def test_spec_wheelhouse_that_does_not_exist(tmp_path: Path) -> None:

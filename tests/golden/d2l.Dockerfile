@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # Rendered by labctl 0.1.0 from images/d2l.yaml. Do not edit: edit the spec.
-# Layers follow change frequency: system, Python + uv, torch, lab apt packages,
-# lab Python packages, extras. Changing a later layer never reinstalls an earlier one.
+# Layers follow change frequency: system, Python + uv, torch, labctl's runtime files and
+# the image metadata, lab apt packages, lab Python packages, extras. Changing a later
+# layer never reinstalls an earlier one, and an extras change reruns only its own COPY and
+# RUN (which ends with the dependency check) and the labels labctl adds.
 FROM debian:bookworm
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -14,7 +16,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
     PIP_NO_CACHE_DIR=1 \
     UV_NO_CACHE=1 \
-    UV_LINK_MODE=copy \
+    UV_LINK_MODE=hardlink \
     UV_PYTHON_DOWNLOADS=never \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -29,6 +31,9 @@ RUN if [ -n "$LABCTL_APT_MIRROR" ]; then \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 
 # labctl-key: python
+# uv is one static binary: the pip wheel that python3-venv ships downloads uv's wheel,
+# whose binary is unzipped into /usr/local/bin (no tools venv stays behind). /opt/venv is
+# seeded so that `pip` works there too.
 ARG LABCTL_INDEX_URL=""
 ARG LABCTL_EXTRA_INDEX_URLS=""
 ENV UV_INDEX_URL=${LABCTL_INDEX_URL:-https://pypi.org/simple} \
@@ -39,17 +44,36 @@ RUN have="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
              "set 'python: \"$have\"' in the spec or choose a base image with Python 3.11" >&2; \
         exit 1; \
     fi \
- && python3 -m venv /opt/labctl/tools \
- && /opt/labctl/tools/bin/pip install --no-cache-dir --disable-pip-version-check \
-        ${LABCTL_INDEX_URL:+--index-url "$LABCTL_INDEX_URL"} "uv==0.13.9" \
- && ln -s /opt/labctl/tools/bin/uv /usr/local/bin/uv \
- && uv venv --system-site-packages --seed /opt/venv \
+ && pip_whl="$(ls /usr/share/python-wheels/pip-*.whl | head -n 1)" \
+ && python3 "$pip_whl/pip" download --quiet --no-deps --disable-pip-version-check \
+        --dest /tmp/uv ${LABCTL_INDEX_URL:+--index-url "$LABCTL_INDEX_URL"} "uv==0.13.9" \
+ && python3 -m zipfile -e /tmp/uv/uv-*.whl /tmp/uv/x \
+ && install -m 0755 /tmp/uv/x/uv-*.data/scripts/uv /usr/local/bin/uv \
+ && rm -rf /tmp/uv \
+ && uv venv --quiet --system-site-packages --seed /opt/venv \
  && if old="$(getent passwd 1000 | cut -d: -f1)" && [ -n "$old" ]; then userdel --remove "$old"; fi \
  && useradd --create-home --uid 1000 --user-group --shell /bin/bash lab
 
 # labctl-key: torch
 COPY labctl/requirements-torch.txt labctl/lock-torch.txt /opt/labctl/
 RUN uv pip install -c /opt/labctl/lock-torch.txt -r /opt/labctl/requirements-torch.txt
+
+# labctl-key: runtime
+# labctl's own files (entrypoint, hooks, the dependency check) and the image metadata come
+# before the lab's packages, so a package change never reruns them. The extras RUN
+# ends with the dependency check.
+COPY labctl/image/ /opt/labctl/lib/
+RUN install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint \
+ && mkdir -p /workspace \
+ && chown lab:lab /workspace
+
+# labctl-key: env
+ENV LABCTL_WORKSPACE=/workspace
+
+WORKDIR /workspace
+EXPOSE 8888
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]
+CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--allow-root", "--ServerApp.root_dir=/workspace"]
 
 # labctl-key: apt
 RUN apt-get update \
@@ -64,18 +88,8 @@ RUN uv pip install -c /opt/labctl/constraints.txt -c /opt/labctl/lock-pip.txt -r
 COPY labctl/requirements-nodeps.txt labctl/lock-pip_nodeps.txt /opt/labctl/
 RUN uv pip install --no-deps -c /opt/labctl/lock-pip_nodeps.txt -r /opt/labctl/requirements-nodeps.txt
 
-# labctl-key: pip
-# labctl's own files (entrypoint, hooks, the dependency check) and the workspace, in as
-# few steps as can be: everything after the last package layer reruns on each change.
-COPY labctl/image/ /opt/labctl/lib/
-RUN python /opt/labctl/lib/pip_check.py \
- && install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint \
- && mkdir -p /workspace \
- && chown lab:lab /workspace
-
-# labctl-key: env
-ENV LABCTL_WORKSPACE=/workspace
-WORKDIR /workspace
-EXPOSE 8888
-ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]
-CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--allow-root", "--ServerApp.root_dir=/workspace"]
+# labctl-key: extras
+# Always there, empty when the spec has no extras: its RUN ends with the dependency check,
+# so adding the first extra package changes no earlier layer.
+COPY labctl/requirements-extras.txt labctl/constraints.txt /opt/labctl/
+RUN python /opt/labctl/lib/pip_check.py
