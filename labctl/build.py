@@ -119,8 +119,12 @@ def build(
     start = time.monotonic()
     run = _Run(keys)
     try:
-        with _served_wheelhouse(engine, lab, ctx, on_event) as network_mode:
-            for event in engine.build(ctx.tar(), buildargs=ctx.buildargs, nocache=nocache,
+        with _served_wheelhouse(engine, lab, ctx, on_event, nocache) as network_mode:
+            # With a wheelhouse, --no-cache has just rebuilt the shared first layers (the
+            # server's image): the build takes those new layers, and nothing after them can
+            # come from the cache, as no earlier build had them as parents.
+            for event in engine.build(ctx.tar(), buildargs=ctx.buildargs,
+                                      nocache=nocache and network_mode is None,
                                       pull=False, network_mode=network_mode):
                 if "error" in event:
                     key = keys[run.step - 1] if 0 < run.step <= len(keys) else "base"
@@ -150,26 +154,28 @@ def system_image_tag(lab: Lab, spec: ImageSpec) -> str:
 
 
 def system_image(engine: Engine, lab: Lab, spec: ImageSpec,
-                 on_event: Callable[[BuildEvent], None] = lambda e: None) -> str:
+                 on_event: Callable[[BuildEvent], None] = lambda e: None,
+                 nocache: bool = False) -> str:
     """Build (or find current) the image of the first layers of ``spec``'s Dockerfile
     (system, CA, Python + uv); its tag. Its layers are the lab's own, so it costs nothing
     once a lab on the same base has been built, and building it first costs a lab build
     nothing either."""
     tag = system_image_tag(lab, spec)
-    build(engine, lab, render_lock_image(lab, spec), tag, on_event=on_event)
+    build(engine, lab, render_lock_image(lab, spec), tag, on_event=on_event, nocache=nocache)
     return tag
 
 
 @contextmanager
 def _served_wheelhouse(engine: Engine, lab: Lab, ctx: BuildContext,
-                       on_event: Callable[[BuildEvent], None]) -> Iterator[str | None]:
+                       on_event: Callable[[BuildEvent], None], nocache: bool
+                       ) -> Iterator[str | None]:
     """The network mode for the build's RUN steps: the default, or, with a wheelhouse,
     the namespace of a container that serves it at render.WHEELHOUSE_URL."""
     if ctx.wheelhouse is None:
         yield None
         return
     on_event(BuildEvent("output", f"serving the wheelhouse {ctx.wheelhouse} to the build"))
-    image = system_image(engine, lab, ctx.spec, on_event)
+    image = system_image(engine, lab, ctx.spec, on_event, nocache=nocache)
     # As the host user, so that a wheelhouse only its owner can read is served too
     # (under rootless Docker, container root already is the host user).
     user = None if engine.is_rootless() else f"{os.getuid()}:{os.getgid()}"

@@ -107,6 +107,7 @@ def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
     if not (spec.torch or spec.pip or spec.pip_nodeps or spec.extras):
         raise LabError(f"{spec.name} installs no Python packages: nothing to lock",
                        file=str(spec.source))
+
     def progress(ev: BuildEvent) -> None:
         if ev.kind == "step":
             say(f"resolver image: step {ev.step}/{ev.total}")

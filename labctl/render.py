@@ -26,13 +26,13 @@ from labctl.spec import ImageSpec
 UV_VERSION = "0.13.9"
 # Always installed in the first layer: what the venv, uv, the entrypoint and TLS need.
 SYSTEM_PACKAGES = ("ca-certificates", "python3", "python3-venv", "tini", "util-linux")
-# --allow-root: a lab runs as root only when the host user is root or Docker is rootless
-# (container root is then the host user); Jupyter would refuse to start otherwise.
 PIP_CHECK = "python /opt/labctl/lib/pip_check.py"
 # `labctl build` serves the wheelhouse here, inside the network namespace of the build's
 # RUN steps (Engine.serving): the wheels never enter the context or the image.
 WHEELHOUSE_PORT = 8765
 WHEELHOUSE_URL = f"http://127.0.0.1:{WHEELHOUSE_PORT}/"
+# --allow-root: a lab runs as root only when the host user is root or Docker is rootless
+# (container root is then the host user); Jupyter would refuse to start otherwise.
 JUPYTER_CMD = (
     "jupyter {app} --ip=0.0.0.0 --port={port} --no-browser --allow-root"
     " --ServerApp.root_dir={root}"
@@ -208,12 +208,13 @@ def _wheelhouse(lab: Lab, spec: ImageSpec) -> tuple[Path | None, bytes]:
     return folder, _lines(lines) or b"# no wheels\n"
 
 
-def _image_files() -> dict[str, bytes]:
-    root = resources.templates_dir() / "image"
+def _template_files(folder: str) -> dict[str, bytes]:
+    """templates/FOLDER/* as labctl/FOLDER/* of the context: files the images run."""
+    root = resources.templates_dir() / folder
     return {
-        f"labctl/image/{p.relative_to(root).as_posix()}": p.read_bytes()
+        f"labctl/{folder}/{p.relative_to(root).as_posix()}": p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and "__pycache__" not in p.parts
     }
 
 
@@ -296,7 +297,8 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     except jinja2.TemplateError as e:  # a bug in a template, not in the spec
         raise LabError(f"template error: {e}", file="templates/Dockerfile.j2") from None
     files: dict[str, bytes] = {"Dockerfile": dockerfile.encode()}
-    files.update(_image_files())
+    files.update(_template_files("system"))
+    files.update(_template_files("image"))
     if spec.torch:
         files["labctl/requirements-torch.txt"] = _lines(_torch_requirements(spec))
     if spec.pip or spec.pip_nodeps:
@@ -349,7 +351,7 @@ def render_lock_image(lab: Lab, spec: ImageSpec) -> BuildContext:
         dockerfile = environment().get_template("lock.Dockerfile.j2").render(**values)
     except jinja2.TemplateError as e:
         raise LabError(f"template error: {e}", file="templates/lock.Dockerfile.j2") from None
-    files: dict[str, bytes] = {"Dockerfile": dockerfile.encode()}
+    files: dict[str, bytes] = {"Dockerfile": dockerfile.encode(), **_template_files("system")}
     if ca is not None:
         files["labctl/ca-extra.crt"] = ca
     args = buildargs(lab, spec)

@@ -352,7 +352,7 @@ def test_ca_bundle_is_trusted_in_the_build(tmp_path: Path, how: str) -> None:
     update = lines.index(" && update-ca-certificates \\")
     # Trusted in the first RUN, before anything is downloaded from the Python index.
     first_run = next(i for i, line in enumerate(lines) if line.startswith("RUN "))
-    first_pip = next(i for i, line in enumerate(lines) if "/pip\" download" in line)
+    first_pip = next(i for i, line in enumerate(lines) if "fetch_uv.py" in line)
     assert copy < first_run < update < first_pip
     assert ctx.digest != render_spec(fixed_lab(tmp_path / "plain"), "d2l").digest
 

@@ -31,9 +31,9 @@ RUN if [ -n "$LABCTL_APT_MIRROR" ]; then \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 
 # labctl-key: python
-# uv is one static binary: the pip wheel that python3-venv ships downloads uv's wheel,
-# whose binary is unzipped into /usr/local/bin (no tools venv stays behind). /opt/venv is
-# seeded so that `pip` works there too.
+# uv is one static binary, taken from its wheel on the index by a script that needs only
+# the standard library (no pip, no tools venv). /opt/venv is seeded so that `pip` works.
+COPY labctl/system/ /opt/labctl/system/
 ARG LABCTL_INDEX_URL=""
 ARG LABCTL_EXTRA_INDEX_URLS=""
 ENV UV_INDEX_URL=${LABCTL_INDEX_URL:-https://pypi.org/simple} \
@@ -44,12 +44,7 @@ RUN have="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
              "set 'python: \"$have\"' in the spec or choose a base image with Python 3.11" >&2; \
         exit 1; \
     fi \
- && pip_whl="$(ls /usr/share/python-wheels/pip-*.whl | head -n 1)" \
- && python3 "$pip_whl/pip" download --quiet --no-deps --disable-pip-version-check \
-        --dest /tmp/uv ${LABCTL_INDEX_URL:+--index-url "$LABCTL_INDEX_URL"} "uv==0.13.9" \
- && python3 -m zipfile -e /tmp/uv/uv-*.whl /tmp/uv/x \
- && install -m 0755 /tmp/uv/x/uv-*.data/scripts/uv /usr/local/bin/uv \
- && rm -rf /tmp/uv \
+ && python3 /opt/labctl/system/fetch_uv.py "0.13.9" /usr/local/bin/uv "$UV_INDEX_URL" \
  && uv venv --quiet --system-site-packages --seed /opt/venv \
  && if old="$(getent passwd 1000 | cut -d: -f1)" && [ -n "$old" ]; then userdel --remove "$old"; fi \
  && useradd --create-home --uid 1000 --user-group --shell /bin/bash lab
