@@ -24,8 +24,9 @@ from labctl.lab import Lab
 from labctl.spec import ImageSpec
 
 UV_VERSION = "0.13.9"
-# Always installed in the first layer: what the venv, uv, the entrypoint and TLS need.
-SYSTEM_PACKAGES = ("ca-certificates", "python3", "python3-venv", "tini", "util-linux")
+# Always installed in the first layer: what uv, the entrypoint and TLS need (uv makes the
+# venv, so python3-venv and the pip wheels it pulls in are not needed).
+SYSTEM_PACKAGES = ("ca-certificates", "python3", "tini", "util-linux")
 PIP_CHECK = "python /opt/labctl/lib/pip_check.py"
 # `labctl build` serves the wheelhouse here, inside the network namespace of the build's
 # RUN steps (Engine.serving): the wheels never enter the context or the image.

@@ -35,11 +35,12 @@ def _wheel(version: str, binary: bytes) -> bytes:
     return buf.getvalue()
 
 
-class Index:
+class LocalIndex:
     """A tiny simple index: /simple/uv/ in JSON or HTML, and the wheel files."""
 
-    def __init__(self, files: dict[str, bytes], html: bool, bad_hash: bool = False) -> None:
-        self.files, self.html, self.bad_hash = files, html, bad_hash
+    def __init__(self, files: dict[str, bytes], html: bool, bad_hash: bool = False,
+                 auth: str = "") -> None:
+        self.files, self.html, self.bad_hash, self.auth = files, html, bad_hash, auth
         self.requests: list[str] = []
 
     def page(self) -> tuple[bytes, str]:
@@ -60,10 +61,13 @@ class Index:
 def serve() -> Iterator[object]:
     servers = []
 
-    def start(index: Index) -> str:
+    def start(index: LocalIndex) -> str:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 index.requests.append(self.path)
+                if index.auth and self.headers.get("Authorization") != index.auth:
+                    self.send_error(401)
+                    return
                 if self.path == "/simple/uv/":
                     body, kind = index.page()
                 elif self.path.startswith("/files/") and self.path[7:] in index.files:
@@ -104,7 +108,7 @@ def _files(version: str = "9.9.9") -> dict[str, bytes]:
 @pytest.mark.parametrize("html", [False, True], ids=["pep691-json", "pep503-html"])
 def test_installs_the_manylinux_binary_for_this_machine(serve, tmp_path: Path,
                                                         html: bool) -> None:
-    index = Index(_files(), html=html)
+    index = LocalIndex(_files(), html=html)
     dest = tmp_path / "uv"
     fetch_uv.main("9.9.9", str(dest), serve(index))
     assert dest.read_bytes() == b"#!/bin/sh\necho uv\n"
@@ -116,12 +120,22 @@ def test_installs_the_manylinux_binary_for_this_machine(serve, tmp_path: Path,
 def test_a_wheel_that_does_not_match_its_hash_is_refused(serve, tmp_path: Path) -> None:
     dest = tmp_path / "uv"
     with pytest.raises(SystemExit) as info:
-        fetch_uv.main("9.9.9", str(dest), serve(Index(_files(), html=True, bad_hash=True)))
+        fetch_uv.main("9.9.9", str(dest), serve(LocalIndex(_files(), html=True, bad_hash=True)))
     assert "sha256" in str(info.value.code)
     assert not dest.exists()
 
 
 def test_a_version_the_index_lacks_is_named(serve, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
-        fetch_uv.main("1.2.3", str(tmp_path / "uv"), serve(Index(_files(), html=False)))
+        fetch_uv.main("1.2.3", str(tmp_path / "uv"), serve(LocalIndex(_files(), html=False)))
     assert "uv 1.2.3" in str(info.value.code) and ARCH in str(info.value.code)
+
+
+def test_credentials_in_the_index_url_are_sent_as_basic_auth(serve, tmp_path: Path) -> None:
+    import base64
+
+    index = LocalIndex(_files(), html=True,
+                       auth="Basic " + base64.b64encode(b"learner:p@ss").decode())
+    url = serve(index).replace("http://", "http://learner:p%40ss@")
+    fetch_uv.main("9.9.9", str(tmp_path / "uv"), url)
+    assert (tmp_path / "uv").read_bytes() == b"#!/bin/sh\necho uv\n"

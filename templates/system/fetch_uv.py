@@ -5,11 +5,13 @@
 Runs once, in the image's first layers, before uv exists, on the standard library alone:
 pip takes seconds just to start. The wheel's sha256, when the index gives one (PyPI
 always does), is checked before anything is unpacked. Proxies and the CA bundle come from
-the environment (https_proxy, SSL_CERT_FILE), as for pip.
+the environment (https_proxy, SSL_CERT_FILE), as for pip; user:password@ in the index URL
+is sent as basic auth to the index's host.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html.parser
 import io
@@ -35,37 +37,55 @@ class _Links(html.parser.HTMLParser):
             self.hrefs.append(href)
 
 
-def index_files(index: str) -> list[tuple[str, str, str | None]]:
-    """(file name, url, sha256 or None) for each file of the uv project (PEP 691 or 503)."""
-    req = urllib.request.Request(index.rstrip("/") + "/uv/",
-                                 headers={"Accept": f"{JSON}, text/html;q=0.1"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        body, kind, base = r.read(), r.headers.get_content_type(), r.geturl()
-    if kind == JSON:
-        return [(f["filename"], urllib.parse.urljoin(base, f["url"]),
-                 f.get("hashes", {}).get("sha256")) for f in json.loads(body)["files"]]
-    links = _Links()
-    links.feed(body.decode("utf-8", "replace"))
-    out = []
-    for href in links.hrefs:
-        url, _, fragment = urllib.parse.urljoin(base, href).partition("#")
-        name = urllib.parse.unquote(url.rsplit("/", 1)[-1])
-        sha = fragment[len("sha256="):] if fragment.startswith("sha256=") else None
-        out.append((name, url, sha))
-    return out
+class Index:
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url.rstrip("/") + "/")
+        self.host = parts.hostname
+        self.auth: dict[str, str] = {}
+        if parts.username is not None:
+            creds = f"{urllib.parse.unquote(parts.username)}:" \
+                    f"{urllib.parse.unquote(parts.password or '')}"
+            self.auth = {"Authorization": f"Basic {base64.b64encode(creds.encode()).decode()}"}
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        self.url = parts.geturl()
+
+    def get(self, url: str, accept: str = "*/*") -> tuple[bytes, str, str]:
+        """(body, content type, final url); credentials only go to the index's host."""
+        headers = {"Accept": accept}
+        if urllib.parse.urlsplit(url).hostname == self.host:
+            headers.update(self.auth)
+        req = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return r.read(), r.headers.get_content_type(), r.geturl()
+
+    def files(self, project: str) -> list[tuple[str, str, str | None]]:
+        """(file name, url, sha256 or None) for each file of ``project`` (PEP 691/503)."""
+        body, kind, base = self.get(self.url + project + "/", f"{JSON}, text/html;q=0.1")
+        if kind == JSON:
+            return [(f["filename"], urllib.parse.urljoin(base, f["url"]),
+                     f.get("hashes", {}).get("sha256")) for f in json.loads(body)["files"]]
+        links = _Links()
+        links.feed(body.decode("utf-8", "replace"))
+        out = []
+        for href in links.hrefs:
+            url, _, fragment = urllib.parse.urljoin(base, href).partition("#")
+            name = urllib.parse.unquote(url.rsplit("/", 1)[-1])
+            sha = fragment[len("sha256="):] if fragment.startswith("sha256=") else None
+            out.append((name, url, sha))
+        return out
 
 
-def main(version: str, dest: str, index: str = "https://pypi.org/simple") -> None:
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
-                                                      platform.machine().lower())
-    wheels = [(name, url, sha) for name, url, sha in index_files(index)
+def main(version: str, dest: str, index_url: str = "https://pypi.org/simple") -> None:
+    machine = platform.machine().lower()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    index = Index(index_url)
+    wheels = [(name, url, sha) for name, url, sha in index.files("uv")
               if name.startswith(f"uv-{version}-") and name.endswith(f"_{arch}.whl")
               and "manylinux" in name]
     if not wheels:
-        sys.exit(f"fetch_uv: no manylinux {arch} wheel of uv {version} on {index}")
+        sys.exit(f"fetch_uv: no manylinux {arch} wheel of uv {version} on {index.url}")
     name, url, sha = wheels[0]
-    with urllib.request.urlopen(url, timeout=300) as r:
-        data = r.read()
+    data, _, _ = index.get(url)
     if sha and hashlib.sha256(data).hexdigest() != sha:
         sys.exit(f"fetch_uv: {name} does not match the sha256 the index gives")
     with zipfile.ZipFile(io.BytesIO(data)) as wheel, open(dest, "wb") as out:

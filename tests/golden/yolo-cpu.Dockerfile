@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Rendered by labctl 0.1.0 from images/yolo-cpu.yaml. Do not edit: edit the spec.
 # Layers follow change frequency: system, Python + uv, torch, labctl's runtime files and
-# the image metadata, lab apt packages, lab Python packages, extras. Changing a later
+# the image metadata, lab apt packages, lab Python packages (pip, then pip_nodeps), extras. Changing a later
 # layer never reinstalls an earlier one, and an extras change reruns only its own COPY and
 # RUN (which ends with the dependency check) and the labels labctl adds.
 FROM debian:bookworm
@@ -27,15 +27,14 @@ RUN if [ -n "$LABCTL_APT_MIRROR" ]; then \
         sed -i -E "s#https?://deb.debian.org/debian#${LABCTL_APT_MIRROR}#g" /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true; \
     fi \
  && apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv tini util-linux \
+ && apt-get install -y --no-install-recommends ca-certificates python3 tini util-linux \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 
 # labctl-key: python
 # uv is one static binary, taken from its wheel on the index by a script that needs only
 # the standard library (no pip, no tools venv). /opt/venv is seeded so that `pip` works.
 COPY labctl/system/ /opt/labctl/system/
-ARG LABCTL_INDEX_URL=""
-ARG LABCTL_EXTRA_INDEX_URLS=""
+ARG LABCTL_INDEX_URL="" LABCTL_EXTRA_INDEX_URLS=""
 ENV UV_INDEX_URL=${LABCTL_INDEX_URL:-https://pypi.org/simple} \
     UV_EXTRA_INDEX_URL=${LABCTL_EXTRA_INDEX_URLS}
 RUN have="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
@@ -77,6 +76,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 
 # labctl-key: pip
+# The lab's packages, then (same layer) those installed without their dependencies.
 COPY labctl/requirements-lab.txt labctl/constraints.txt labctl/lock-pip.txt /opt/labctl/
 RUN uv pip install -c /opt/labctl/constraints.txt -c /opt/labctl/lock-pip.txt -r /opt/labctl/requirements-lab.txt
 
