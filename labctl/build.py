@@ -179,7 +179,8 @@ def _served_wheelhouse(engine: Engine, lab: Lab, ctx: BuildContext,
     # As the host user, so that a wheelhouse only its owner can read is served too
     # (under rootless Docker, container root already is the host user).
     user = None if engine.is_rootless() else f"{os.getuid()}:{os.getgid()}"
-    with engine.serving(image, str(ctx.wheelhouse), WHEELHOUSE_PORT, user=user) as mode:
+    cmd = ["python3", "/opt/labctl/system/serve_wheels.py", str(WHEELHOUSE_PORT), "/srv"]
+    with engine.serving(image, str(ctx.wheelhouse), cmd, user=user) as mode:
         yield mode
 
 

@@ -199,16 +199,15 @@ class Engine:
         return n
 
     @contextmanager
-    def serving(self, image: str, folder: str, port: int, *, user: str | None = None,
+    def serving(self, image: str, folder: str, cmd: list[str], *, user: str | None = None,
                 ready_timeout: float = 30) -> Iterator[str]:
-        """Serve ``folder`` read-only over HTTP on 127.0.0.1:``port`` from a container of
-        its own, and yield the network mode that runs a build's RUN steps in that
-        container's network namespace: they reach the files at that address while the
-        host's network stays out of the build. Removed afterwards, on Ctrl-C too."""
+        """Run the HTTP server ``cmd`` over ``folder`` (mounted read-only at /srv) in a
+        container of its own, and yield the network mode that runs a build's RUN steps in
+        that container's network namespace: they reach the server on 127.0.0.1 while the
+        host's network stays out of the build. The server says "Serving HTTP" when it
+        listens. The container is removed afterwards, on Ctrl-C too."""
         name = f"labctl-serve-{os.getpid()}-{time.monotonic_ns()}"
         mount = docker.types.Mount("/srv", folder, type="bind", read_only=True)
-        cmd = ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1",
-               "--directory", "/srv"]
         try:
             with translated():
                 c = self.client.containers.run(
