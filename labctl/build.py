@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labctl import __version__
+from labctl import __version__, resources
 from labctl.engine import LABEL_LAB, LABEL_PREFIX, LABEL_SPEC, Engine
 from labctl.errors import LabError
 from labctl.lab import SETTINGS_FILE, Lab
@@ -118,22 +118,23 @@ def build(
     keys = ctx.step_keys()
     start = time.monotonic()
     run = _Run(keys)
-    try:
-        with _served_wheelhouse(engine, lab, ctx, on_event, nocache) as network_mode:
+    with _served_wheelhouse(engine, lab, ctx, on_event, nocache) as (network_mode, args):
+        try:
             # With a wheelhouse, --no-cache has just rebuilt the shared first layers (the
             # server's image): the build takes those new layers, and nothing after them can
             # come from the cache, as no earlier build had them as parents.
-            for event in engine.build(ctx.tar(), buildargs=ctx.buildargs,
+            for event in engine.build(ctx.tar(), buildargs=args,
                                       nocache=nocache and network_mode is None,
                                       pull=False, network_mode=network_mode):
                 if "error" in event:
                     key = keys[run.step - 1] if 0 < run.step <= len(keys) else "base"
                     raise _step_error(lab, ctx, event, run, key)
                 run.feed(event, on_event)
-    except KeyboardInterrupt:
-        # The classic builder goes on after the client leaves: stop its container.
-        engine.stop_build_containers(run.layer)
-        raise
+        except KeyboardInterrupt:
+            # The classic builder goes on after the client leaves: stop its container
+            # (before the wheelhouse server whose network it may share).
+            engine.stop_build_containers(run.layer)
+            raise
     if not run.image_id:
         raise LabError(f"the build of {name} ended without an image", details=run.tail[-10:])
     engine.tag(run.image_id, tag)
@@ -165,23 +166,46 @@ def system_image(engine: Engine, lab: Lab, spec: ImageSpec,
     return tag
 
 
+def direct_loopback(no_proxy: str) -> str:
+    """``no_proxy`` with 127.0.0.1 and localhost added: the served wheelhouse must not be
+    asked of a proxy."""
+    hosts = [h.strip() for h in no_proxy.split(",") if h.strip()]
+    return ",".join(hosts + [h for h in ("127.0.0.1", "localhost") if h not in hosts])
+
+
 @contextmanager
 def _served_wheelhouse(engine: Engine, lab: Lab, ctx: BuildContext,
                        on_event: Callable[[BuildEvent], None], nocache: bool
-                       ) -> Iterator[str | None]:
-    """The network mode for the build's RUN steps: the default, or, with a wheelhouse,
-    the namespace of a container that serves it at render.WHEELHOUSE_URL."""
+                       ) -> Iterator[tuple[str | None, dict[str, str]]]:
+    """The network mode and build args for the build's RUN steps: the defaults, or, with a
+    wheelhouse, the namespace of a container that serves it at render.WHEELHOUSE_URL."""
     if ctx.wheelhouse is None:
-        yield None
+        yield None, ctx.buildargs
         return
+    if not engine.is_local():
+        raise LabError(
+            f"a wheelhouse ({ctx.wheelhouse}) needs a Docker engine on this machine: the"
+            " folder is mounted into the container that serves it to the build",
+            fix="build on the machine that runs the engine, or remove the wheelhouse setting",
+        )
     on_event(BuildEvent("output", f"serving the wheelhouse {ctx.wheelhouse} to the build"))
-    image = system_image(engine, lab, ctx.spec, on_event, nocache=nocache)
+    try:
+        image = system_image(engine, lab, ctx.spec, on_event, nocache=nocache)
+    except LabError as e:
+        e.message = f"{ctx.spec.name}: the shared first layers (built first, to serve the" \
+                    f" wheelhouse from): {e.message}"
+        raise
     # As the host user, so that a wheelhouse only its owner can read is served too
     # (under rootless Docker, container root already is the host user).
     user = None if engine.is_rootless() else f"{os.getuid()}:{os.getgid()}"
-    cmd = ["python3", "/opt/labctl/system/serve_wheels.py", str(WHEELHOUSE_PORT), "/srv"]
+    script = (resources.data_dir() / "serve_wheels.py").read_text(encoding="utf-8")
+    cmd = ["python3", "-c", script, str(WHEELHOUSE_PORT), "/srv"]
+    # Proxies may also come from the Docker CLI's config (docker-py adds them to builds).
+    args = dict(ctx.buildargs)
+    args["no_proxy"] = args["NO_PROXY"] = direct_loopback(
+        args.get("no_proxy") or engine.config_no_proxy())
     with engine.serving(image, str(ctx.wheelhouse), cmd, user=user) as mode:
-        yield mode
+        yield mode, args
 
 
 @dataclass
@@ -238,6 +262,8 @@ def _step_error(lab: Lab, ctx: BuildContext, event: dict[str, Any], run: _Run, k
     fix = "correct that spec line and build again; the previous image is still tagged"
     if any(("requires" in t and "installed" in t) or "incompatible" in t for t in tail):
         fix = "two packages pin incompatible versions (named above): relax one pin in the spec"
+        if any(t.startswith("labctl: incompatible packages") for t in tail):
+            key = "pip"  # the dependency check ends the extras RUN; the pins are the lab's
     elif "hash mismatch" in " ".join(tail).lower():
         fix = (f"a downloaded file differs from the one images/{ctx.spec.name}.lock recorded"
                " (a changed mirror or proxy?); if you trust the new file, run"

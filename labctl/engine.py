@@ -119,6 +119,15 @@ class Engine:
     def is_rootless(self) -> bool:
         return any("rootless" in s for s in self.info().get("SecurityOptions") or [])
 
+    def is_local(self) -> bool:
+        """Reached through a unix socket on this machine (docker-py names that base URL
+        http+docker://localhost), so host paths mean the same to the engine."""
+        return str(self.api.base_url).startswith("http+docker://localhost")
+
+    def config_no_proxy(self) -> str:
+        """noProxy from the Docker CLI config, which docker-py adds to every build."""
+        return getattr(getattr(self.api, "_proxy_configs", None), "no_proxy", None) or ""
+
     def gpu_runtimes(self) -> list[str]:
         return [r for r in (self.info().get("Runtimes") or {}) if "nvidia" in r]
 
@@ -206,6 +215,7 @@ class Engine:
         that container's network namespace: they reach the server on 127.0.0.1 while the
         host's network stays out of the build. The server says "Serving HTTP" when it
         listens. The container is removed afterwards, on Ctrl-C too."""
+        self._remove_orphans("serve")
         name = f"labctl-serve-{os.getpid()}-{time.monotonic_ns()}"
         mount = docker.types.Mount("/srv", folder, type="bind", read_only=True)
         try:
@@ -222,13 +232,34 @@ class Engine:
                         raise LabError(
                             f"the container serving {folder} did not start",
                             details=c.logs().decode(errors="replace").splitlines()[-5:],
-                            fix="check that the folder is readable by you, then build again",
+                            fix="make every wheel in the folder a file you can read (not a"
+                            " link to elsewhere), then build again",
                         )
                     time.sleep(0.05)
             yield f"container:{c.id}"
         finally:
             with suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                 self.api.remove_container(name, force=True)
+
+    def _remove_orphans(self, label: str) -> None:
+        """Remove this host's labctl-LABEL-PID-* containers whose labctl process is gone
+        (killed before it could clean up)."""
+        with translated():
+            found = self.client.containers.list(
+                all=True, filters={"label": f"{LABEL_PREFIX}{label}"})
+        for c in found:
+            parts = c.name.split("-")
+            if len(parts) < 3 or not parts[2].isdigit():
+                continue
+            try:
+                os.kill(int(parts[2]), 0)
+                continue  # its labctl still runs
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # a process of another user: alive
+            with translated(), _ignore_missing():
+                c.remove(force=True)
 
     # --- containers -------------------------------------------------------------------
     def container(self, name: str) -> Any | None:

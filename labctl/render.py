@@ -189,9 +189,11 @@ def _read_ca(lab: Lab) -> bytes | None:
 
 
 def _wheelhouse(lab: Lab, spec: ImageSpec) -> tuple[Path | None, bytes]:
-    """The wheelhouse folder and its manifest (name, size, mtime of each wheel): the
-    manifest goes into the context so that a changed wheelhouse changes the layers that
-    install from it, without reading (or sending) gigabytes of wheels on every build."""
+    """The wheelhouse folder and its manifest (name and size of each wheel): the manifest
+    goes into the context so that a changed wheelhouse changes the layers that install
+    from it, without reading (or sending) gigabytes of wheels on every build. Not the
+    mtime: copying the same wheels again must not reinstall torch. (A wheel replaced by
+    another of the same name and size needs `labctl build --no-cache`.)"""
     where = spec.wheelhouse or lab.settings.wheelhouse
     if not where:
         return None, b""
@@ -204,8 +206,7 @@ def _wheelhouse(lab: Lab, spec: ImageSpec) -> tuple[Path | None, bytes]:
         )
     lines = []
     for wheel in sorted(folder.glob("*.whl")):
-        st = wheel.stat()
-        lines.append(f"{wheel.name} {st.st_size} {st.st_mtime_ns}")
+        lines.append(f"{wheel.name} {wheel.stat().st_size}")
     return folder, _lines(lines) or b"# no wheels\n"
 
 
@@ -242,10 +243,6 @@ def buildargs(lab: Lab, spec: ImageSpec) -> dict[str, str]:
         value = getattr(net, name)
         if value:
             args[name] = args[name.upper()] = value
-    if net.http_proxy or net.https_proxy:  # the wheelhouse is served on 127.0.0.1
-        direct = [h for h in (net.no_proxy or "").split(",") if h.strip()]
-        direct += [h for h in ("127.0.0.1", "localhost") if h not in direct]
-        args["no_proxy"] = args["NO_PROXY"] = ",".join(direct)
     return args
 
 
@@ -283,6 +280,7 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
         "ca_bundle": ca is not None,
         "wheelhouse": wheelhouse is not None,
         "find_links": f"--find-links {WHEELHOUSE_URL} " if wheelhouse else "",
+        "wheelhouse_url": WHEELHOUSE_URL,
         "torch_index": torch_index,
         # Pins that stop later layers from replacing the torch layer's packages.
         "constrain": "-c /opt/labctl/constraints.txt " if _constraints(spec) else "",
@@ -336,11 +334,13 @@ def content_hash(files: dict[str, bytes], args: dict[str, str]) -> str:
 
 
 def render_lock_image(lab: Lab, spec: ImageSpec) -> BuildContext:
-    """The resolver image of `labctl lock`: only the first layers of ``spec``'s Dockerfile
-    (system, CA, Python + uv), rendered from the same include and with the same build args,
-    so it shares those layers and their build cache with every lab on the same base."""
+    """The system image: only the first layers of ``spec``'s Dockerfile (system, CA,
+    Python + uv), rendered from the same include and with the same build args, so it
+    shares those layers and their build cache with every lab on the same base. `labctl
+    lock` resolves in it; `labctl build` serves a wheelhouse from it."""
     ca = _read_ca(lab)
-    base = ImageSpec(name="labctl-lock", base=spec.base, python=spec.python)
+    # The lab's spec files (chain), so that a failing first layer names their line.
+    base = ImageSpec(name="labctl-lock", base=spec.base, python=spec.python, chain=spec.chain)
     values = {
         "labctl_version": __version__,
         "spec": base,

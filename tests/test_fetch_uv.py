@@ -39,9 +39,11 @@ class LocalIndex:
     """A tiny simple index: /simple/uv/ in JSON or HTML, and the wheel files."""
 
     def __init__(self, files: dict[str, bytes], html: bool, bad_hash: bool = False,
-                 auth: str = "") -> None:
+                 auth: str = "", redirect_files_to: str = "") -> None:
         self.files, self.html, self.bad_hash, self.auth = files, html, bad_hash, auth
+        self.redirect_files_to = redirect_files_to
         self.requests: list[str] = []
+        self.seen_auth: list[str | None] = []  # Authorization of each file request
 
     def page(self) -> tuple[bytes, str]:
         def sha(data: bytes) -> str:
@@ -68,8 +70,16 @@ def serve() -> Iterator[object]:
                 if index.auth and self.headers.get("Authorization") != index.auth:
                     self.send_error(401)
                     return
+                if self.path.startswith("/files/"):
+                    index.seen_auth.append(self.headers.get("Authorization"))
                 if self.path == "/simple/uv/":
                     body, kind = index.page()
+                elif self.path.startswith("/files/") and index.redirect_files_to:
+                    self.send_response(302)
+                    self.send_header("Location", index.redirect_files_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 elif self.path.startswith("/files/") and self.path[7:] in index.files:
                     body, kind = index.files[self.path[7:]], "application/octet-stream"
                 else:
@@ -139,3 +149,17 @@ def test_credentials_in_the_index_url_are_sent_as_basic_auth(serve, tmp_path: Pa
     url = serve(index).replace("http://", "http://learner:p%40ss@")
     fetch_uv.main("9.9.9", str(tmp_path / "uv"), url)
     assert (tmp_path / "uv").read_bytes() == b"#!/bin/sh\necho uv\n"
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_host(serve, tmp_path: Path) -> None:
+    """A private index that sends its files to a CDN: the CDN must not get the password."""
+    import base64
+
+    auth = "Basic " + base64.b64encode(b"learner:secret").decode()
+    cdn = LocalIndex(_files(), html=True)  # any Authorization header is recorded below
+    cdn_url = serve(cdn).removesuffix("/simple")
+    index = LocalIndex(_files(), html=True, auth=auth, redirect_files_to=cdn_url)
+    url = serve(index).replace("http://", "http://learner:secret@")
+    fetch_uv.main("9.9.9", str(tmp_path / "uv"), url)
+    assert (tmp_path / "uv").read_bytes() == b"#!/bin/sh\necho uv\n"
+    assert cdn.seen_auth == [None]

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from labctl import resources
+from labctl.build import direct_loopback
 from labctl.errors import LabError
 from labctl.lab import Lab, init_lab, load_lab
 from labctl.render import PIP_CHECK, WHEELHOUSE_URL, BuildContext, _instructions, render
@@ -161,14 +162,13 @@ def test_layer_order_follows_change_frequency(tmp_path: Path) -> None:
     first = {k: keys.index(k) for k in ("python", "torch", "apt", "pip", "extras")}
     assert first["python"] < first["torch"] < first["apt"] < first["pip"] < first["extras"]
     assert "pip_nodeps" not in keys  # one layer with pip: the --no-deps install follows it
-    # labctl's runtime files and the metadata come before the lab's own packages, so a
-    # package change reruns none of them; the extras RUN is the last and ends with the
-    # dependency check.
-    assert keys[0] == "base" and first["torch"] < keys.index("runtime") < keys.index("env")
-    assert keys.index("env") < first["apt"]
-    assert keys[-1] == "extras"
-    dockerfile = render_spec(lab, "all").dockerfile
-    assert dockerfile.rstrip().endswith(f"&& {PIP_CHECK}")
+    # labctl's runtime files come before the lab's own packages, the spec's env and other
+    # metadata after them all, so neither reruns for a package change; the extras RUN
+    # is the last install and ends with the dependency check.
+    assert keys[0] == "base" and first["torch"] < keys.index("runtime") < first["apt"]
+    assert keys.index("env") > first["extras"] and keys[-1] == "env"
+    runs = [i for i in _instructions(render_spec(lab, "all").dockerfile) if i.startswith("RUN ")]
+    assert runs[-1].endswith(f"&& {PIP_CHECK}") and "requirements-extras.txt" in runs[-1]
 
 
 def test_extras_layer_is_there_without_extras(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_extras_layer_is_there_without_extras(tmp_path: Path) -> None:
         for n in "ab")
     start = without.index("COPY labctl/requirements-extras.txt /opt/labctl/")
     assert without[:start] == with_extras[:start]
-    assert without[-1] == f"RUN {PIP_CHECK}"
+    assert without[start + 1] == f"RUN {PIP_CHECK}"
 
 
 def test_changing_torch_changes_the_torch_layer(lab: Lab) -> None:
@@ -381,23 +381,27 @@ def test_wheelhouse_is_served_not_copied(tmp_path: Path) -> None:
     # No wheel travels in the context; a list of them does, so the cache follows them.
     assert not any(name.endswith(".whl") for name in ctx.files)
     manifest = ctx.files["labctl/wheelhouse.txt"].decode().splitlines()
-    assert [line.split()[:2] for line in manifest] == [
-        ["rich-13.0.0-py3-none-any.whl", "7"], ["torch-2.13.0-cp311-cp311-linux_x86_64.whl", "7"]]
+    assert manifest == ["rich-13.0.0-py3-none-any.whl 7",
+                        "torch-2.13.0-cp311-cp311-linux_x86_64.whl 7"]
     lines = ctx.dockerfile.splitlines()
     copy = lines.index("COPY labctl/wheelhouse.txt /opt/labctl/")
     installs = [i for i, line in enumerate(lines) if "uv pip install" in line]
     assert installs and all(i > copy for i in installs)
     assert all(f"--find-links {WHEELHOUSE_URL}" in lines[i] for i in installs)
-    # Adding a wheel changes the hash.
+    # Copying the same wheels again (new mtimes) keeps the hash; adding one changes it.
+    os.utime(wheels / "rich-13.0.0-py3-none-any.whl", (1, 1))
+    assert render_spec(lab, "d2l").digest == ctx.digest
     (wheels / "tqdm-4.0.0-py3-none-any.whl").write_bytes(b"wheel-c")
     assert render_spec(lab, "d2l").digest != ctx.digest
 
 
-def test_proxies_leave_the_served_wheelhouse_direct(tmp_path: Path) -> None:
-    lab = fixed_lab(tmp_path / "lab", "network: {https_proxy: 'http://proxy:3128',"
-                    " no_proxy: 'corp.example'}\n")
-    args = render_spec(lab, "d2l").buildargs
-    assert args["no_proxy"] == args["NO_PROXY"] == "corp.example,127.0.0.1,localhost"
+@pytest.mark.parametrize(("given", "expected"), [
+    ("", "127.0.0.1,localhost"),
+    ("corp.example, .internal", "corp.example,.internal,127.0.0.1,localhost"),
+    ("localhost,127.0.0.1", "localhost,127.0.0.1"),
+])
+def test_the_served_wheelhouse_bypasses_proxies(given: str, expected: str) -> None:
+    assert direct_loopback(given) == expected
 
 
 def test_spec_wheelhouse_that_does_not_exist(tmp_path: Path) -> None:
@@ -437,3 +441,14 @@ def test_cli_render_context(tmp_path: Path) -> None:
     for name, data in expected.files.items():
         assert (out / name).read_bytes() == data, name
     assert expected.digest in wrote.stderr
+
+
+def test_labels_are_one_instruction_outside_the_hash(lab: Lab) -> None:
+    ctx = render_spec(lab, "d2l")
+    labelled = ctx.labelled({"org.labctl.spec": "d2l", "org.labctl.lab": '/home/a "b"\n$HOME'})
+    assert labelled.digest == ctx.digest and ctx.dockerfile in labelled.dockerfile
+    added = _instructions(labelled.dockerfile)[len(_instructions(ctx.dockerfile)):]
+    label = [i for i in added if not i.startswith("#")]
+    assert label == ['LABEL org.labctl.spec="d2l" \\ org.labctl.lab="/home/a \\"b\\" \\$HOME"']
+    assert labelled.step_keys() == [*ctx.step_keys(), "labels"]
+    assert labelled.files["Dockerfile"] == labelled.dockerfile.encode()

@@ -1,6 +1,7 @@
-"""templates/system/serve_wheels.py, the wheelhouse server of `labctl build`, on a real
-socket: the listing uv reads as --find-links, whole files, and byte ranges (uv reads a
-wheel's metadata through them instead of downloading the wheel twice)."""
+"""labctl/data/serve_wheels.py, the wheelhouse server of `labctl build`, on a real socket:
+the listing uv reads as --find-links (the folder's wheels, nothing else), whole files,
+and byte ranges (uv reads a wheel's metadata through them instead of downloading the
+wheel twice)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "templates" / "system" / "serve_wheels.py"
+SCRIPT = Path(__file__).resolve().parent.parent / "labctl" / "data" / "serve_wheels.py"
 spec = importlib.util.spec_from_file_location("serve_wheels", SCRIPT)
 assert spec and spec.loader
 serve_wheels = importlib.util.module_from_spec(spec)
@@ -28,6 +29,9 @@ WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 @pytest.fixture
 def url(tmp_path: Path) -> Iterator[str]:
     (tmp_path / WHEEL).write_bytes(DATA)
+    (tmp_path / "notes.txt").write_text("not a wheel")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "six-1.0-py3-none-any.whl").write_bytes(b"nested")
     handler = functools.partial(serve_wheels.Handler, directory=str(tmp_path))
     handler.log_message = lambda *a: None  # type: ignore[attr-defined]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -45,9 +49,12 @@ def _get(url: str, method: str = "GET", **headers: str) -> tuple[int, dict[str, 
         return e.code, dict(e.headers), e.read()
 
 
-def test_listing_links_the_wheel(url: str) -> None:
+def test_listing_links_the_wheels_and_nothing_else(url: str) -> None:
     status, _, body = _get(url)
     assert status == 200 and b'href="torch-2.13.0%2Bcpu-cp311' in body
+    assert body.count(b"href=") == 1
+    for other in ("notes.txt", "old/six-1.0-py3-none-any.whl", "../etc/passwd", "old/"):
+        assert _get(url + other)[0] == 404, other
 
 
 def test_whole_file_and_head_offer_ranges(url: str) -> None:
@@ -71,6 +78,21 @@ def test_ranges(url: str, asked: str, start: int, end: int) -> None:
 def test_a_range_past_the_end_is_refused(url: str) -> None:
     status, headers, _ = _get(url + WHEEL.replace("+", "%2B"), Range="bytes=20000-")
     assert status == 416 and headers["Content-Range"] == f"bytes */{len(DATA)}"
+
+
+def test_an_invalid_range_is_ignored(url: str) -> None:
+    status, _, body = _get(url + WHEEL.replace("+", "%2B"), Range="bytes=50-10")
+    assert status == 200 and body == DATA
+
+
+def test_a_wheel_that_cannot_be_read_stops_the_server_before_it_starts(tmp_path: Path
+                                                                         ) -> None:
+    (tmp_path / "ok-1.0-py3-none-any.whl").write_bytes(b"x")
+    (tmp_path / "torch-2.10.0-cp311-cp311-linux_x86_64.whl").symlink_to("/nowhere/t.whl")
+    with pytest.raises(SystemExit) as info:
+        serve_wheels.main("0", str(tmp_path))
+    assert "torch-2.10.0-cp311-cp311-linux_x86_64.whl" in str(info.value.code)
+    assert "ok-1.0" not in str(info.value.code)
 
 
 def test_a_missing_file_is_404(url: str) -> None:

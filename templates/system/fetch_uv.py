@@ -6,7 +6,7 @@ Runs once, in the image's first layers, before uv exists, on the standard librar
 pip takes seconds just to start. The wheel's sha256, when the index gives one (PyPI
 always does), is checked before anything is unpacked. Proxies and the CA bundle come from
 the environment (https_proxy, SSL_CERT_FILE), as for pip; user:password@ in the index URL
-is sent as basic auth to the index's host.
+is sent as basic auth to the index's own scheme, host and port, never along a redirect.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class _Links(html.parser.HTMLParser):
 class Index:
     def __init__(self, url: str) -> None:
         parts = urllib.parse.urlsplit(url.rstrip("/") + "/")
-        self.host = parts.hostname
+        self.origin = (parts.scheme, parts.hostname, parts.port)
         self.auth: dict[str, str] = {}
         if parts.username is not None:
             creds = f"{urllib.parse.unquote(parts.username)}:" \
@@ -50,11 +50,12 @@ class Index:
         self.url = parts.geturl()
 
     def get(self, url: str, accept: str = "*/*") -> tuple[bytes, str, str]:
-        """(body, content type, final url); credentials only go to the index's host."""
-        headers = {"Accept": accept}
-        if urllib.parse.urlsplit(url).hostname == self.host:
-            headers.update(self.auth)
-        req = urllib.request.Request(url, headers=headers)
+        """(body, content type, final url); credentials only go to the index's origin."""
+        req = urllib.request.Request(url, headers={"Accept": accept})
+        parts = urllib.parse.urlsplit(url)
+        if (parts.scheme, parts.hostname, parts.port) == self.origin:
+            for key, value in self.auth.items():  # not copied onto a redirect
+                req.add_unredirected_header(key, value)
         with urllib.request.urlopen(req, timeout=300) as r:
             return r.read(), r.headers.get_content_type(), r.geturl()
 
@@ -69,7 +70,7 @@ class Index:
         out = []
         for href in links.hrefs:
             url, _, fragment = urllib.parse.urljoin(base, href).partition("#")
-            name = urllib.parse.unquote(url.rsplit("/", 1)[-1])
+            name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
             sha = fragment[len("sha256="):] if fragment.startswith("sha256=") else None
             out.append((name, url, sha))
         return out
@@ -86,10 +87,12 @@ def main(version: str, dest: str, index_url: str = "https://pypi.org/simple") ->
         sys.exit(f"fetch_uv: no manylinux {arch} wheel of uv {version} on {index.url}")
     name, url, sha = wheels[0]
     data, _, _ = index.get(url)
-    if sha and hashlib.sha256(data).hexdigest() != sha:
+    if sha and hashlib.sha256(data).hexdigest() != sha.lower():
         sys.exit(f"fetch_uv: {name} does not match the sha256 the index gives")
-    with zipfile.ZipFile(io.BytesIO(data)) as wheel, open(dest, "wb") as out:
-        out.write(wheel.read(f"uv-{version}.data/scripts/uv"))
+    with zipfile.ZipFile(io.BytesIO(data)) as wheel:
+        binary = wheel.read(f"uv-{version}.data/scripts/uv")
+    with open(dest, "wb") as out:
+        out.write(binary)
     os.chmod(dest, 0o755)
 
 

@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # Rendered by labctl 0.1.0 from images/yolo-gpu.yaml. Do not edit: edit the spec.
-# Layers follow change frequency: system, Python + uv, torch, labctl's runtime files and
-# the image metadata, lab apt packages, lab Python packages (pip, then pip_nodeps), extras. Changing a later
-# layer never reinstalls an earlier one, and an extras change reruns only its own COPY and
-# RUN (which ends with the dependency check) and the labels labctl adds.
+# Layers follow change frequency: system, Python + uv, torch, labctl's runtime files, lab
+# apt packages, lab Python packages (pip, then pip_nodeps), extras, prepare scripts, then
+# the spec's env, workdir, ports and command. Changing a later layer never reinstalls an
+# earlier one; an extras change reruns its own COPY and RUN (which ends with the
+# dependency check), prepare, the metadata and the labels labctl adds.
 FROM debian:bookworm
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -53,22 +54,13 @@ COPY labctl/requirements-torch.txt labctl/lock-torch.txt /opt/labctl/
 RUN uv pip install -c /opt/labctl/lock-torch.txt -r /opt/labctl/requirements-torch.txt
 
 # labctl-key: runtime
-# labctl's own files (entrypoint, hooks, the dependency check) and the image metadata come
-# before the lab's packages, so a package change never reruns them. The extras RUN
-# ends with the dependency check.
+# labctl's own files (entrypoint, hooks, the dependency check) come before the lab's
+# packages, so a package change never reruns them.
 COPY labctl/image/ /opt/labctl/lib/
 RUN install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint \
  && mkdir -p /workspace \
  && chown lab:lab /workspace
-
-# labctl-key: env
-ENV LABCTL_WORKSPACE=/workspace \
-    YOLO_OFFLINE="1"
-
-WORKDIR /workspace
-EXPOSE 8888
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]
-CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--allow-root", "--ServerApp.root_dir=/workspace"]
 
 # labctl-key: apt
 RUN apt-get update \
@@ -76,7 +68,6 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 
 # labctl-key: pip
-# The lab's packages, then (same layer) those installed without their dependencies.
 COPY labctl/requirements-lab.txt labctl/constraints.txt labctl/lock-pip.txt /opt/labctl/
 RUN uv pip install -c /opt/labctl/constraints.txt -c /opt/labctl/lock-pip.txt -r /opt/labctl/requirements-lab.txt
 
@@ -89,3 +80,13 @@ RUN python /opt/labctl/lib/pip_check.py
 # labctl-key: prepare
 COPY prepare/ /opt/labctl/prepare/
 RUN bash /opt/labctl/prepare/prepare/ultralytics-offline.sh
+
+# labctl-key: env
+# The spec's runtime settings last: they never reach an install, and changing them reruns
+# none.
+ENV LABCTL_WORKSPACE=/workspace \
+    YOLO_OFFLINE="1"
+
+WORKDIR /workspace
+EXPOSE 8888
+CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--allow-root", "--ServerApp.root_dir=/workspace"]
