@@ -124,7 +124,7 @@ def build(
             # server's image): the build takes those new layers, and nothing after them can
             # come from the cache, as no earlier build had them as parents.
             for event in engine.build(ctx.tar(), buildargs=args,
-                                      nocache=nocache and network_mode is None,
+                                      nocache=nocache and ctx.wheelhouse is None,
                                       pull=False, network_mode=network_mode):
                 if "error" in event:
                     key = keys[run.step - 1] if 0 < run.step <= len(keys) else "base"

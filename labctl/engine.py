@@ -216,9 +216,8 @@ class Engine:
         host's network stays out of the build. The server says "Serving HTTP" when it
         listens. The container is removed afterwards, on Ctrl-C too."""
         self._remove_orphans("serve")
-        name = f"labctl-serve-{os.getpid()}-{time.monotonic_ns()}"
         mount = docker.types.Mount("/srv", folder, type="bind", read_only=True)
-        try:
+        with self._throwaway("serve") as name:
             with translated():
                 c = self.client.containers.run(
                     image, cmd, entrypoint=[], name=name, mounts=[mount], user=user,
@@ -237,6 +236,15 @@ class Engine:
                         )
                     time.sleep(0.05)
             yield f"container:{c.id}"
+
+    @contextmanager
+    def _throwaway(self, label: str) -> Iterator[str]:
+        """The name for a throw-away container, labctl-LABEL-PID-N (``_remove_orphans``
+        reads the PID back), and its removal when the block ends: on errors and Ctrl-C
+        too, and when the engine made it before a create call timed out."""
+        name = f"labctl-{label}-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            yield name
         finally:
             with suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                 self.api.remove_container(name, force=True)
@@ -362,36 +370,23 @@ class Engine:
             "runtime": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
             "cdi": [docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])],
         }.get(gpus)
-        name = f"labctl-{label}-{os.getpid()}-{time.monotonic_ns()}"
-        with translated():
+        with self._throwaway(label) as name, translated():
+            c = self.client.containers.create(
+                image, command[1:], entrypoint=command[:1], name=name, mounts=mounts,
+                environment=environment or {}, network_disabled=not network,
+                labels={f"{LABEL_PREFIX}{label}": "1"}, detach=True,
+                security_opt=["no-new-privileges"], device_requests=device_requests,
+            )
             try:
-                c = self.client.containers.create(
-                    image, command[1:], entrypoint=command[:1], name=name, mounts=mounts,
-                    environment=environment or {}, network_disabled=not network,
-                    labels={f"{LABEL_PREFIX}{label}": "1"}, detach=True,
-                    security_opt=["no-new-privileges"], device_requests=device_requests,
-                )
+                c.start()
+            except docker.errors.APIError as e:
+                raise _gpu_hint(e) from None
+            try:
+                status = int(c.wait(timeout=timeout).get("StatusCode", 1))
             except requests.exceptions.RequestException:
-                with suppress(docker.errors.DockerException,
-                              requests.exceptions.RequestException):
-                    self.api.remove_container(name, force=True)
-                raise
-            try:
-                try:
-                    c.start()
-                except docker.errors.APIError as e:
-                    raise _gpu_hint(e) from None
-                try:
-                    status = int(c.wait(timeout=timeout).get("StatusCode", 1))
-                except requests.exceptions.RequestException:
-                    status = 124
-                out = c.logs(stdout=True, stderr=False).decode(errors="replace")
-                err = c.logs(stdout=False, stderr=True).decode(errors="replace")
-            finally:
-                # Also on Ctrl-C: no container is left behind.
-                with suppress(docker.errors.DockerException,
-                              requests.exceptions.RequestException):
-                    c.remove(force=True)
+                status = 124
+            out = c.logs(stdout=True, stderr=False).decode(errors="replace")
+            err = c.logs(stdout=False, stderr=True).decode(errors="replace")
         if status == 124:
             err += f"\nno answer within {timeout:.0f} s"
         return status, out, err

@@ -20,7 +20,7 @@ from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.lab import Lab
 from labctl.lockfile import Change, LockFile
-from labctl.render import _torch_requirements
+from labctl.render import _torch_requirements, wheelhouse_folder
 from labctl.spec import ImageSpec
 
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -123,9 +123,9 @@ def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
             (Path(tmp) / name).write_text(text, encoding="utf-8")
             os.chmod(Path(tmp) / name, 0o644)
         mounts[tmp] = "/in"
-        wheels = spec.wheelhouse or lab.settings.wheelhouse
-        if wheels and lab.resolve_path(wheels).is_dir():
-            mounts[str(lab.resolve_path(wheels))] = "/wheelhouse"
+        wheels = wheelhouse_folder(lab, spec)
+        if wheels is not None and wheels.is_dir():
+            mounts[str(wheels)] = "/wheelhouse"
         status, out, err = engine.run_capture(
             tag, ["bash", "/in/resolve.sh"], read_only_mounts=mounts,
             environment=_environment(lab, spec, upgrade), label="lock",

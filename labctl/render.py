@@ -7,6 +7,7 @@ lines; the few values that do reach the Dockerfile were validated by the spec.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -66,7 +67,7 @@ class BuildContext:
     def labelled(self, labels: dict[str, str]) -> BuildContext:
         """This context with one LABEL instruction appended to its Dockerfile. Labels carry
         the digest, so they cannot be part of what the digest covers."""
-        text = environment().get_template("_labels.j2").render(labels=labels)
+        text = _dockerfile("_labels.j2", {"labels": labels})
         dockerfile = self.dockerfile + text
         return replace(self, dockerfile=dockerfile,
                        files={**self.files, "Dockerfile": dockerfile.encode()})
@@ -118,7 +119,9 @@ def _dq(value: str) -> str:
     return '"' + re.sub(r'(["\\$])', r"\\\1", value) + '"'
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
+    """The templates' Jinja environment, made once per process."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resources.templates_dir())),
         undefined=jinja2.StrictUndefined,
@@ -188,16 +191,21 @@ def _read_ca(lab: Lab) -> bytes | None:
     return data
 
 
+def wheelhouse_folder(lab: Lab, spec: ImageSpec) -> Path | None:
+    """The spec's wheelhouse folder, else the lab's; None when neither names one."""
+    where = spec.wheelhouse or lab.settings.wheelhouse
+    return lab.resolve_path(where) if where else None
+
+
 def _wheelhouse(lab: Lab, spec: ImageSpec) -> tuple[Path | None, bytes]:
     """The wheelhouse folder and its manifest (name and size of each wheel): the manifest
     goes into the context so that a changed wheelhouse changes the layers that install
     from it, without reading (or sending) gigabytes of wheels on every build. Not the
     mtime: copying the same wheels again must not reinstall torch. (A wheel replaced by
     another of the same name and size needs `labctl build --no-cache`.)"""
-    where = spec.wheelhouse or lab.settings.wheelhouse
-    if not where:
+    folder = wheelhouse_folder(lab, spec)
+    if folder is None:
         return None, b""
-    folder = lab.resolve_path(where)
     if not folder.is_dir():
         raise LabError(
             f"wheelhouse folder {folder} does not exist",
@@ -262,8 +270,27 @@ def _lock(lab: Lab, spec: ImageSpec) -> tuple[str, dict[str, bytes], list[str]]:
     return lockfile.state(spec, lock), files, notes
 
 
-def render(lab: Lab, spec: ImageSpec) -> BuildContext:
+def _system(lab: Lab) -> tuple[dict[str, object], dict[str, bytes]]:
+    """What _system.j2 needs, for a lab's Dockerfile and the system image alike: template
+    values and context files (uv's installer, the extra CA)."""
     ca = _read_ca(lab)
+    values = {"labctl_version": __version__, "system_packages": SYSTEM_PACKAGES,
+              "uv_version": UV_VERSION, "ca_bundle": ca is not None}
+    files = _template_files("system")
+    if ca is not None:
+        files["labctl/ca-extra.crt"] = ca
+    return values, files
+
+
+def _dockerfile(template: str, values: dict[str, object]) -> str:
+    try:
+        return environment().get_template(template).render(**values)
+    except jinja2.TemplateError as e:  # a bug in a template, not in the spec
+        raise LabError(f"template error: {e}", file=f"templates/{template}") from None
+
+
+def render(lab: Lab, spec: ImageSpec) -> BuildContext:
+    system_values, system_files = _system(lab)
     lock_state, lock_files, lock_notes = _lock(lab, spec)
     wheelhouse, manifest = _wheelhouse(lab, spec)
     torch_index = None
@@ -272,12 +299,9 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
             spec.torch.version, spec.torch.variant
         )
     values = {
-        "labctl_version": __version__,
+        **system_values,
         "spec": spec,
         "spec_file": f"images/{spec.name}.yaml",
-        "system_packages": SYSTEM_PACKAGES,
-        "uv_version": UV_VERSION,
-        "ca_bundle": ca is not None,
         "wheelhouse": wheelhouse is not None,
         "find_links": f"--find-links {WHEELHOUSE_URL} " if wheelhouse else "",
         "wheelhouse_url": WHEELHOUSE_URL,
@@ -291,12 +315,8 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
         "command": command(spec),
         "pip_check": PIP_CHECK,
     }
-    try:
-        dockerfile = environment().get_template("Dockerfile.j2").render(**values)
-    except jinja2.TemplateError as e:  # a bug in a template, not in the spec
-        raise LabError(f"template error: {e}", file="templates/Dockerfile.j2") from None
-    files: dict[str, bytes] = {"Dockerfile": dockerfile.encode()}
-    files.update(_template_files("system"))
+    dockerfile = _dockerfile("Dockerfile.j2", values)
+    files: dict[str, bytes] = {"Dockerfile": dockerfile.encode(), **system_files}
     files.update(_template_files("image"))
     if spec.torch:
         files["labctl/requirements-torch.txt"] = _lines(_torch_requirements(spec))
@@ -309,8 +329,6 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     # Always there (empty when the spec has none): its RUN ends with the dependency check,
     # so adding the first extra package changes no earlier layer.
     files["labctl/requirements-extras.txt"] = _lines(list(spec.extras))
-    if ca is not None:
-        files["labctl/ca-extra.crt"] = ca
     if wheelhouse is not None:
         files["labctl/wheelhouse.txt"] = manifest
     files.update(_prepare_files(lab, spec))
@@ -338,23 +356,11 @@ def render_lock_image(lab: Lab, spec: ImageSpec) -> BuildContext:
     Python + uv), rendered from the same include and with the same build args, so it
     shares those layers and their build cache with every lab on the same base. `labctl
     lock` resolves in it; `labctl build` serves a wheelhouse from it."""
-    ca = _read_ca(lab)
+    values, system_files = _system(lab)
     # The lab's spec files (chain), so that a failing first layer names their line.
     base = ImageSpec(name="labctl-lock", base=spec.base, python=spec.python, chain=spec.chain)
-    values = {
-        "labctl_version": __version__,
-        "spec": base,
-        "system_packages": SYSTEM_PACKAGES,
-        "uv_version": UV_VERSION,
-        "ca_bundle": ca is not None,
-    }
-    try:
-        dockerfile = environment().get_template("lock.Dockerfile.j2").render(**values)
-    except jinja2.TemplateError as e:
-        raise LabError(f"template error: {e}", file="templates/lock.Dockerfile.j2") from None
-    files: dict[str, bytes] = {"Dockerfile": dockerfile.encode(), **_template_files("system")}
-    if ca is not None:
-        files["labctl/ca-extra.crt"] = ca
+    dockerfile = _dockerfile("lock.Dockerfile.j2", {**values, "spec": base})
+    files: dict[str, bytes] = {"Dockerfile": dockerfile.encode(), **system_files}
     args = buildargs(lab, spec)
     ctx = BuildContext(spec=base, dockerfile=dockerfile, files=files, buildargs=args)
     ctx.digest = content_hash(files, args)
