@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import docker
+from labctl.build import build
+from labctl.lab import load_lab
+from labctl.render import render
 from rich.console import Console
 from rich.table import Table
 
-from labctl.build import build
 from labctl.engine import Engine
-from labctl.lab import load_lab
-from labctl.render import render
 
 HERE = Path(__file__).resolve().parent
 TORCH = ["torch==2.10.0", "torchvision==0.25.0"]

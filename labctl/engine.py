@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import IO, TYPE_CHECKING, Any
 
@@ -15,14 +15,17 @@ import docker
 import docker.errors
 import requests
 
-from labctl.errors import LabError
+from labctl import labels
+from labctl.errors import LabError, advise
 
 if TYPE_CHECKING:
-    from labctl.runplan import RunPlan
+    from labctl.runtime.plan import RunPlan
 
-LABEL_PREFIX = "org.labctl."
-LABEL_SPEC = f"{LABEL_PREFIX}spec"  # on images and lab containers alike
-LABEL_LAB = f"{LABEL_PREFIX}lab"
+# How a container gets the GPU: the NVIDIA runtime (--gpus all), or CDI device names.
+_DEVICE_REQUESTS = {
+    "runtime": lambda: [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
+    "cdi": lambda: [docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])],
+}
 
 
 def endpoint(environ: dict[str, str] | None = None) -> tuple[str, str]:
@@ -45,26 +48,25 @@ def endpoint(environ: dict[str, str] | None = None) -> tuple[str, str]:
     return "unix:///var/run/docker.sock", "default"
 
 
+def is_engine_error(exc: BaseException) -> bool:
+    """An exception of the docker SDK or of requests (which are OSErrors too, so callers
+    must ask this before treating an OSError as a file problem)."""
+    return isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException))
+
+
 def explain(exc: Exception) -> LabError:
-    """Turn a docker SDK / requests exception into a one-screen LabError. Only failures to
-    reach the engine are sorted by their words; an engine's own answer is shown as it is."""
+    """Turn a docker SDK / requests exception into a one-screen LabError: the meaning of
+    its words from the error table, else the engine's own answer as it is."""
     where = endpoint()[0]
     text = str(exc)
-    low = text.lower()
-    if "no space left on device" in low:
-        return LabError(
-            "the Docker engine ran out of disk space",
-            fix="free space with `docker system prune` (removes stopped containers and unused "
-            "images) and check `docker system df`",
-        )
+    found = advise(text, "engine", engine=where)
+    if isinstance(exc, PermissionError) and found is None:
+        found = advise("permission denied", "engine", engine=where)
+    if found is not None and (found.id != "engine-permission"
+                              or not isinstance(exc, docker.errors.APIError)):
+        return LabError(found.message, fix=found.fix, details=[text.strip()[:300]])
     if isinstance(exc, docker.errors.APIError):
         return LabError(f"the Docker engine said: {exc.explanation or text}")
-    if isinstance(exc, PermissionError) or "permission denied" in low:
-        return LabError(
-            f"permission denied talking to the Docker engine at {where}",
-            fix="add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in "
-            "again) or use rootless Docker",
-        )
     if isinstance(exc, (requests.exceptions.ConnectionError, FileNotFoundError,
                         docker.errors.DockerException)):
         return LabError(
@@ -73,10 +75,6 @@ def explain(exc: Exception) -> LabError:
             "with `sudo apt-get install docker.io`; `labctl doctor` checks the setup",
         )
     return LabError(f"Docker engine error: {text}")
-
-
-def is_engine_error(exc: BaseException) -> bool:
-    return isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException))
 
 
 @contextmanager
@@ -130,6 +128,10 @@ class Engine:
 
     def gpu_runtimes(self) -> list[str]:
         return [r for r in (self.info().get("Runtimes") or {}) if "nvidia" in r]
+
+    def host_label(self) -> str:
+        """Which machine the engine runs on (its name), for labels that name a process."""
+        return str(self.info().get("Name") or "")
 
     def cdi_spec_dirs(self) -> list[str]:
         return list(self.info().get("CDISpecDirs") or [])
@@ -190,9 +192,10 @@ class Engine:
                                                     changes=changes)
         return str(out)
 
-    def containers(self, label: str, all: bool = True) -> list[Any]:
+    def containers(self, with_labels: list[str], all: bool = True) -> list[Any]:
+        """Containers carrying every label of ``with_labels`` ("key" or "key=value")."""
         with translated():
-            return self.client.containers.list(all=all, filters={"label": label})
+            return self.client.containers.list(all=all, filters={"label": with_labels})
 
     def stop_build_containers(self, layer: str) -> int:
         """Kill and remove the classic builder's containers that run from ``layer``."""
@@ -208,20 +211,22 @@ class Engine:
         return n
 
     @contextmanager
-    def serving(self, image: str, folder: str, cmd: list[str], *, user: str | None = None,
-                ready_timeout: float = 30) -> Iterator[str]:
-        """Run the HTTP server ``cmd`` over ``folder`` (mounted read-only at /srv) in a
-        container of its own, and yield the network mode that runs a build's RUN steps in
-        that container's network namespace: they reach the server on 127.0.0.1 while the
-        host's network stays out of the build. The server says "Serving HTTP" when it
-        listens. The container is removed afterwards, on Ctrl-C too."""
+    def serving(self, image: str, mounts: dict[str, str], cmd: list[str], *,
+                user: str | None = None, ready_timeout: float = 30) -> Iterator[str]:
+        """Run the HTTP server ``cmd`` in a container of its own, host folders mounted
+        read-only (container path -> host path), and yield the network mode that runs a
+        build's RUN steps in that container's network namespace: they reach the server on
+        127.0.0.1 while the host's network stays out of the build. The server says
+        "Serving HTTP" when it listens. The container is removed afterwards, on Ctrl-C
+        too."""
         self._remove_orphans("serve")
-        mount = docker.types.Mount("/srv", folder, type="bind", read_only=True)
+        binds = [docker.types.Mount(target, source, type="bind", read_only=True)
+                 for target, source in mounts.items()]
         with self._throwaway("serve") as name:
             with translated():
                 c = self.client.containers.run(
-                    image, cmd, entrypoint=[], name=name, mounts=[mount], user=user,
-                    labels={f"{LABEL_PREFIX}serve": "1"}, detach=True, cap_drop=["ALL"],
+                    image, cmd, entrypoint=[], name=name, mounts=binds, user=user,
+                    labels={labels.throwaway("serve"): "1"}, detach=True, cap_drop=["ALL"],
                     security_opt=["no-new-privileges"],
                 )
                 deadline = time.monotonic() + ready_timeout
@@ -229,10 +234,10 @@ class Engine:
                     c.reload()
                     if c.status != "running" or time.monotonic() > deadline:
                         raise LabError(
-                            f"the container serving {folder} did not start",
+                            "the build's helper container did not start",
                             details=c.logs().decode(errors="replace").splitlines()[-5:],
-                            fix="make every wheel in the folder a file you can read (not a"
-                            " link to elsewhere), then build again",
+                            fix="make every wheel in the wheelhouse a file you can read (not"
+                            " a link to elsewhere), then build again",
                         )
                     time.sleep(0.05)
             yield f"container:{c.id}"
@@ -254,7 +259,7 @@ class Engine:
         (killed before it could clean up)."""
         with translated():
             found = self.client.containers.list(
-                all=True, filters={"label": f"{LABEL_PREFIX}{label}"})
+                all=True, filters={"label": labels.throwaway(label)})
         for c in found:
             parts = c.name.split("-")
             if len(parts) < 3 or not parts[2].isdigit():
@@ -282,34 +287,39 @@ class Engine:
             except docker.errors.NotFound:  # ImageNotFound is one too
                 return None
 
-    def create_container(self, plan: RunPlan, *, tty: bool = False) -> Any:
+    def create_container(self, plan: RunPlan, *, tty: bool = False,
+                         next_name: Callable[[str], str] | None = None) -> Any:
         """Create (not start) the container a RunPlan describes. Never privileged, never
-        with the engine's socket, no-new-privileges set."""
+        with the engine's socket, no-new-privileges set. When its name is taken meanwhile
+        (two labs started at once), ``next_name`` gives the next one to try."""
         mounts = [
             docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
             for m in plan.mounts
         ]
-        ports = {f"{cport}/tcp": (ip, hport) for cport, (ip, hport) in plan.ports.items()}
-        gpus = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if plan.gpus \
-            else None
-        with translated():
-            try:
-                return self.client.containers.create(
-                    plan.image, plan.command, name=plan.name, environment=plan.env,
-                    mounts=mounts, ports=ports, working_dir=plan.workdir, labels=plan.labels,
-                    device_requests=gpus, shm_size=plan.shm_size, tty=tty, stdin_open=tty,
-                    security_opt=["no-new-privileges"], detach=True,
-                    network_mode=plan.network,
-                )
-            except docker.errors.APIError as e:
-                raise _gpu_hint(e) from None
+        ports = {f"{cport}/tcp": binds if len(binds) > 1 else binds[0]
+                 for cport, binds in plan.publish().items()}
+        gpus = _DEVICE_REQUESTS[plan.gpus]() if plan.gpus else None
+        for _ in range(20):
+            with translated():
+                try:
+                    return self.client.containers.create(
+                        plan.image, plan.command, name=plan.name, environment=plan.env,
+                        mounts=mounts, ports=ports, working_dir=plan.workdir,
+                        labels=plan.labels, device_requests=gpus, shm_size=plan.shm_size,
+                        tty=tty, stdin_open=tty, security_opt=["no-new-privileges"],
+                        detach=True, network_mode=plan.network,
+                    )
+                except docker.errors.APIError as e:
+                    if e.status_code == 409 and next_name is not None:
+                        plan.name = next_name(plan.name)
+                        continue
+                    raise explain(e) from None
+        raise LabError(f"no free container name after {plan.name}",
+                       fix="stop labs you no longer use: `labctl stop --all`")
 
     def start(self, container: Any) -> None:
         with translated():
-            try:
-                container.start()
-            except docker.errors.APIError as e:
-                raise _gpu_hint(e) from None
+            container.start()
 
     def remove_container(self, container: Any) -> None:
         with translated(), _ignore_missing():
@@ -366,21 +376,15 @@ class Engine:
             docker.types.Mount(target, source, type="bind", read_only=True)
             for source, target in (read_only_mounts or {}).items()
         ]
-        device_requests = {
-            "runtime": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
-            "cdi": [docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])],
-        }.get(gpus)
+        device_requests = _DEVICE_REQUESTS[gpus]() if gpus in _DEVICE_REQUESTS else None
         with self._throwaway(label) as name, translated():
             c = self.client.containers.create(
                 image, command[1:], entrypoint=command[:1], name=name, mounts=mounts,
                 environment=environment or {}, network_disabled=not network,
-                labels={f"{LABEL_PREFIX}{label}": "1"}, detach=True,
+                labels={labels.throwaway(label): "1"}, detach=True,
                 security_opt=["no-new-privileges"], device_requests=device_requests,
             )
-            try:
-                c.start()
-            except docker.errors.APIError as e:
-                raise _gpu_hint(e) from None
+            c.start()
             try:
                 status = int(c.wait(timeout=timeout).get("StatusCode", 1))
             except requests.exceptions.RequestException:
@@ -409,19 +413,6 @@ def _docker_cli(args: list[str]) -> int:
         raise LabError("an interactive terminal needs the docker command-line client",
                        fix="sudo apt-get install docker.io (or docker-ce-cli)")
     return subprocess.call(["docker", *args])
-
-
-def _gpu_hint(e: Exception) -> LabError:
-    text = str(e)
-    if "could not select device driver" in text or "nvidia" in text.lower():
-        return LabError(
-            "the Docker engine cannot give this container a GPU",
-            details=[text.strip()[:300]],
-            fix="install the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure "
-            "--runtime=docker && sudo systemctl restart docker`; `labctl doctor` shows what is "
-            "missing; or run with --gpus none",
-        )
-    return explain(e)
 
 
 @contextmanager

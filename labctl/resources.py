@@ -28,6 +28,12 @@ def default_volumes_file() -> Path:
     return shipped_root() / "volumes.yaml"
 
 
-def data_dir() -> Path:
-    """Compatibility tables and other data files (always inside the package)."""
-    return _PKG / "data"
+def incontainer_dir() -> Path:
+    """What runs inside containers: the images' own files (system/, image/) and the
+    scripts of throw-away containers (tools/). Always inside the package."""
+    return _PKG / "incontainer"
+
+
+def tool(name: str) -> str:
+    """The text of incontainer/tools/NAME, for a throw-away container to run."""
+    return (incontainer_dir() / "tools" / name).read_text(encoding="utf-8")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labctl import compat
-from labctl.spec import ImageSpec, load_spec
+from labctl.config.spec import ImageSpec, load_spec
+from labctl.gpu import compat
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "images"

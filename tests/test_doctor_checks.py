@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from labctl import gpu
 from labctl.doctor.checks import containers, engine, image, lab
 from labctl.doctor.checks.fs import can, folder_problem
 from labctl.doctor.registry import Check, Finding, exit_code, run_checks
+from labctl.gpu import probe as gpu
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nvidia-smi"
 
@@ -244,7 +244,7 @@ def test_glibc_findings() -> None:
 def test_torch_findings_on_blackwell() -> None:
     from dataclasses import replace
 
-    from labctl.spec import load_spec
+    from labctl.config.spec import load_spec
 
     spec = load_spec("yolo-gpu", Path(__file__).resolve().parent.parent / "images")
     g = gpu.Gpu(0, "NVIDIA GeForce RTX 5070 Ti Laptop GPU", "12.0", "570.133.07", 12227, "12.8")

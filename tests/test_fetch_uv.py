@@ -1,4 +1,4 @@
-"""templates/system/fetch_uv.py, the script that puts uv into an image's first layers,
+"""labctl/incontainer/system/fetch_uv.py, the script that puts uv into an image's first layers,
 against a real simple index on 127.0.0.1: PEP 691 JSON and PEP 503 HTML, as mirrors serve
 them, and a wheel whose sha256 does not match."""
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "templates" / "system" / "fetch_uv.py"
+SCRIPT = Path(__file__).resolve().parent.parent / "labctl/incontainer/system/fetch_uv.py"
 spec = importlib.util.spec_from_file_location("fetch_uv", SCRIPT)
 assert spec and spec.loader
 fetch_uv = importlib.util.module_from_spec(spec)

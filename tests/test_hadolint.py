@@ -19,14 +19,14 @@ import pytest
 import yaml
 
 from labctl import resources
-from labctl.lab import Lab, init_lab, load_lab
-from labctl.render import render
-from labctl.spec import spec_names
+from labctl.config.lab import Lab, init_lab, load_lab
+from labctl.config.spec import spec_names
+from labctl.image.render import render
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / ".hadolint.yaml"
 SHIPPED = spec_names(resources.default_images_dir())
-PEM = b"-----BEGIN CERTIFICATE-----\nMIIBlabctltest\n-----END CERTIFICATE-----\n"
+PEM = (Path(__file__).parent / "fixtures" / "ca" / "test-ca.pem").read_bytes()
 
 # A spec that takes every optional branch of the template.
 EVERYTHING = {
@@ -36,7 +36,7 @@ EVERYTHING = {
     "pip": ["rich>=13"],
     "pip_nodeps": ["d2l==0.17.6"],
     "extras": ["tqdm"],
-    "env": {"GREETING": 'say "hi" to $USER', "EMPTY": ""},
+    "env": {"GREETING": 'say "hi" to \\$USER', "EMPTY": ""},
     "jupyter": {"enabled": False},
     "command": ["python", "-m", "http.server", "8000"],
     "ports": [8000, 6006],

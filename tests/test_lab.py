@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from labctl import resources
+from labctl.config.lab import SETTINGS_FILE, VOLUMES_FILE, find_root, init_lab, is_lab, load_lab
 from labctl.errors import LabError
-from labctl.lab import SETTINGS_FILE, VOLUMES_FILE, find_root, init_lab, is_lab, load_lab
 
 
 def make_lab(root: Path, settings: str | None = None, specs: dict[str, str] | None = None) -> Path:

@@ -78,7 +78,7 @@ def test_lock_build_reproduce_stale_upgrade(docker_client, lab_factory):
     shutil.copy(lock_file, old_lock)
     again = labctl("lock", "small", cwd=root, check=True)
     assert "no version changed" in again.stdout and lock_state(root) == "locked"
-    up = labctl("lock", "small", "--upgrade", "requests", cwd=root, check=True)
+    up = labctl("lock", "small", "--upgrade-package", "requests", cwd=root, check=True)
     m = re.search(r"requests\s*│\s*2\.31\.0\s*│\s*(2\.32\.\d+)\s*│\s*upgraded", up.stdout)
     assert m, up.stdout
     assert f"requests=={m[1]}" in lock_file.read_text()

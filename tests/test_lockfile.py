@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labctl import lockfile
+from labctl.config.lab import Lab, init_lab, load_lab
+from labctl.config.spec import ImageSpec
 from labctl.errors import LabError
-from labctl.lab import Lab, init_lab, load_lab
-from labctl.lock_commands import lock_policy
-from labctl.lockfile import Change, diff_versions, inputs_hash, torch_inputs_hash
-from labctl.render import render
-from labctl.spec import ImageSpec
+from labctl.image.render import render
+from labctl.lock import lockfile
+from labctl.lock.lockfile import Change, diff_versions, inputs_hash, torch_inputs_hash
+from labctl.lock.policy import lock_policy
 
 H = {c: f"sha256:{c * 64}" for c in "abcdef"}
 # What the resolver container prints (uv pip compile --no-header output, trimmed).
@@ -157,7 +157,7 @@ def test_inputs_hash_follows_the_package_inputs(change: dict[str, object]) -> No
 
 @pytest.mark.parametrize("change", [
     {"description": "x"}, {"apt": ["git"]}, {"env": {"A": "1"}}, {"volumes": []},
-    {"jupyter": {"enabled": True}},
+    {"jupyter": {"enabled": False}},
 ])
 def test_other_keys_leave_the_lock_current(change: dict[str, object]) -> None:
     assert inputs_hash(spec(**change)) == inputs_hash(spec())
@@ -316,7 +316,7 @@ def test_build_policy(tmp_path: Path) -> None:
 
 def test_shipped_specs_have_current_locks() -> None:
     from labctl import resources
-    from labctl.spec import load_spec, spec_names
+    from labctl.config.spec import load_spec, spec_names
 
     images = resources.default_images_dir()
     for name in spec_names(images):

@@ -20,17 +20,19 @@ import pytest
 import yaml
 
 from labctl import resources
-from labctl.build import direct_loopback
+from labctl.config.lab import Lab, init_lab, load_lab
+from labctl.config.spec import load_spec, spec_names
 from labctl.errors import LabError
-from labctl.lab import Lab, init_lab, load_lab
-from labctl.render import PIP_CHECK, WHEELHOUSE_URL, BuildContext, _instructions, render
-from labctl.spec import load_spec, spec_names
+from labctl.image.build import direct_loopback
+from labctl.image.layers import PIP_CHECK, WHEELHOUSE_URL
+from labctl.image.render import BuildContext, _instructions, render
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("LABCTL_UPDATE_GOLDEN") == "1"
 SHIPPED = spec_names(resources.default_images_dir())
 WITH_TORCH = [n for n in SHIPPED if load_spec(n, resources.default_images_dir()).torch]
-PEM = b"-----BEGIN CERTIFICATE-----\nMIIBlabctltest\n-----END CERTIFICATE-----\n"
+CA = Path(__file__).parent / "fixtures" / "ca"
+PEM = (CA / "test-ca.pem").read_bytes()
 INSTRUCTIONS = {
     "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
     "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
@@ -44,7 +46,12 @@ def fixed_lab(root: Path, settings: str = "", specs: dict[str, Any] | None = Non
     for name, data in (specs or {}).items():
         text = data if isinstance(data, str) else yaml.safe_dump(data)
         (root / "images" / f"{name}.yaml").write_text(text)
-    return load_lab(str(root), environ={})
+    return load(root)
+
+
+def load(root: Path, environ: dict[str, str] | None = None) -> Lab:
+    """The lab at ``root`` with these variables and no host trust store (see trust.py)."""
+    return load_lab(str(root), environ=environ or {}, host_root=root / "no-host")
 
 
 def render_spec(lab: Lab, name: str) -> BuildContext:
@@ -108,7 +115,7 @@ def test_goldens_need_a_fixed_environment(tmp_path: Path) -> None:
     cert.write_bytes(PEM)
     root = tmp_path / "lab"
     fixed = fixed_lab(root)
-    with_env = load_lab(str(root), environ={"SSL_CERT_FILE": str(cert)})
+    with_env = load(root, {"SSL_CERT_FILE": str(cert)})
     assert render_spec(fixed, "d2l").dockerfile != render_spec(with_env, "d2l").dockerfile
 
 
@@ -207,7 +214,7 @@ def test_hash_is_stable_when_nothing_changes(lab: Lab) -> None:
     # Reloading the lab or reformatting the spec (a comment) changes nothing either.
     path = lab.images_dir / "yolo-cpu.yaml"
     path.write_text("# a comment of mine\n" + path.read_text())
-    reloaded = load_lab(str(lab.root), environ={})
+    reloaded = load(lab.root, {})
     assert render_spec(reloaded, "yolo-cpu").digest == first.digest
 
 
@@ -286,7 +293,7 @@ def test_requirement_names_never_reach_the_dockerfile(tmp_path: Path) -> None:
 
 def test_env_values_are_quoted_and_escaped(tmp_path: Path) -> None:
     lab = fixed_lab(tmp_path / "lab", specs={"e": {"env": {
-        "GREETING": 'say "hi" to $USER', "CLOSE": 'x" BAR="y', "WIN": "C:\\temp",
+        "GREETING": 'say "hi" to \\$USER', "CLOSE": 'x" BAR="y', "WIN": "C:\\temp",
     }}})
     dockerfile = render_spec(lab, "e").dockerfile
     env_lines = [
@@ -302,14 +309,14 @@ def test_env_values_are_quoted_and_escaped(tmp_path: Path) -> None:
 def test_command_ports_and_workdir(tmp_path: Path) -> None:
     lab = fixed_lab(tmp_path / "lab", specs={"c": {
         "command": ["python", "-c", "print('a \"b\"')"], "ports": [6006],
-        "jupyter": {"enabled": True, "port": 8890}, "workdir": "/home/lab/work",
+        "jupyter": {"enabled": True, "port": 8890}, "workdir": "/srv/work",
     }})
     lines = render_spec(lab, "c").dockerfile.splitlines()
     cmd = [line for line in lines if line.startswith("CMD ")]
     assert len(cmd) == 1
     assert json.loads(cmd[0].removeprefix("CMD ")) == ["python", "-c", "print('a \"b\"')"]
     assert "EXPOSE 8890 6006" in lines
-    assert "WORKDIR /home/lab/work" in lines
+    assert "WORKDIR /srv/work" in lines
 
 
 def test_torch_variant_index(tmp_path: Path) -> None:
@@ -344,7 +351,7 @@ def test_ca_bundle_is_trusted_in_the_build(tmp_path: Path, how: str) -> None:
         lab = fixed_lab(root, "network: {ca_bundle: ../corp.pem}\n")
     else:
         fixed_lab(root)
-        lab = load_lab(str(root), environ={"SSL_CERT_FILE": str(cert)})
+        lab = load(root, {"SSL_CERT_FILE": str(cert)})
     ctx = render_spec(lab, "d2l")
     assert ctx.files["labctl/ca-extra.crt"] == PEM
     lines = ctx.dockerfile.splitlines()
@@ -435,7 +442,7 @@ def test_cli_render_context(tmp_path: Path) -> None:
     printed = cli("render", "yolo-gpu")
     assert printed.returncode == 0, printed.stderr
     assert (out / "Dockerfile").read_text() == printed.stdout
-    expected = render_spec(lab, "yolo-gpu")
+    expected = render_spec(load_lab(str(lab.root), environ={}), "yolo-gpu")  # the host's CA
     written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert written == set(expected.files)
     for name, data in expected.files.items():
@@ -452,3 +459,119 @@ def test_labels_are_one_instruction_outside_the_hash(lab: Lab) -> None:
     assert label == ['LABEL org.labctl.spec="d2l" \\ org.labctl.lab="/home/a \\"b\\" \\$HOME"']
     assert labelled.step_keys() == [*ctx.step_keys(), "labels"]
     assert labelled.files["Dockerfile"] == labelled.dockerfile.encode()
+
+
+# --- trust: the host's store, the same from every shell ------------------------------------
+
+
+def _host(root: Path, distro: bytes, local: bytes) -> Path:
+    """A host file system: the distribution's CA set, and a system bundle that also holds
+    a local anchor (a TLS-inspecting proxy's CA appended by an administrator)."""
+    (root / "usr/share/ca-certificates/mozilla").mkdir(parents=True)
+    (root / "usr/share/ca-certificates/mozilla/Root.crt").write_bytes(distro)
+    (root / "etc/ssl/certs").mkdir(parents=True)
+    (root / "etc/ssl/certs/ca-certificates.crt").write_bytes(distro + local)
+    return root
+
+
+def test_the_image_does_not_change_with_the_shell(tmp_path: Path) -> None:
+    # sudo drops PIP_CERT/SSL_CERT_FILE: the build must trust the same certificates (and
+    # so be the same image) for root, a sudo user and a plain user.
+    distro, local = (CA / "second-ca.pem").read_bytes(), PEM
+    host = _host(tmp_path / "host", distro, local)
+    fixed_lab(tmp_path / "lab")
+    bundle = str(host / "etc/ssl/certs/ca-certificates.crt")
+    shells = [{}, {"SSL_CERT_FILE": bundle, "PIP_CERT": bundle, "REQUESTS_CA_BUNDLE": bundle}]
+    ctxs = [render_spec(load_lab(str(tmp_path / "lab"), environ=env, host_root=host), "d2l")
+            for env in shells]
+    assert ctxs[0].digest == ctxs[1].digest
+    assert ctxs[0].files["labctl/ca-extra.crt"] == local  # the local anchor, not Mozilla's
+
+
+def test_the_real_host_store_gives_one_image_from_every_shell(tmp_path: Path) -> None:
+    fixed_lab(tmp_path / "lab")
+    digests = {render_spec(load_lab(str(tmp_path / "lab"), environ=env), "d2l").digest
+               for env in ({}, {"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+                                "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"})
+               if Path("/etc/ssl/certs/ca-certificates.crt").is_file()}
+    assert len(digests) <= 1
+
+
+def test_only_certificates_of_a_bundle_are_copied(tmp_path: Path) -> None:
+    (tmp_path / "bundle.pem").write_bytes((CA / "ca-with-key.pem").read_bytes())
+    lab = fixed_lab(tmp_path / "lab", "network: {ca_bundle: ../bundle.pem}\n")
+    copied = render_spec(lab, "d2l").files["labctl/ca-extra.crt"]
+    assert copied == PEM and b"PRIVATE KEY" not in copied
+
+
+# --- credentials: never in the context, the build args or the Dockerfile --------------------
+
+
+def test_index_credentials_stay_out_of_the_image(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", "network:\n"
+                    "  index_url: https://lbuser:s3cret@mirror.example/simple\n"
+                    "  extra_index_urls: ['https://tok%40en:p%3Ass@extra.example/simple']\n",
+                    specs={"t": {"torch": {"version": "2.10.0", "variant": "cpu",
+                                           "index_url": "https://u:torchpw@torch.example/whl"},
+                                 "pip": ["six"]}})
+    ctx = render_spec(lab, "t")
+    text = ctx.dockerfile + json.dumps(ctx.buildargs) + "".join(
+        d.decode(errors="replace") for d in ctx.files.values())
+    for secret in ("s3cret", "p%3Ass", "p:ss", "torchpw", "lbuser"):
+        assert secret not in text, secret
+    assert ctx.buildargs["LABCTL_INDEX_URL"] == "https://mirror.example/simple"
+    assert "--index-url https://torch.example/whl" in ctx.dockerfile
+    netrc = ctx.secrets["netrc"].decode()
+    assert "machine mirror.example login lbuser password s3cret" in netrc
+    assert "machine extra.example login tok@en password p:ss" in netrc
+    assert "machine torch.example login u password torchpw" in netrc
+    # Each downloading RUN fetches them first and removes them before its layer ends.
+    runs = [i for i in _instructions(ctx.dockerfile) if i.startswith("RUN ") and "uv " in i]
+    assert runs and all("fetch_secret.py netrc" in r and r.endswith("rm -f /tmp/labctl.netrc")
+                        for r in runs if "uv pip install" in r or "fetch_uv" in r)
+    same = render_spec(fixed_lab(tmp_path / "lab2", "network:\n"
+                       "  index_url: https://lbuser:other@mirror.example/simple\n"
+                       "  extra_index_urls: ['https://tok%40en:p%3Ass@extra.example/simple']\n",
+                       specs={"t": {"torch": {"version": "2.10.0", "variant": "cpu",
+                                              "index_url": "https://u:torchpw@torch.example/whl"},
+                                    "pip": ["six"]}}), "t")
+    assert same.digest == ctx.digest  # a new password rebuilds nothing
+
+
+# --- the context on disk, the files it takes from the lab ------------------------------------
+
+
+def test_render_context_never_follows_a_planted_link(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab")
+    ctx = render_spec(lab, "d2l")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone else's file")
+    planted = tmp_path / "ctx"
+    planted.mkdir()
+    (planted / "Dockerfile").symlink_to(victim)
+    with pytest.raises(LabError, match="not empty"):
+        ctx.write(planted)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(LabError, match="symbolic link"):
+        ctx.write(link)
+    assert victim.read_text() == "someone else's file"
+    ctx.write(tmp_path / "fresh")
+    assert (tmp_path / "fresh" / "Dockerfile").read_text() == ctx.dockerfile
+
+
+def test_a_prepare_script_that_links_outside_the_lab_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("root:secret-hash:")
+    lab = fixed_lab(tmp_path / "lab", specs={"p": {"prepare": ["prepare/x.sh"]}})
+    (lab.images_dir / "prepare").mkdir(exist_ok=True)
+    (lab.images_dir / "prepare" / "x.sh").symlink_to(secret)
+    with pytest.raises(LabError, match="outside the lab folder"):
+        render_spec(lab, "p")
+
+
+def test_jupyter_without_jupyterlab_installs_it(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", specs={"j": {"pip": ["six"], "jupyter": True}})
+    ctx = render_spec(lab, "j")
+    assert ctx.files["labctl/requirements-lab.txt"] == b"six\njupyterlab>=4.4,<5\n"
+    assert "jupyter" in ctx.dockerfile.splitlines()[-1]

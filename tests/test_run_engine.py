@@ -156,15 +156,15 @@ def test_gpu_request_without_runtime_is_a_clear_message(docker_client, lab: Path
     assert "GPU runtime" in proc.stderr and "labctl doctor" in proc.stderr
     assert "Traceback" not in proc.stderr
     # And when a request does reach the engine, its refusal is translated too.
+    from labctl.config.lab import load_lab
     from labctl.engine import Engine
     from labctl.errors import LabError
-    from labctl.lab import load_lab
-    from labctl.run import make_plan
+    from labctl.runtime.run import make_plan
 
     engine = Engine.connect()
     plan = make_plan(engine, load_lab(str(lab)), "tiny", user=True, srcs=[],
                      command=["true"], gpus="none", bind=None, port=None)
-    plan.gpus = True
+    plan.gpus = "runtime"
     c = engine.create_container(plan)
     try:
         with pytest.raises(LabError) as info:

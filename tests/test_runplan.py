@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import write_lab
 
+from labctl.config.lab import load_lab
 from labctl.errors import LabError
-from labctl.lab import load_lab
-from labctl.runplan import free_port, plan_run
+from labctl.runtime.plan import bind_addresses, free_name, free_port, plan_run
 
 SPECS = {
     "nb": "pip: [jupyterlab]\njupyter: {enabled: true, port: 8888}\nvolumes: [data, cache]\n",
@@ -24,10 +24,12 @@ def lab(tmp_path: Path):
     return load_lab(str(write_lab(tmp_path / "lab", SPECS)), environ={})
 
 
-def plan(lab, name="nb", **kw):
-    args = dict(image="img", user=True, uid=1234, gid=2345, rootless=False, srcs=[],
-                command=None, gpus="auto", gpu_runtime=False, bind="127.0.0.1", port=None,
-                token="tok", name_taken=lambda n: False, port_free=lambda p: True)
+def plan(lab, name="nb", gpu_runtime=False, bind="127.0.0.1", **kw):
+    args = dict(image="img", user=True, uid=1234, gid=2345, home=Path("/nonexistent-home"),
+                rootless=False, srcs=[], command=None, gpus="auto",
+                gpu_access="runtime" if gpu_runtime else "none",
+                bind=bind_addresses(bind, has_ipv6_loopback=True), port=None, token="tok",
+                token_file=None, name=f"labctl-{name}", port_free=lambda p: True)
     args.update(kw)
     return plan_run(lab, lab.spec(name), **args)
 
@@ -86,9 +88,9 @@ def test_src_volumes_book_data_convention(lab, tmp_path: Path) -> None:
 def test_jupyter_token_ports_and_url(lab) -> None:
     p = plan(lab, port_free=lambda port: port != 8888)
     assert p.env["JUPYTER_TOKEN"] == "tok"
-    assert p.ports[8888] == ("127.0.0.1", 8889)
+    assert p.publish()[8888] == [("127.0.0.1", 8889)]
     assert p.url == "http://127.0.0.1:8889/lab?token=tok"
-    assert plan(lab, port=9000).ports[8888] == ("127.0.0.1", 9000)
+    assert plan(lab, port=9000).publish()[8888] == [("127.0.0.1", 9000)]
     wide = plan(lab, bind="0.0.0.0")
     assert any("0.0.0.0" in n for n in wide.warnings)
     cmd = plan(lab, command=["python", "x.py"])
@@ -97,20 +99,20 @@ def test_jupyter_token_ports_and_url(lab) -> None:
 
 def test_names_are_unique(lab) -> None:
     taken = {"labctl-nb", "labctl-nb-2"}
-    assert plan(lab, name_taken=lambda n: n in taken).name == "labctl-nb-3"
+    assert free_name("labctl-nb", lambda n: n in taken) == "labctl-nb-3"
 
 
 def test_gpu_choices(lab) -> None:
-    assert plan(lab, "gpu", gpu_runtime=True).gpus is True
-    assert plan(lab, "gpu", gpu_runtime=True, gpus="none").gpus is False
+    assert plan(lab, "gpu", gpu_runtime=True).gpus == "runtime"
+    assert plan(lab, "gpu", gpu_runtime=True, gpus="none").gpus == ""
     cpu = plan(lab, "gpu", gpu_runtime=False)
-    assert cpu.gpus is False and any("CPU" in n for n in cpu.warnings)
+    assert cpu.gpus == "" and any("CPU" in n for n in cpu.warnings)
     with pytest.raises(LabError, match="no GPU runtime") as info:
         plan(lab, "gpu", gpus="all", gpu_runtime=False)
     assert "labctl doctor" in str(info.value)
     with pytest.raises(LabError):
         plan(lab, "gpureq", gpu_runtime=False)
-    assert plan(lab, "nb", gpus="all", gpu_runtime=True).gpus is True
+    assert plan(lab, "nb", gpus="all", gpu_runtime=True).gpus == "runtime"
 
 
 def test_free_port_gives_up_with_a_fix() -> None:
@@ -128,3 +130,76 @@ def test_mounts_under_the_lab_home_are_refused(lab, tmp_path: Path) -> None:
         plan(lab, srcs=[f"{tmp_path}:/home/lab/proj"])
     with pytest.raises(LabError, match="'..'"):
         plan(lab, srcs=[f"{tmp_path}:/workspace/../etc"])
+
+
+# --- the house: a spec's workdir is where its sources go ------------------------------------
+
+
+def test_sources_mount_under_the_specs_workdir(tmp_path: Path) -> None:
+    lab = load_lab(str(write_lab(tmp_path / "lab", {
+        "book": "workdir: /srv/book\nvolumes: [data]\nsrc_volumes: {data: data}\n"})),
+        environ={})
+    p = plan(lab, "book")
+    targets = {m.target: m.source for m in p.mounts}
+    assert targets["/srv/book/work"] == lab.root / "work" and p.workdir == "/srv/book/work"
+    assert targets["/srv/book/work/data"] == lab.root / "data"
+    src = tmp_path / "d2l-zh"
+    src.mkdir()
+    assert plan(lab, "book", srcs=[str(src)]).workdir == "/srv/book/d2l-zh"
+
+
+# --- hardening: binds, mount targets, host folders -------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "ipv6", "expected"), [
+    ("localhost", True, ("127.0.0.1", "::1")), ("localhost", False, ("127.0.0.1",)),
+    ("127.0.0.1", True, ("127.0.0.1",)), ("::1", True, ("::1",)),
+    ("0.0.0.0", True, ("0.0.0.0",)),
+])
+def test_binds_are_literal_addresses(given: str, ipv6: bool, expected: tuple[str, ...]) -> None:
+    assert bind_addresses(given, has_ipv6_loopback=ipv6) == expected
+
+
+@pytest.mark.parametrize("given", ["", "my-laptop", "example.com", "127.0.0.1 "])
+def test_a_bind_docker_would_have_to_resolve_is_refused(given: str) -> None:
+    with pytest.raises(LabError) as info:
+        bind_addresses(given, has_ipv6_loopback=True)
+    assert "127.0.0.1" in (info.value.fix or "")
+
+
+def test_localhost_publishes_on_both_loopbacks_and_nothing_else(lab) -> None:
+    p = plan(lab, bind="localhost")
+    assert p.publish()[8888] == [("127.0.0.1", 8888), ("::1", 8888)]
+    assert not p.warnings and p.url == "http://127.0.0.1:8888/lab?token=tok"
+
+
+@pytest.mark.parametrize("target", ["/", "/etc", "/usr/local", "/home", "/home/lab",
+                                    "/var/run", "/tmp", "/opt/venv", "/proc"])
+def test_system_folders_are_no_mount_target(lab, tmp_path: Path, target: str) -> None:
+    with pytest.raises(LabError) as info:
+        plan(lab, srcs=[f"{tmp_path}:{target}"])
+    assert info.value.fix
+
+
+def test_a_mount_above_the_workspace_is_refused(tmp_path: Path) -> None:
+    lab = load_lab(str(write_lab(tmp_path / "lab", {"w": "workdir: /srv/book/x\n"})),
+                   environ={})
+    with pytest.raises(LabError, match="above the lab's workspace"):
+        plan(lab, "w", srcs=[f"{tmp_path}:/srv/book"])
+
+
+@pytest.mark.parametrize("src", ["/", "/etc", "/var/run", "/usr/lib", "/home", "/root"])
+def test_system_folders_are_never_mounted_from_the_host(lab, src: str) -> None:
+    with pytest.raises(LabError) as info:
+        plan(lab, srcs=[src])
+    assert "does not mount it" in info.value.message and info.value.fix
+
+
+def test_a_homes_hidden_folders_are_mounted_only_with_a_loud_warning(lab, tmp_path: Path
+                                                                     ) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    p = plan(lab, srcs=[str(home / ".ssh")], home=home)
+    assert any("hidden folder" in w and "keys" in w for w in p.warnings)
+    whole = plan(lab, srcs=[str(home)], home=home)
+    assert any("whole home folder" in w for w in whole.warnings)

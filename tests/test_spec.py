@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from labctl import resources
+from labctl.config.spec import ImageSpec, load_spec, merge, spec_names
 from labctl.errors import LabError
-from labctl.spec import ImageSpec, load_spec, merge, spec_names
 
 SHIPPED = spec_names(resources.default_images_dir())
 
@@ -424,7 +424,7 @@ def test_accepts_legitimate_values(tmp_path: Path) -> None:
             "pandas>=2,<3", "requests[socks]>=2.31", "torch-tb-profiler; python_version>='3.9'",
             "mypkg @ https://files.example.com/mypkg-1.0-py3-none-any.whl",
         ],
-        "env": {"HF_ENDPOINT": "https://hf-mirror.com", "GREETING": 'say "hi" to $USER',
+        "env": {"HF_ENDPOINT": "https://hf-mirror.com", "GREETING": 'say "hi" to \\$USER',
                 "WIN": "C:\\temp\\x", "_X1": ""},
         "index_url": "https://pypi.tuna.tsinghua.edu.cn/simple",
         "extra_index_urls": ["http://127.0.0.1:3141/root/pypi/+simple/"],
@@ -510,7 +510,6 @@ def test_cli_runner_reports_a_spec_error(tmp_path: Path) -> None:
 
     from labctl import cli as cli_module
 
-    cli_module._register()
     root = _lab_with(tmp_path, "bad", "base: 'debian:bookworm\nRUN id'\n")
     result = CliRunner().invoke(
         cli_module.cli, ["render", "bad", "--lab", str(root)], env={"COLUMNS": "120"}
@@ -519,3 +518,130 @@ def test_cli_runner_reports_a_spec_error(tmp_path: Path) -> None:
     assert result.exc_info is None or result.exc_info[0] is SystemExit
     assert "Traceback" not in result.output
     assert "base:" in result.output and "bad.yaml" in result.output
+
+
+# --- the house: bugs a review found ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "enabled"), [(True, True), (False, False)])
+def test_jupyter_true_and_false_are_shorthands(tmp_path: Path, value: bool, enabled: bool
+                                              ) -> None:
+    write_spec(tmp_path, "j", {"pip": ["jupyterlab"], "jupyter": value})
+    spec = load_spec("j", tmp_path)
+    assert spec.jupyter is not None and spec.jupyter.enabled is enabled
+    assert spec.jupyter.port == 8888
+
+
+def test_an_enabled_jupyter_gets_its_package(tmp_path: Path) -> None:
+    write_spec(tmp_path, "j", {"pip": ["six"], "jupyter": True})
+    assert load_spec("j", tmp_path).lab_packages == ["six", "jupyterlab>=4.4,<5"]
+    write_spec(tmp_path, "n", {"jupyter": {"app": "notebook"}})
+    assert load_spec("n", tmp_path).lab_packages == ["notebook>=7,<8"]
+    write_spec(tmp_path, "named", {"pip": ["jupyterlab==4.4.1"], "jupyter": True})
+    assert load_spec("named", tmp_path).lab_packages == ["jupyterlab==4.4.1"]
+    write_spec(tmp_path, "off", {"pip": ["six"], "jupyter": False})
+    assert load_spec("off", tmp_path).lab_packages == ["six"]
+
+
+def test_a_jupyter_port_of_true_is_refused(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, "p", {"jupyter": {"port": True}})
+    line = _assert_names_key(load_error(tmp_path, "p"), path, "jupyter.port")
+    assert "integer" in line
+
+
+# --- hardening: env values, reserved names -------------------------------------------------
+
+
+def test_path_expands_like_docker_env(tmp_path: Path) -> None:
+    from labctl.config.spec import IMAGE_ENV
+
+    write_spec(tmp_path, "e", "env:\n  PATH: /opt/extra/bin:$PATH\n"
+               "  TOOLS: ${VIRTUAL_ENV}/tools\n  BOTH: $TOOLS:x\n"
+               "  DEF: ${NOPE:-fallback}\n  LIT: cost \\$5\n")
+    env = load_spec("e", tmp_path).env
+    assert env["PATH"] == f"/opt/extra/bin:{IMAGE_ENV['PATH']}"
+    assert env["TOOLS"] == "/opt/venv/tools" and env["BOTH"] == "/opt/venv/tools:x"
+    assert env["DEF"] == "fallback" and env["LIT"] == "cost $5"
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"PATH": "/opt/extra/bin"}, "keep the image's own PATH"),
+    ({"GREETING": "hi $NOBODY"}, "$NOBODY"),
+    ({"PRICE": "5$"}, "literal dollar"),
+    ({"LABCTL_UID": "0"}, "labctl's own"),
+    ({"LABCTL_WORKSPACE": "/data/x"}, "labctl's own"),
+    ({"HOME": "/root"}, "set by labctl"),
+    ({"USER": "root"}, "set by labctl"),
+])
+def test_env_values_that_would_run_the_lab_as_root_are_refused(
+        tmp_path: Path, env: dict[str, str], words: str) -> None:
+    path = write_spec(tmp_path, "e", {"env": env})
+    err = load_error(tmp_path, "e")
+    assert err.file == str(path) and err.fix
+    assert any(words in d and ("env." in d or next(iter(env)) in d) for d in err.details), \
+        err.details
+
+
+@pytest.mark.parametrize("workdir", ["/etc", "/usr", "/usr/local", "/", "/home", "/home/lab",
+                                     "/tmp", "/var/lib/x"])
+def test_system_folders_are_no_workdir(tmp_path: Path, workdir: str) -> None:
+    path = write_spec(tmp_path, "w", {"workdir": workdir})
+    _assert_names_key(load_error(tmp_path, "w"), path, "workdir")
+
+
+def test_extends_cannot_leave_the_images_folder(tmp_path: Path) -> None:
+    (tmp_path / "outside.yaml").write_text("pip: [six]\n")
+    path = write_spec(tmp_path / "images", "child", {"extends": "../outside"})
+    err = load_error(tmp_path / "images", "child")
+    assert err.file == str(path) and "not a spec name" in err.message and err.fix
+
+
+@pytest.mark.parametrize("src", ["/home/me/.ssh", "~/.ssh", "../outside", "a/../../b"])
+def test_a_spec_src_stays_relative(tmp_path: Path, src: str) -> None:
+    path = write_spec(tmp_path, "s", {"src": [src]})
+    _assert_names_key(load_error(tmp_path, "s"), path, "src[0]")
+
+
+# --- hardening: what the YAML files themselves may hold -------------------------------------
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    ("pip: [six]\n".encode("utf-16"), "UTF-16"),
+    ("description: 中文\n".encode("gbk"), "not UTF-8"),
+    (b"pip: [six]\npip: [idna]\n", "appears twice"),
+    (b"env:\n  A: '1'\n  A: '2'\n", "appears twice"),
+    (b"a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+     b"c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+     b"e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n", "after expanding anchors"),
+    (b"pip: [" + b"[" * 5000 + b"]" * 5000 + b"]\n", "nested too deeply"),
+])
+def test_files_no_real_spec_is_are_refused_clearly(tmp_path: Path, data: bytes, words: str
+                                                   ) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "x.yaml").write_bytes(data)
+    err = load_error(tmp_path, "x")
+    assert words in err.message and err.file == str(tmp_path / "x.yaml") and err.fix
+
+
+def test_a_spec_larger_than_any_real_one_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    (tmp_path / "big.yaml").write_text("pip:\n" + "  - six\n" * 2_500_000)
+    t0 = time.monotonic()
+    err = load_error(tmp_path, "big")
+    assert time.monotonic() - t0 < 2
+    assert "at most 256 KB" in err.message and err.fix
+
+
+def test_a_bom_is_fine(tmp_path: Path) -> None:
+    (tmp_path / "bom.yaml").write_bytes("\ufeffpip: [six]\n".encode())
+    assert load_spec("bom", tmp_path).pip == ["six"]
+
+
+def test_error_lines_come_from_the_parser(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, "l",
+                      "# a comment\ndescription: ok\n\npip:\n  - six\n  - 'bad ==='\n")
+    err = load_error(tmp_path, "l")
+    assert err.file == str(path)
+    assert any(d.startswith("pip[1]:") and d.endswith("(line 6)") for d in err.details), \
+        err.details

@@ -10,7 +10,7 @@ from PIL import Image
 from ultralytics import YOLO, settings
 from ultralytics.utils import ASSETS
 
-root = Path(os.environ["LABCTL_YOLO_ROOT"])
+root = Path(os.environ["LAB_ULTRALYTICS"])
 assert Path(settings["datasets_dir"]) == root / "datasets", settings["datasets_dir"]
 assert Path(settings["runs_dir"]) == root / "runs", settings["runs_dir"]
 assert Path(settings["weights_dir"]) == root / "weights", settings["weights_dir"]

@@ -1,1 +1,1 @@
-"""`labctl doctor`: a registry of small checks -> findings (ok / warn / fail / skip + fix)."""
+"""`labctl doctor`: an explicit list of small checks -> findings (ok / warn / fail / skip + fix)."""

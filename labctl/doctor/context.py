@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 from labctl.errors import LabError
 
 if TYPE_CHECKING:
+    from labctl.config.lab import Lab
+    from labctl.config.spec import ImageSpec
     from labctl.engine import Engine
-    from labctl.gpu import Probe
-    from labctl.lab import Lab
-    from labctl.spec import ImageSpec
+    from labctl.gpu.probe import Probe
 
 ENGINE_TIMEOUT = 5  # seconds; a doctor must not hang on a dead engine
 IMAGE_ENGINE_TIMEOUT = 120  # --image starts containers, slow on a busy machine
@@ -59,21 +59,21 @@ class Context:
     @cached_property
     def gpu_mode(self) -> str:
         """How a container gets the GPU here: runtime, cdi or none."""
-        from labctl.doctor.checks.containers import gpu_mode
+        from labctl.gpu.access import gpu_mode
 
         return gpu_mode(self.engine) if self.engine else "none"
 
     # --- GPUs --------------------------------------------------------------------------
     @cached_property
     def probe(self) -> Probe:
-        from labctl.gpu import probe
+        from labctl.gpu.probe import probe
 
         return probe()
 
     # --- lab ---------------------------------------------------------------------------
     @cached_property
     def lab(self) -> Lab | None:
-        from labctl.lab import load_lab
+        from labctl.config.lab import load_lab
 
         try:
             return load_lab(self.lab_dir)

@@ -1,13 +1,14 @@
-"""The check registry: small checks, each turning the machine's state into findings.
+"""Doctor's findings and how checks are run: small checks, each turning the machine's
+state into findings (the explicit list is doctor/checks/__init__.py).
 
-Why a registry: each check stays a few lines with one job, output and exit code are
+Why this shape: each check stays a few lines with one job, output and exit code are
 decided in one place, and a crashing check becomes a finding instead of a traceback.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -59,32 +60,14 @@ class Check:
     when: Callable[[Context], bool] | None = None
 
 
-REGISTRY: list[Check] = []
-
-
-def check(id: str, area: str, title: str,
-          when: Callable[[Context], bool] | None = None) -> Callable[[CheckFn], CheckFn]:
-    """Register ``fn`` as a check; ``when`` limits it (e.g. to --image runs)."""
-    if area not in AREAS:
-        raise ValueError(f"unknown doctor area {area!r}")
-
-    def deco(fn: CheckFn) -> CheckFn:
-        if any(c.id == id for c in REGISTRY):
-            raise ValueError(f"doctor check {id!r} registered twice")
-        REGISTRY.append(Check(id, area, title, fn, when))
-        return fn
-
-    return deco
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-")
 
 
-def run_checks(ctx: Context, checks: list[Check] | None = None) -> list[Result]:
-    """Run every applicable check; results ordered by area, then registration."""
+def run_checks(ctx: Context, checks: Iterable[Check]) -> list[Result]:
+    """Run every applicable check; results ordered by area, then the list's order."""
     results: list[Result] = []
-    for c in REGISTRY if checks is None else checks:
+    for c in checks:
         if c.when is not None and not c.when(ctx):
             continue
         try:

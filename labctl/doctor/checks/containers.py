@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from labctl.doctor.context import Context
-from labctl.doctor.registry import Finding, check
+from labctl.doctor.registry import Finding
+from labctl.gpu.access import DEFAULT_CDI_DIRS, nvidia_cdi_specs
 
-if TYPE_CHECKING:
-    from labctl.engine import Engine
-
-DEFAULT_CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
 RUNTIME_FIX = ("sudo nvidia-ctk runtime configure --runtime=docker && "
                "sudo systemctl restart docker")
 CDI_FIX = "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
 TOOLKIT_FIX = ("install the NVIDIA Container Toolkit (package nvidia-container-toolkit from "
                "NVIDIA's apt repository), then ")
-
-
-def nvidia_cdi_specs(dirs: list[str] | tuple[str, ...]) -> list[str]:
-    """CDI spec files in ``dirs`` that describe NVIDIA GPUs (kind nvidia.com/gpu)."""
-    found = []
-    for d in dirs:
-        folder = Path(d)
-        if not folder.is_dir():
-            continue
-        for f in sorted(folder.iterdir()):
-            if f.suffix not in (".yaml", ".yml", ".json"):
-                continue
-            try:
-                if "nvidia.com/gpu" in f.read_text(encoding="utf-8", errors="replace"):
-                    found.append(str(f))
-            except OSError:
-                continue
-    return found
-
-
-def gpu_mode(engine: Engine) -> str:
-    """runtime (--gpus all through the nvidia runtime), cdi, or none."""
-    if engine.gpu_runtimes():
-        return "runtime"
-    if nvidia_cdi_specs(engine.cdi_spec_dirs()):
-        return "cdi"
-    return "none"
 
 
 def container_gpu_finding(runtimes: list[str], cdi_dirs: list[str], cdi_specs: list[str],
@@ -72,7 +40,6 @@ def container_gpu_finding(runtimes: list[str], cdi_dirs: list[str], cdi_specs: l
                    f"{prefix}{RUNTIME_FIX}")
 
 
-@check("containers.gpu", "gpu-in-containers", "GPU access for containers")
 def containers_gpu(ctx: Context) -> Finding:
     if not ctx.probe.gpus:
         return Finding("skip", "no NVIDIA GPU on this machine")

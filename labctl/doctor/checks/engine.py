@@ -10,7 +10,7 @@ from pathlib import Path
 
 from labctl.doctor.checks.fs import can, user_ids
 from labctl.doctor.context import Context
-from labctl.doctor.registry import Finding, check
+from labctl.doctor.registry import Finding
 
 MIN_API = (1, 40)  # device_requests (GPUs) arrived with Docker 19.03 / API 1.40
 FREE_FAIL_GB = 10  # one CUDA lab image is about 8 GB
@@ -19,7 +19,6 @@ _GB = 1000**3
 SKIP_NO_ENGINE = Finding("skip", "the engine does not answer (see engine.reachable)")
 
 
-@check("engine.reachable", "engine", "engine answers")
 def reachable(ctx: Context) -> Finding:
     host, source = ctx.endpoint
     if ctx.engine is None:
@@ -59,7 +58,6 @@ def socket_finding(path: Path, uid: int, gids: set[int], connected: bool) -> Fin
                    "(or use rootless Docker: `dockerd-rootless-setuptool.sh install`)")
 
 
-@check("engine.socket", "engine", "socket permission")
 def socket_permission(ctx: Context) -> Finding:
     host, _ = ctx.endpoint
     if not host.startswith("unix://"):
@@ -73,7 +71,6 @@ def _api(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
-@check("engine.version", "engine", "server version")
 def server_version(ctx: Context) -> Finding:
     if ctx.engine is None:
         return SKIP_NO_ENGINE
@@ -86,7 +83,6 @@ def server_version(ctx: Context) -> Finding:
     return Finding("ok", msg)
 
 
-@check("engine.rootless", "engine", "rootless mode")
 def rootless(ctx: Context) -> Finding:
     if ctx.engine is None:
         return SKIP_NO_ENGINE
@@ -100,7 +96,6 @@ def rootless(ctx: Context) -> Finding:
 _GOOD_DRIVERS = {"overlay2", "overlayfs", "fuse-overlayfs", "btrfs", "zfs", "stargz"}
 
 
-@check("engine.storage", "engine", "storage driver")
 def storage(ctx: Context) -> Finding:
     if ctx.engine is None:
         return SKIP_NO_ENGINE
@@ -129,7 +124,6 @@ def disk_finding(root: str, free: int, total: int) -> Finding:
     return Finding("ok", msg)
 
 
-@check("engine.disk", "engine", "free disk for images")
 def disk(ctx: Context) -> Finding:
     if ctx.engine is None:
         return SKIP_NO_ENGINE

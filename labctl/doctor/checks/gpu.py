@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from labctl import compat
 from labctl.doctor.context import Context
-from labctl.doctor.registry import Finding, check
-from labctl.gpu import Gpu
+from labctl.doctor.registry import Finding
+from labctl.gpu import compat
+from labctl.gpu.probe import Gpu
 
 DRIVER_BROKEN_FIX = (
     "the NVIDIA kernel module is not loaded: reboot after installing or updating the "
@@ -14,7 +14,6 @@ DRIVER_BROKEN_FIX = (
 )
 
 
-@check("gpu.driver", "gpu", "NVIDIA driver")
 def driver(ctx: Context) -> Finding:
     p = ctx.probe
     if p.problem:
@@ -62,7 +61,6 @@ def gpu_finding(g: Gpu) -> Finding:
     return Finding("ok", desc + newest, "", subject, title)
 
 
-@check("gpu.device", "gpu", "GPU")
 def devices(ctx: Context) -> list[Finding]:
     if not ctx.probe.gpus:
         return [Finding("skip", "no GPU to describe")]

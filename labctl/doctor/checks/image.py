@@ -10,10 +10,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from labctl import compat, torch_wheels
+from labctl import resources
 from labctl.doctor.context import Context
-from labctl.doctor.registry import Finding, check
+from labctl.doctor.registry import Finding
 from labctl.errors import LabError
+from labctl.gpu import compat, torch_wheels
 
 MARK = "LABCTL_PROBE "
 LDD_MARK = "LABCTL_LDD "
@@ -21,34 +22,8 @@ NO_PYTHON = "LABCTL_NOPYTHON"
 VSCODE_GLIBC = (2, 28)  # the VS Code server needs glibc >= 2.28 (since VS Code 1.86)
 PROBE_TIMEOUT = 180
 
-# Runs under /bin/sh in the image: the glibc line from ldd, then Python with the probe.
-SHELL = (
-    f'echo "{LDD_MARK}$(ldd --version 2>&1 | head -n 1)"; '
-    'for p in python python3; do '
-    'if command -v "$p" >/dev/null 2>&1; then exec "$p" -c "$1"; fi; done; '
-    f'echo "{NO_PYTHON}"'
-)
-PYTHON = f"""
-import json, platform, sys, warnings
-out = {{"python": sys.version.split()[0], "libc": list(platform.libc_ver())}}
-try:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        import torch
-        out["torch"] = torch.__version__
-        out["cuda"] = torch.version.cuda
-        flags = getattr(torch._C, "_cuda_getArchFlags", lambda: None)()
-        out["archs"] = flags.split() if flags else []
-        out["available"] = bool(torch.cuda.is_available())
-        out["devices"] = [torch.cuda.get_device_name(i)
-                          for i in range(torch.cuda.device_count())] if out["available"] else []
-        out["warnings"] = [str(w.message)[:300] for w in caught]
-except Exception as e:
-    out["error"] = (type(e).__name__ + ": " + str(e))[:500]
-print({MARK!r} + json.dumps(out), flush=True)
-"""
-
-
+# incontainer/tools/probe.sh runs under /bin/sh in the image: the glibc line from ldd,
+# then probe.py under the image's Python; each prints its result after one of these marks.
 @dataclass
 class ImageFacts:
     """What the probe container reported (parsed, pure)."""
@@ -153,7 +128,6 @@ def _image(ctx: Context) -> bool:
     return ctx.image
 
 
-@check("image.probe", "image", "inside the image", when=_image)
 def image_probe(ctx: Context) -> list[Finding]:
     if ctx.lab is None:
         return [Finding("skip", "not in a lab folder: no images to check")]
@@ -178,7 +152,8 @@ def image_probe(ctx: Context) -> list[Finding]:
         else:
             attach, why = ctx.gpu_mode, ""
         try:
-            rc, text = ctx.engine.probe(tag, ["/bin/sh", "-c", SHELL, "sh", PYTHON],
+            rc, text = ctx.engine.probe(tag, ["/bin/sh", "-c", resources.tool("probe.sh"), "sh",
+                                              resources.tool("probe.py")],
                                         gpus=attach, timeout=PROBE_TIMEOUT)
         except LabError as e:
             out.append(Finding("fail", f"could not run a probe container: {e.message}",

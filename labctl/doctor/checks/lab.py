@@ -6,8 +6,8 @@ import os
 
 from labctl.doctor.checks.fs import folder_problem, user_ids
 from labctl.doctor.context import Context
-from labctl.doctor.registry import Finding, check
-from labctl.ports import port_free
+from labctl.doctor.registry import Finding
+from labctl.runtime.ports import port_free
 
 SHM_MIN_GB = 1.0
 _GB = 1000**3
@@ -20,7 +20,6 @@ def _no_lab(ctx: Context) -> Finding:
     return Finding("skip", "not in a lab folder")
 
 
-@check("lab.folder", "lab", "lab folder")
 def lab_folder(ctx: Context) -> Finding:
     if ctx.lab is None:
         err = ctx.lab_error
@@ -33,7 +32,6 @@ def lab_folder(ctx: Context) -> Finding:
     return Finding("ok", f"{ctx.lab.root} ({len(ctx.lab.spec_names())} specs)")
 
 
-@check("lab.volumes", "lab", "volume folder")
 def volumes(ctx: Context) -> list[Finding]:
     lab = ctx.lab
     if lab is None:
@@ -59,7 +57,6 @@ def volumes(ctx: Context) -> list[Finding]:
     return out
 
 
-@check("lab.port", "lab", "Jupyter port")
 def ports(ctx: Context) -> list[Finding]:
     lab = ctx.lab
     if lab is None:
@@ -102,7 +99,6 @@ def shm_finding(total: int, free: int) -> Finding:
     return Finding("ok", msg)
 
 
-@check("lab.shm", "lab", "shared memory")
 def shm(ctx: Context) -> Finding:
     try:
         st = os.statvfs("/dev/shm")

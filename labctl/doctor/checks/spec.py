@@ -3,12 +3,12 @@ engine's GPU support. Pure decisions live in labctl.compat; this only wires them
 
 from __future__ import annotations
 
-from labctl import compat, torch_wheels
+from labctl.config.spec import ImageSpec
 from labctl.doctor.checks.containers import RUNTIME_FIX
 from labctl.doctor.context import Context
-from labctl.doctor.registry import Finding, check
+from labctl.doctor.registry import Finding
 from labctl.errors import LabError
-from labctl.spec import ImageSpec
+from labctl.gpu import compat, torch_wheels
 
 
 def _specs(ctx: Context) -> list[tuple[str, ImageSpec | LabError]] | Finding:
@@ -31,7 +31,6 @@ def _specs(ctx: Context) -> list[tuple[str, ImageSpec | LabError]] | Finding:
     return out
 
 
-@check("spec.gpu", "spec", "spec on this machine")
 def spec_gpu(ctx: Context) -> list[Finding]:
     specs = _specs(ctx)
     if isinstance(specs, Finding):
@@ -54,7 +53,6 @@ def spec_gpu(ctx: Context) -> list[Finding]:
     return out
 
 
-@check("spec.engine-gpu", "spec", "GPU reaches the container")
 def spec_engine_gpu(ctx: Context) -> list[Finding]:
     specs = _specs(ctx)
     if isinstance(specs, Finding):

@@ -1,0 +1,75 @@
+"""Diagnose: `labctl doctor` runs doctor's checks, shows them grouped by area (or as
+JSON), and exits 1 when any check fails."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from labctl.cli.common import friendly, json_option, lab_option
+
+if TYPE_CHECKING:
+    from labctl.doctor.registry import Result
+
+STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def render(results: list[Result]) -> None:
+    """One table per area; the fix under its message."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from labctl.doctor.registry import AREAS
+
+    console = Console(highlight=False)
+
+    for area in AREAS:
+        rows = [r for r in results if r.area == area]
+        if not rows:
+            continue
+        t = Table(title=area, title_justify="left", title_style="bold", show_header=False)
+        t.add_column("status", no_wrap=True)
+        t.add_column("check", style="bold", no_wrap=True)
+        t.add_column("result", overflow="fold")
+        for r in rows:
+            cell = Text(r.message)
+            if r.fix:
+                cell.append("\nfix: ", style="bold green")
+                cell.append(r.fix)
+            t.add_row(Text(r.status, style=STYLES[r.status]), Text(r.title), cell)
+        console.print(t)
+    counts = {s: sum(r.status == s for r in results) for s in STYLES}
+    summary = Text(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if counts["fail"]:
+        summary.append("  - fix the failures above", style="bold red")
+    console.print(summary)
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@json_option
+@click.option("--image", "in_image", is_flag=True,
+              help="Also check inside each built image (one short container per image).")
+@lab_option
+@friendly
+def doctor(names: tuple[str, ...], as_json: bool, in_image: bool, lab_dir: str | None) -> None:
+    """Check whether this machine can run each lab, and if not, why and how to fix it.
+
+    Checks the engine, the GPUs and driver, GPU access for containers, the lab's folders
+    and ports, and each spec's PyTorch/CUDA against each GPU (NAMES: only those specs).
+    Exits 1 when a check fails.
+    """
+    from labctl.doctor.checks import CHECKS
+    from labctl.doctor.context import Context
+    from labctl.doctor.registry import exit_code, run_checks
+
+    results = run_checks(Context(names, image=in_image, lab_dir=lab_dir), CHECKS)
+    if as_json:
+        sys.stdout.write(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
+    else:
+        render(results)
+    sys.exit(exit_code(results))

@@ -1,0 +1,117 @@
+"""Build: `labctl list`, `labctl render` and `labctl build`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from labctl.cli.common import engine, friendly, json_option, lab_option, load
+from labctl.errors import LabError
+
+
+@click.command("list")
+@json_option
+@lab_option
+@friendly
+def list_(as_json: bool, lab_dir: str | None) -> None:
+    """The lab's image specs and the state of their images."""
+    from labctl.cli import ui
+    from labctl.image.listing import list_specs
+
+    lab = load(lab_dir)
+    rows = list_specs(lab)
+    if as_json:
+        ui.dump_json(rows)
+        return
+    ui.table(
+        f"lab {lab.root}",
+        ["spec", "image", "state", "lock", "torch", "gpu", "description"],
+        [[r["name"], r["tag"], r["state"], r["lock"], r["torch"] or "-", r["gpu"] or "-",
+          r["description"]] for r in rows],
+    )
+
+
+@click.command()
+@click.argument("name")
+@click.option("--context", "context_dir", type=click.Path(file_okay=False),
+              help="Write the whole build context to this new (or empty) folder.")
+@json_option
+@lab_option
+@friendly
+def render(name: str, context_dir: str | None, as_json: bool, lab_dir: str | None) -> None:
+    """Print the Dockerfile rendered from spec NAME."""
+    from labctl.cli import ui
+    from labctl.image.render import render as do_render
+
+    lab = load(lab_dir)
+    ctx = do_render(lab, lab.spec(name))
+    if context_dir:
+        ctx.write(Path(context_dir))
+        if as_json:
+            ui.dump_json({"spec": name, "context": str(Path(context_dir).resolve()),
+                          "files": sorted(ctx.files), "hash": ctx.digest})
+        else:
+            click.echo(f"wrote {len(ctx.files)} files to {context_dir} (hash {ctx.digest})",
+                       err=True)
+    elif as_json:
+        ui.dump_json({"spec": name, "dockerfile": ctx.dockerfile, "hash": ctx.digest,
+                      "lock": ctx.lock_state})
+    else:
+        click.echo(ctx.dockerfile, nl=False)
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--no-cache", is_flag=True, help="Rebuild every layer.")
+@click.option("--pull/--no-pull", default=True, show_default=True,
+              help="Pull the base image when it is missing.")
+@click.option("--progress", type=click.Choice(["auto", "plain", "json"]), default="auto",
+              show_default=True, help="json: one object per build event, for scripts.")
+@click.option("--tag", help="Tag to give the image (default: labctl/NAME:latest).")
+@click.option("--force", is_flag=True, help="Build even when the image is current.")
+@click.option("--locked", is_flag=True,
+              help="Fail unless every spec has a current lock file (images/NAME.lock), for CI.")
+@json_option
+@lab_option
+@friendly
+def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag: str | None,
+          force: bool, locked: bool, as_json: bool, lab_dir: str | None) -> None:
+    """Build the images of specs NAMES (a no-op for images that are current)."""
+    from labctl.cli import ui
+    from labctl.config import validators
+    from labctl.image.build import build as do_build
+    from labctl.image.render import render as do_render
+    from labctl.lock.policy import lock_policy
+
+    if tag and len(names) > 1:
+        raise LabError("--tag takes one spec name", fix="build one spec at a time with --tag")
+    if tag:
+        try:  # before the build, not after minutes of it
+            validators.image_ref(tag)
+        except ValueError as e:
+            raise LabError(f"--tag: {e}", fix="e.g. --tag labctl/d2l:mine") from None
+    lab = load(lab_dir)
+    contexts = [do_render(lab, lab.spec(n)) for n in names]  # validate all before building
+    for warning in lock_policy(lab, contexts, locked):  # --locked: missing/stale is an error
+        ui.err_console.print(warning if warning.startswith(" ") else f"warning: {warning}")
+    e = engine(lab)
+    results = []
+    for ctx in contexts:
+        image_tag = tag or lab.image_tag(ctx.spec.name)
+        with ui.BuildProgress(ctx.spec.name, progress,
+                              ui.err_console if as_json else None) as show:
+            res = do_build(e, lab, ctx, image_tag, nocache=no_cache, pull=pull,
+                           force=force, on_event=show)
+        results.append(res)
+        if progress == "json":
+            ui.dump_json(res.__dict__)
+        elif not as_json and res.status == "current":
+            ui.console.print(f"{res.tag} is current (hash {ctx.digest}): nothing to build")
+        elif not as_json:
+            ui.console.print(
+                f"built {res.tag} in {res.seconds:.0f}s: {res.steps} steps, "
+                f"{res.cached_steps} from cache, {ui.human_size(res.size)}"
+            )
+    if as_json:
+        ui.dump_json([r.as_dict() for r in results])

@@ -1,0 +1,73 @@
+"""Set up: `labctl init` (a lab folder) and `labctl base bootstrap` (a base image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from labctl.cli.common import engine, friendly, json_option, maybe_lab
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False), default=".")
+@json_option
+@friendly
+def init(directory: str, as_json: bool) -> None:
+    """Create a lab in DIRECTORY from the shipped defaults (never overwrites a file)."""
+    from labctl.cli import ui
+    from labctl.config.lab import init_lab
+
+    results = init_lab(Path(directory))
+    if as_json:
+        ui.dump_json({"lab": str(Path(directory).resolve()),
+                      "files": [{"path": str(p), "written": w} for p, w in results]})
+        return
+    for path, written in results:
+        ui.console.print(("created  " if written else "kept     ") + str(path))
+    ui.console.print(f"next: cd {directory} && labctl list && labctl build d2l")
+
+
+@click.group()
+def base() -> None:
+    """Base images: make one from a Debian mirror when no registry answers."""
+
+
+@base.command("bootstrap")
+@click.argument("image", default="debian:bookworm")
+@click.option("--suite", help="Debian suite (default: the image's tag, else bookworm).")
+@click.option("--mirror", default=None,
+              help="Debian mirror URL (default: the lab's apt_mirror, LABCTL_APT_MIRROR,"
+                   " deb.debian.org).")
+@click.option("--force", is_flag=True, help="Replace an existing image of that name.")
+@json_option
+@friendly
+def base_bootstrap(image: str, suite: str | None, mirror: str | None, force: bool,
+                   as_json: bool) -> None:
+    """Make base IMAGE from a Debian mirror (no registry needed)."""
+    import os
+
+    from labctl.cli import ui
+    from labctl.image.base import DEFAULT_MIRROR, bootstrap, check_mirror, suite_of
+
+    e = engine()
+    found = e.image(image)
+    if found is not None and not force:
+        if as_json:
+            ui.dump_json({"image": image, "image_id": found.id, "status": "present"})
+        else:
+            ui.console.print(f"{image} is already in the engine (use --force to rebuild it)")
+        return
+    # The same precedence as `labctl build`: the command line, then labctl.yaml (which
+    # already holds LABCTL_APT_MIRROR when it sets none), then the default.
+    lab = maybe_lab(None)
+    mirror = check_mirror(mirror or (lab.settings.network.apt_mirror if lab else None)
+                          or os.environ.get("LABCTL_APT_MIRROR") or DEFAULT_MIRROR)
+    with ui.err_console.status(f"bootstrapping {image}") as status:
+        image_id = bootstrap(e, image, suite_of(image, suite), mirror,
+                             lambda line: status.update(f"{image}: {line[:100]}"))
+    if as_json:
+        ui.dump_json({"image": image, "image_id": image_id, "status": "built",
+                      "mirror": mirror})
+    else:
+        ui.console.print(f"{image} is ready ({image_id[:19]})")

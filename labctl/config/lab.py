@@ -1,0 +1,283 @@
+"""A lab folder: volumes.yaml, images/*.yaml and optional labctl.yaml settings.
+
+Found from the working directory upward (like git), or from --lab / LABCTL_LAB.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from labctl import resources
+from labctl.config import validators as v
+from labctl.config import yamlfile
+from labctl.config.spec import (
+    EnvKey,
+    ImageSpec,
+    Line,
+    RelPath,
+    Url,
+    load_spec,
+    spec_names,
+    validation_error,
+)
+from labctl.errors import LabError
+
+SETTINGS_FILE = "labctl.yaml"
+VOLUMES_FILE = "volumes.yaml"
+MountTarget = Annotated[str, AfterValidator(v.mount_target)]
+Proxy = Annotated[str, AfterValidator(v.proxy)]
+NoProxy = Annotated[str, AfterValidator(v.no_proxy)]
+Bind = Annotated[str, AfterValidator(v.bind_address)]
+TagPrefix = Annotated[str, AfterValidator(v.tag_prefix)]
+Plain = Annotated[str, AfterValidator(v.plain_value)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Volume(_Strict):
+    """A host folder shared by every image in the lab, and the variables that point tools at it."""
+
+    host: Line
+    container: MountTarget
+    env: dict[EnvKey, Plain] = Field(default_factory=dict)
+    subdirs: list[RelPath] = Field(default_factory=list)
+    description: Line = ""
+
+
+class VolumesFile(_Strict):
+    volumes: dict[str, Volume] = Field(default_factory=dict)
+
+
+class NetworkSettings(_Strict):
+    index_url: Url | None = None
+    extra_index_urls: list[Url] = Field(default_factory=list)
+    apt_mirror: Url | None = None
+    http_proxy: Proxy | None = None
+    https_proxy: Proxy | None = None
+    no_proxy: NoProxy | None = None
+    ca_bundle: Line | None = None  # extra CA certificates trusted during builds
+
+
+class LabSettings(_Strict):
+    network: NetworkSettings = NetworkSettings()
+    wheelhouse: Line | None = None  # a folder of wheels preferred over the index
+    tag_prefix: TagPrefix = "labctl/"
+    bind: Bind = "127.0.0.1"  # where published ports listen
+
+
+_FROM_ENV = {
+    "index_url": ("LABCTL_INDEX_URL", "PIP_INDEX_URL"),
+    "apt_mirror": ("LABCTL_APT_MIRROR",),
+    "http_proxy": ("http_proxy", "HTTP_PROXY"),
+    "https_proxy": ("https_proxy", "HTTPS_PROXY"),
+    "no_proxy": ("no_proxy", "NO_PROXY"),
+    "ca_bundle": ("LABCTL_CA_BUNDLE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"),
+}
+
+
+def _from_env(settings: LabSettings, environ: dict[str, str]) -> LabSettings:
+    """Fill unset network settings from the environment (pip's and the usual proxy vars):
+    labctl.yaml first, then the environment."""
+    net = settings.network.model_dump()
+    taken: dict[str, str] = {}
+    for key, names in _FROM_ENV.items():
+        if net[key]:
+            continue
+        name = next((n for n in names if environ.get(n)), None)
+        if name:
+            net[key], taken[key] = environ[name], name
+    if not net["extra_index_urls"] and (extra := environ.get("PIP_EXTRA_INDEX_URL")):
+        net["extra_index_urls"] = [u for u in extra.split() if u.startswith(("http", "https"))]
+        taken["extra_index_urls"] = "PIP_EXTRA_INDEX_URL"
+    wheelhouse = settings.wheelhouse or environ.get("LABCTL_WHEELHOUSE") or None
+    try:
+        return settings.model_copy(
+            update={"network": NetworkSettings(**net), "wheelhouse": wheelhouse}
+        )
+    except ValidationError as e:
+        details = []
+        for err in e.errors():
+            key = str(err["loc"][0]) if err["loc"] else "?"
+            details.append(f"{taken.get(key, key)}: {err['msg'].removeprefix('Value error, ')}")
+        names = ", ".join(dict.fromkeys(taken.get(str(err["loc"][0]), "")
+                                        for err in e.errors() if err["loc"])) or "that variable"
+        raise LabError(
+            "a network setting taken from the environment is invalid",
+            details=details,
+            fix=f"correct (or unset) {names}, or set the value in labctl.yaml's network:",
+        ) from None
+
+
+@dataclass
+class Lab:
+    root: Path
+    settings: LabSettings = field(default_factory=LabSettings)
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    # The host file system whose certificate store builds trust (config/trust.py); tests
+    # point it at a fixture so that rendered Dockerfiles do not depend on the machine.
+    host_root: Path = Path("/")
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    def spec_names(self) -> list[str]:
+        return spec_names(self.images_dir)
+
+    def spec(self, name: str) -> ImageSpec:
+        spec = load_spec(name, self.images_dir)
+        unknown = [vol for vol in [*spec.volumes, *spec.src_volumes] if vol not in self.volumes]
+        if unknown:
+            raise LabError(
+                f"volumes: {', '.join(unknown)} not defined in {self.root / VOLUMES_FILE}",
+                file=spec.file_of("volumes"),
+                fix=f"use one of: {', '.join(self.volumes) or 'none'}, or add it to volumes.yaml",
+            )
+        for src in spec.src:
+            self.inside(self.root / src, f"{spec.locate('src')}: src {src!r}")
+        return spec
+
+    def image_tag(self, name: str) -> str:
+        return f"{self.settings.tag_prefix}{name}:latest"
+
+    def host_path(self, volume: Volume) -> Path:
+        p = Path(os.path.expanduser(volume.host))
+        return p if p.is_absolute() else self.root / p
+
+    def rel(self, path: Path | str) -> str:
+        """A path as the learner sees it: relative to the lab folder when inside it."""
+        try:
+            return str(Path(path).relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def resolve_path(self, value: str) -> Path:
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else self.root / p
+
+    def inside(self, path: Path, what: str) -> Path:
+        """``path`` with links resolved, refused when that leaves the lab folder: a spec
+        must not mount or copy what is outside it (~/.ssh, /etc/shadow)."""
+        real = path.resolve()
+        if real != self.root.resolve() and self.root.resolve() not in real.parents:
+            raise LabError(f"{what} leads outside the lab folder (to {real})",
+                           fix="keep spec paths inside the lab folder; mount other folders"
+                           " with `labctl run --src PATH`")
+        return real
+
+
+def host_folder_problem(path: Path) -> str | None:
+    """Why a host folder must not be mounted into a lab read-write, or None: the root,
+    the system's folders (also through a link), a folder that holds everyone's files."""
+    real = path.resolve()
+    top = v.system_folder(str(real), host=True)
+    if top is None:
+        return None
+    if top == "/":
+        return f"{real} is the root folder"
+    if str(real) == top and top in v.HOST_TOPS:
+        return f"{real} holds files of the whole system or of every user"
+    return f"{real} is {'a system folder' if str(real) == top else f'inside {top}'}"
+
+
+def is_lab(path: Path) -> bool:
+    return (path / VOLUMES_FILE).is_file() or (path / SETTINGS_FILE).is_file()
+
+
+def find_root(start: Path | None = None, explicit: str | None = None) -> Path:
+    if explicit:
+        root = Path(explicit).expanduser().resolve()
+        if not is_lab(root):
+            raise LabError(
+                f"{root} is not a lab folder (no {VOLUMES_FILE} or {SETTINGS_FILE})",
+                fix=f"create one with `labctl init {root}`",
+            )
+        return root
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if is_lab(d):
+            return d
+    raise LabError(
+        f"no lab folder found in {here} or above it",
+        fix="run `labctl init mylab && cd mylab`, or pass --lab DIR (or set LABCTL_LAB)",
+    )
+
+
+def _read_model(path: Path, model: type[BaseModel], what: str) -> Any:
+    """A validated optional YAML file: defaults when it is missing."""
+    doc = yamlfile.read(path, optional=True)
+    try:
+        return model(**doc.data)
+    except ValidationError as e:
+        lines = {".".join(str(p) for p in k): (path, n) for k, n in doc.lines.items()}
+        raise validation_error(path, e, model, what, lines) from None
+
+
+def _check_volumes(root: Path, vols: VolumesFile) -> None:
+    for name, vol in vols.volumes.items():
+        p = Path(os.path.expanduser(vol.host))
+        host = p if p.is_absolute() else root / p
+        problem = host_folder_problem(host)
+        if problem:
+            raise LabError(f"volumes.{name}.host: {problem}", file=str(root / VOLUMES_FILE),
+                           fix="point it at a folder of yours, e.g. host: data (inside the lab)")
+
+
+def load_lab(explicit: str | None = None, environ: dict[str, str] | None = None,
+             host_root: Path = Path("/")) -> Lab:
+    environ = dict(os.environ) if environ is None else environ
+    root = find_root(explicit=explicit or environ.get("LABCTL_LAB"))
+    settings = _read_model(root / SETTINGS_FILE, LabSettings, "lab settings")
+    vols = _read_model(root / VOLUMES_FILE, VolumesFile, "volumes file")
+    _check_volumes(root, vols)
+    return Lab(root=root, settings=_from_env(settings, environ), volumes=dict(vols.volumes),
+               host_root=host_root)
+
+
+def init_lab(target: Path) -> list[tuple[Path, bool]]:
+    """Copy the shipped defaults into ``target``; never overwrite. Returns (path, written)."""
+    target.mkdir(parents=True, exist_ok=True)
+    src_root = resources.shipped_root()
+    sources = [resources.default_volumes_file()]
+    sources += sorted(p for p in resources.default_images_dir().rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts)
+    results: list[tuple[Path, bool]] = []
+    for src in sources:
+        dest = target / src.relative_to(src_root)
+        if dest.exists() or dest.is_symlink():
+            results.append((dest, False))
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        results.append((dest, True))
+    settings = target / SETTINGS_FILE
+    if not settings.exists() and not settings.is_symlink():
+        settings.write_text(_SETTINGS_TEMPLATE, encoding="utf-8")
+        results.append((settings, True))
+    else:
+        results.append((settings, False))
+    return results
+
+
+_SETTINGS_TEMPLATE = """\
+# labctl lab settings. Every key is optional; unset network keys are taken from
+# PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, http(s)_proxy, no_proxy and
+# PIP_CERT / REQUESTS_CA_BUNDLE / SSL_CERT_FILE when those are set. Builds always trust
+# the host's own certificate store (/usr/local/share/ca-certificates) as well.
+network: {}
+#   index_url: https://pypi.tuna.tsinghua.edu.cn/simple
+#   extra_index_urls: []
+#   apt_mirror: http://mirrors.tuna.tsinghua.edu.cn/debian
+#   https_proxy: http://127.0.0.1:7890
+#   ca_bundle: /etc/ssl/certs/corporate-ca.pem
+# wheelhouse: wheels        # a folder of .whl files preferred over the index
+# bind: 127.0.0.1           # where Jupyter and other ports are published
+"""

@@ -1,0 +1,483 @@
+"""Image specs: load YAML, resolve ``extends``, validate with pydantic -> ImageSpec.
+
+Errors name the file and line (from the YAML parser's node marks, taken once at load
+time), the key path, what is wrong and how to fix it (LabError).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from labctl.config import validators as v
+from labctl.config import yamlfile
+from labctl.errors import LabError
+
+AptName = Annotated[str, AfterValidator(v.apt_package)]
+Req = Annotated[str, AfterValidator(v.requirement)]
+ImageRef = Annotated[str, AfterValidator(v.image_ref)]
+EnvName = Annotated[str, AfterValidator(v.env_name)]
+EnvKey = Annotated[str, AfterValidator(v.env_key)]
+Quoted = Annotated[str, AfterValidator(v.quoted_value)]
+Line = Annotated[str, AfterValidator(v.no_control)]
+AbsPath = Annotated[str, AfterValidator(v.abs_path)]
+Workdir = Annotated[str, AfterValidator(v.workdir)]
+RelPath = Annotated[str, AfterValidator(v.rel_path)]
+Url = Annotated[str, AfterValidator(v.url)]
+PyVersion = Annotated[str, AfterValidator(v.python_version)]
+Version = Annotated[str, AfterValidator(v.version)]
+Variant = Annotated[str, AfterValidator(v.torch_variant)]
+Name = Annotated[str, AfterValidator(v.name)]
+Script = Annotated[str, AfterValidator(v.rel_script)]
+# Strict: YAML's `true` is not port 1.
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+
+# What every labctl image's environment holds before the spec's env (templates/_system.j2
+# renders its ENV instruction from here), so that `$PATH` in a spec's env expands to what
+# the image really has.
+IMAGE_ENV: dict[str, str] = {
+    "DEBIAN_FRONTEND": "noninteractive",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+    "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+    "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+    "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    "PIP_NO_CACHE_DIR": "1",
+    "UV_NO_CACHE": "1",
+    "UV_LINK_MODE": "hardlink",
+    "UV_PYTHON_DOWNLOADS": "never",
+    "VIRTUAL_ENV": "/opt/venv",
+    "PATH": "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+}
+# The packages that make `jupyter: {app: ...}` work, added when a spec names none.
+JUPYTER_PACKAGES = {"lab": "jupyterlab>=4.4,<5", "notebook": "notebook>=7,<8"}
+_VAR = re.compile(r"\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}"
+                  r"|\$([A-Za-z_][A-Za-z0-9_]*)|\$")
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """Docker's ENV substitution, done here so the image gets the literal value: $NAME,
+    ${NAME}, ${NAME:-default}, ${NAME:+alternative}; \\$ is a literal dollar. A name
+    that is not set (and has no default) is an error, never an empty or literal $NAME."""
+
+    def one(m: re.Match[str]) -> str:
+        if m[0] == "\\$":
+            return "$"
+        if m[0] == "$":
+            raise ValueError("has a '$' that names no variable; write \\$ for a literal dollar")
+        name = m[1] or m[4]
+        if m[2] == "-":
+            return env.get(name) or m[3]
+        if m[2] == "+":
+            return m[3] if env.get(name) else ""
+        if name not in env:
+            raise ValueError(f"uses ${name}, which the image does not set; write the value"
+                             f" out (or \\$ for a literal dollar); set:"
+                             f" {', '.join(sorted(env))}")
+        return env[name]
+
+    return _VAR.sub(one, value)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TorchSpec(_Strict):
+    """PyTorch in its own layer: the wheel's version and CUDA variant decide GPU support."""
+
+    version: Version
+    variant: Variant = "default"
+    packages: list[Req] = Field(default_factory=list)  # torchvision etc., same layer
+    index_url: Url | None = None  # overrides the index that compat picks for the variant
+
+
+class JupyterSpec(_Strict):
+    enabled: bool = True
+    app: Literal["lab", "notebook"] = "lab"
+    port: Port = 8888
+
+
+class GpuSpec(_Strict):
+    cuda: Version  # the CUDA the image's wheels were built for, e.g. "12.8"
+    required: bool = False  # True: refuse to run without a GPU
+
+
+class CheckSpec(_Strict):
+    """A workload that proves the lab does its job (``labctl check``)."""
+
+    name: Name
+    run: Line | None = None  # a shell command, run inside the image
+    script: Script | None = None  # a file under images/, run with python or bash
+    timeout: StrictInt = Field(600, ge=1, le=7200)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> CheckSpec:
+        if (self.run is None) == (self.script is None):
+            raise ValueError("needs exactly one of run: or script:")
+        return self
+
+
+class ImageSpec(_Strict):
+    name: Name
+    description: Line = ""
+    base: ImageRef = "debian:bookworm"
+    python: PyVersion = "3.11"
+    apt: list[AptName] = Field(default_factory=list)
+    torch: TorchSpec | None = None
+    pip: list[Req] = Field(default_factory=list)
+    pip_nodeps: list[Req] = Field(default_factory=list)
+    extras: list[Req] = Field(default_factory=list)
+    index_url: Url | None = None
+    extra_index_urls: list[Url] = Field(default_factory=list)
+    wheelhouse: Line | None = None
+    env: dict[EnvKey, Quoted] = Field(default_factory=dict)
+    jupyter: JupyterSpec | None = None
+    command: list[Line] | None = None
+    ports: list[Port] = Field(default_factory=list)
+    volumes: list[Name] = Field(default_factory=list)
+    src: list[RelPath] = Field(default_factory=list)  # default source folders (lab-relative)
+    # Volumes also mounted inside each source folder, e.g. {data: data} makes the d2l
+    # books' "../data" land in the shared data folder.
+    src_volumes: dict[Name, RelPath] = Field(default_factory=dict)
+    workdir: Workdir = "/workspace"
+    gpu: GpuSpec | None = None
+    checks: list[CheckSpec] = Field(default_factory=list)
+    # Scripts under images/ run at build time as root, after the packages (fonts,
+    # settings and caches a lab needs offline).
+    prepare: list[Script] = Field(default_factory=list)
+    # Where the spec came from; not YAML keys (load_spec fills them in).
+    source: Path | None = Field(default=None, exclude=True)
+    chain: tuple[str, ...] = Field(default=(), exclude=True)
+    # "key.path" -> (file, line) of the value, in the file of the chain that set it.
+    where: dict[str, tuple[Path, int]] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("jupyter", mode="before")
+    @classmethod
+    def _jupyter_shorthand(cls, value: object) -> object:
+        """`jupyter: true` / `jupyter: false`, the form people write first."""
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _settle(self) -> ImageSpec:
+        """Expand the env against the image's own (Docker's ENV rules, done here so that
+        what the image gets is literal)."""
+        env: dict[str, str] = {**IMAGE_ENV, "LABCTL_WORKSPACE": self.workdir}
+        expanded: dict[str, str] = {}
+        for key, value in self.env.items():
+            try:
+                expanded[key] = env[key] = expand(value, env)
+            except ValueError as e:
+                raise ValueError(f"env.{key}: {e}") from None
+            if key == "PATH" and IMAGE_ENV["PATH"] not in expanded[key]:
+                raise ValueError("env.PATH must keep the image's own PATH: write e.g."
+                                 " PATH: \"/opt/extra/bin:$PATH\"")
+        # A derived value of a frozen model, set once while it is being validated.
+        object.__setattr__(self, "env", expanded)
+        return self
+
+    @property
+    def lab_packages(self) -> list[str]:
+        """What the pip layer installs: the spec's pip list, and JupyterLab (or Notebook)
+        when Jupyter is enabled and the spec names no Jupyter package: a lab that builds
+        must also start."""
+        names = {canonicalize_name(Requirement(r).name)
+                 for r in (*self.pip, *self.pip_nodeps, *self.extras)}
+        if self.jupyter and self.jupyter.enabled and not names & {"jupyterlab", "notebook",
+                                                                  "jupyter"}:
+            return [*self.pip, JUPYTER_PACKAGES[self.jupyter.app]]
+        return list(self.pip)
+
+    def origin(self, key: str) -> tuple[Path, int] | None:
+        """(file, line) of a key path such as 'pip' or 'torch.version', or of its nearest
+        parent that was set when the key itself was not."""
+        return _nearest(self.where, key)
+
+    def file_of(self, key: str) -> str:
+        """The spec file (of the extends chain) that set ``key``, for an error's file."""
+        found = self.origin(key)
+        return str(found[0] if found else self.source or f"images/{self.name}.yaml")
+
+    def locate(self, key: str) -> str:
+        """'images/x.yaml:12', where the learner finds ``key``."""
+        found = self.origin(key)
+        if found is None:
+            return f"images/{self.source.name if self.source else self.name + '.yaml'}"
+        return f"images/{found[0].name}:{found[1]}"
+
+
+# How to fix a bad value, by top-level key. Shown under the error.
+FIX_HINTS: dict[str, str] = {
+    "base": "use an image reference such as 'debian:bookworm' (see `labctl base bootstrap`)",
+    "python": "write the version as a quoted string, e.g. python: \"3.11\"",
+    "apt": "list Debian package names, one per item, e.g. [git, fonts-noto-cjk]",
+    "pip": "list PEP 508 requirements, one per item, e.g. ['pandas>=2,<3']",
+    "pip_nodeps": "list PEP 508 requirements, one per item, e.g. ['d2l==0.17.6']",
+    "extras": "list PEP 508 requirements, one per item",
+    "torch": "e.g. torch: {version: '2.10.0', variant: cu128, packages: ['torchvision==0.25.0']}",
+    "env": "use NAME: \"value\" pairs, values quoted strings on one line without stray quotes"
+    " or a trailing backslash; $NAME expands to the image's value ($PATH, $VIRTUAL_ENV ...)",
+    "jupyter": "e.g. jupyter: {enabled: true, port: 8888}, or jupyter: true",
+    "gpu": "e.g. gpu: {cuda: '12.8'}",
+    "volumes": "name volumes defined in volumes.yaml",
+    "workdir": "use an absolute path such as /workspace",
+    "command": "write the command as a list: [python, train.py]",
+    "checks": "each check has a name and either run: or script:",
+    "prepare": "list .sh or .py files under images/, e.g. [prepare/fonts.sh]",
+    "index_url": "use a full URL such as https://pypi.org/simple",
+    "extra_index_urls": "use full URLs such as https://download.pytorch.org/whl/cu128",
+    "ports": "list port numbers between 1 and 65535, e.g. [6006]",
+    "description": "write the description on one line",
+    "wheelhouse": "name a folder of .whl files, on one line",
+    "src": "list source folders inside the lab folder, one per item (e.g. [books/d2l-zh])",
+    "src_volumes": "map a volume to a folder name inside the source, e.g. {data: data}",
+}
+# Keys of ImageSpec that are filled in by load_spec, never read from YAML.
+_INTERNAL_KEYS = ("source", "chain", "where")
+
+_MERGED_DICTS = {"env", "torch", "jupyter", "gpu"}
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "str") or "[" in str(part):
+            continue
+        else:
+            # A key with a newline (an injection attempt) is shown escaped, on one line.
+            text = str(part).encode("unicode_escape").decode("ascii")
+            out += f".{text}" if out else text
+    return out
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if p not in ("function-after", "str")
+                    and "[" not in str(p))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``X | None`` or ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where ``loc`` points (for did-you-mean on nested unknown keys)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if current is None or part not in current.model_fields:
+            return []
+        current = _model_in(current.model_fields[part].annotation)
+    if current is None:
+        return []
+    return [k for k in current.model_fields if k not in _INTERNAL_KEYS]
+
+
+def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
+    key = _key_path(err["loc"])
+    if err["type"] == "extra_forbidden":
+        field = str(err["loc"][-1])
+        fields = _fields_at(model, tuple(err["loc"][:-1]))
+        close = difflib.get_close_matches(field, fields, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"{key}: unknown key{hint}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if not key and msg.startswith("env."):  # the model's own check of an env value
+        key, _, msg = msg.partition(": ")
+    return f"{key}: {msg}" if key else msg
+
+
+def validation_error(
+    path: Path,
+    exc: ValidationError,
+    model: type[BaseModel] | None = None,
+    what: str = "image spec",
+    lines: dict[str, tuple[Path, int]] | None = None,
+) -> LabError:
+    """A LabError naming the file, each key path (with its line, when ``lines`` has it)
+    and a fix; ``model`` is what was validated."""
+    model = model or ImageSpec
+    errors = exc.errors()
+    out = []
+    for e in errors[:12]:
+        text = _describe(e, model)
+        dotted = _dotted(tuple(e["loc"])) or text.split(":", 1)[0].replace("[", ".").rstrip("]")
+        found = _nearest(lines or {}, dotted)
+        out.append(f"{text} (line {found[1]})" if found and found[0] == path else
+                   f"{text} ({found[0].name}, line {found[1]})" if found else text)
+    if len(errors) > 12:
+        out.append(f"... and {len(errors) - 12} more")
+    tops = [str(e["loc"][0]) for e in errors if e["loc"]]
+    hints = FIX_HINTS if model is ImageSpec else {}
+    fixes = [hints[t] for t in dict.fromkeys(tops) if t in hints]
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    if unknown and not fixes:
+        allowed = _fields_at(model, tuple(unknown[0]["loc"][:-1]))
+        fixes = [f"rename or remove the unknown key; allowed keys: {', '.join(allowed)}"]
+    if not fixes and any("env." in d for d in out):
+        fixes = [FIX_HINTS["env"]]
+    return LabError(
+        f"invalid {what} ({len(errors)} problem{'s' if len(errors) > 1 else ''})",
+        file=str(path),
+        details=out,
+        fix="; ".join(fixes) if fixes else "correct the keys named above",
+    )
+
+
+def _nearest(lines: dict[str, tuple[Path, int]], dotted: str) -> tuple[Path, int] | None:
+    parts = [p for p in dotted.split(".") if p]
+    for n in range(len(parts), 0, -1):
+        if found := lines.get(".".join(parts[:n])):
+            return found
+    return None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping (see yamlfile.read for what is refused, and how)."""
+    return yamlfile.read(path).data
+
+
+def merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Child keys replace the parent's; mappings (env, torch, jupyter, gpu) merge one level."""
+    out = dict(parent)
+    for key, value in child.items():
+        if key in _MERGED_DICTS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _check_keys(name: str, path: Path, data: dict[str, Any]) -> None:
+    """File-level key checks, so the error names the file that holds the key."""
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise LabError(
+            f"key {bad[0]!r} is not a name",
+            file=str(path),
+            fix="keys are names such as 'pip'; quote a key that YAML reads as a number or"
+            " true/false",
+        )
+    if "name" in data and data["name"] != name:
+        raise LabError(
+            f"name: {data['name']!r} differs from the file name '{name}'",
+            file=str(path),
+            fix=f"a spec is named by its file: remove 'name:' or rename the file to"
+            f" {data['name']}.yaml",
+        )
+    internal = [k for k in _INTERNAL_KEYS if k in data]
+    if internal:
+        raise LabError(
+            "invalid image spec (1 problem)",
+            file=str(path),
+            details=[f"{internal[0]}: unknown key"],
+            fix="remove that key; labctl fills it in",
+        )
+
+
+def _chain(name: str, images_dir: Path, seen: tuple[str, ...] = ()
+           ) -> list[yamlfile.Document]:
+    """The documents of ``name`` and every spec it extends, child first."""
+    path = images_dir / f"{name}.yaml"
+    if name in seen:
+        raise LabError(
+            f"'extends' loops: {' -> '.join((*seen, name))}",
+            file=str(path),
+            fix="remove one of the 'extends' keys in that chain",
+        )
+    if not path.is_file():
+        known = spec_names(images_dir)
+        close = difflib.get_close_matches(name, known, n=1)
+        raise LabError(
+            ("extends: " if seen else "") + f"no image spec named '{name}' in {images_dir}",
+            file=str(images_dir / f"{seen[-1]}.yaml") if seen else None,
+            fix=(f"did you mean '{close[0]}'? " if close else "")
+            + f"known specs: {', '.join(known) or 'none'}",
+        )
+    doc = yamlfile.read(path)
+    _check_keys(name, path, doc.data)
+    parent = doc.data.get("extends")
+    if parent is None:
+        return [doc]
+    if not isinstance(parent, str):
+        raise LabError("extends: must be the name of another spec", file=str(path),
+                       fix="extends: yolo-cpu")
+    try:
+        v.name(parent)
+    except ValueError:  # `extends: ../outside` would read any YAML file on the disk
+        raise LabError(f"extends: {parent!r} is not a spec name", file=str(path),
+                       fix="name a spec of this lab's images/ folder, e.g. extends: yolo-cpu"
+                       ) from None
+    return [doc, *_chain(parent, images_dir, (*seen, name))]
+
+
+def resolve_raw(name: str, images_dir: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The merged YAML mapping of a spec after following ``extends``, and the chain of names."""
+    docs = _chain(name, images_dir)
+    return _merged(docs), tuple(d.path.stem for d in docs)
+
+
+def _merged(docs: list[yamlfile.Document]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for doc in reversed(docs):  # the root parent first
+        own = {k: val for k, val in doc.data.items() if k not in ("name", "extends")}
+        data = merge(data, own)
+    return data
+
+
+def _where(docs: list[yamlfile.Document]) -> dict[str, tuple[Path, int]]:
+    """'key.path' -> (file, line) in the file of the chain that set it (child over parent,
+    merged mappings key by key)."""
+    out: dict[str, tuple[Path, int]] = {}
+    for doc in reversed(docs):
+        for key in doc.data:
+            if not (key in _MERGED_DICTS and isinstance(doc.data[key], dict)):
+                for k in [k for k in out if k == key or k.startswith(f"{key}.")]:
+                    del out[k]
+        for path, line in doc.lines.items():
+            out[".".join(str(p) for p in path)] = (doc.path, line)
+    return out
+
+
+def load_spec(name: str, images_dir: Path) -> ImageSpec:
+    docs = _chain(name, images_dir)
+    data = _merged(docs)
+    where = _where(docs)
+    path = images_dir / f"{name}.yaml"
+    try:
+        return ImageSpec(**{**data, "name": name, "source": path,
+                            "chain": tuple(d.path.stem for d in docs), "where": where})
+    except ValidationError as e:
+        # With `extends`, name the file that holds the first bad value (parent or child).
+        first = _nearest(where, _dotted(tuple(e.errors()[0]["loc"])))
+        raise validation_error(first[0] if first else path, e, lines=where) from None
+
+
+def spec_names(images_dir: Path) -> list[str]:
+    return sorted(p.stem for p in images_dir.glob("*.yaml"))

@@ -1,0 +1,80 @@
+"""The GPU, CUDA driver and torch wheel tables (tables/*.yaml, each with its sources),
+read once through one typed model each. compat.py and wheels.py ask these, never the
+YAML files."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from labctl import tables
+
+# YAML reads 12.0 as a number; the tables mean the text.
+Text = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) else v)]
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Arch(_Row):
+    """One GPU architecture (gpu_arch.yaml): the first CUDA that compiles for its compute
+    capability and the last one that still does (None: every current CUDA)."""
+
+    cc: Text
+    arch: str
+    gpus: str
+    first_cuda: Text
+    last_cuda: Text | None = None
+
+
+class NameRule(_Row):
+    """A GPU name pattern and its compute capability (for drivers that cannot report it)."""
+
+    match: str
+    cc: Text
+
+
+class GpuArchTable(_Row):
+    architectures: list[Arch]
+    names: list[NameRule]
+
+
+class CudaDriverTable(_Row):
+    min_driver: dict[str, Text]  # CUDA "12.8" -> the driver that fully supports it
+    minor_version_compat: dict[str, Text]  # CUDA major -> the floor under compatibility
+    ptx_jit_under_compat: bool = False
+
+
+class TorchRelease(_Row):
+    torch: Text  # major.minor
+    torchvision: Text
+    pypi_default: str  # the variant PyPI's Linux wheel bundles (cu128)
+    variants: tuple[str, ...]
+
+
+class ArchList(_Row):
+    """TORCH_CUDA_ARCH_LIST of the wheels of some torch minors for one CUDA variant."""
+
+    torch: list[Text]
+    variant: str
+    arch_list: str = Field(alias="list")
+
+
+class TorchWheelTable(_Row):
+    index_template: str
+    releases: list[TorchRelease]
+    archs: list[ArchList] = Field(default_factory=list)
+
+
+def gpu_arch() -> GpuArchTable:
+    return tables.load("gpu_arch.yaml", GpuArchTable)
+
+
+def cuda_drivers() -> CudaDriverTable:
+    return tables.load("cuda_drivers.yaml", CudaDriverTable)
+
+
+def torch_wheels() -> TorchWheelTable:
+    return tables.load("torch_wheels.yaml", TorchWheelTable)

@@ -1,0 +1,41 @@
+"""Where a torch wheel of a given version and CUDA variant comes from (pure, data-driven)."""
+
+from __future__ import annotations
+
+from packaging.version import Version
+
+from labctl.errors import LabError
+from labctl.gpu.tables import TorchRelease, torch_wheels
+
+
+def releases() -> tuple[TorchRelease, ...]:
+    """Every row of the table, as read once from torch_wheels.yaml."""
+    return tuple(torch_wheels().releases)
+
+
+def release(version: str) -> TorchRelease | None:
+    """The table row for a torch version (matched on major.minor)."""
+    v = Version(version)
+    key = f"{v.major}.{v.minor}"
+    return next((r for r in torch_wheels().releases if r.torch == key), None)
+
+
+def wheel_cuda(version: str, variant: str) -> str | None:
+    """The CUDA variant a wheel actually bundles ('cu128'), 'cpu', or None if unknown."""
+    if variant != "default":
+        return variant
+    rel = release(version)
+    return rel.pypi_default if rel else None
+
+
+def index_url(version: str, variant: str) -> str | None:
+    """The index to install torch from; None means the lab's normal index (PyPI)."""
+    rel = release(version)
+    if variant == "default" or (rel and variant == rel.pypi_default):
+        return None
+    if rel and variant not in rel.variants:
+        raise LabError(
+            f"torch {version} is not built for variant '{variant}'",
+            fix=f"use one of {', '.join(rel.variants)} (or 'default' = {rel.pypi_default})",
+        )
+    return torch_wheels().index_template.format(variant=variant)

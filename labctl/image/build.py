@@ -1,0 +1,295 @@
+"""Build a rendered context on the engine: stream progress, tag only on success, and map
+a failed step back to the spec line it came from."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labctl import __version__, labels, resources
+from labctl.config.lab import SETTINGS_FILE, Lab
+from labctl.config.spec import ImageSpec
+from labctl.engine import Engine
+from labctl.errors import LabError, advise
+from labctl.image.layers import HELPER_PORT
+from labctl.image.render import BuildContext, render_helper_image, render_lock_image
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LAYER = re.compile(r"^ ---> ([0-9a-f]{12})$")
+# Spec keys whose failing step is about the network or the machine, not the spec's words.
+_NETWORK_KEYS = ("base", "python", "torch", "pip", "extras", "apt")
+
+
+@dataclass
+class BuildEvent:
+    """One thing worth showing: a new step, a line of output, or a cache hit."""
+
+    kind: str  # "step" | "output" | "cached"
+    text: str
+    step: int = 0
+    total: int = 0
+    key: str = ""
+
+
+@dataclass
+class BuildResult:
+    name: str
+    tag: str
+    status: str  # "built" | "current"
+    image_id: str = ""
+    seconds: float = 0.0
+    steps: int = 0
+    cached_steps: int = 0
+    size: int = 0
+    cached: list[int] = field(default_factory=list)  # step numbers served from cache
+
+    def as_dict(self) -> dict[str, object]:
+        return {"spec": self.name, "tag": self.tag, "status": self.status,
+                "image_id": self.image_id, "seconds": round(self.seconds, 1),
+                "steps": self.steps, "cached_steps": self.cached_steps, "size": self.size}
+
+
+def image_labels(lab: Lab, ctx: BuildContext) -> dict[str, str]:
+    return {
+        labels.SPEC: ctx.spec.name,
+        labels.HASH: ctx.digest,
+        labels.VERSION: __version__,
+        labels.LAB: str(lab.root),
+    }
+
+
+def state(engine: Engine, tag: str, digest: str) -> str:
+    """missing / current / outdated, from the image's hash label."""
+    found = engine.image_labels(tag)
+    if found is None:
+        return "missing"
+    return "current" if found.get(labels.HASH) == digest else "outdated"
+
+
+def spec_line(lab: Lab, ctx: BuildContext, key: str) -> str:
+    """'images/x.yaml:12 (pip)' for the spec key a failing step came from."""
+    if key.split(".")[0] == "network":
+        return f"{SETTINGS_FILE} ({key})"
+    return f"{ctx.spec.locate(key)} ({key})"
+
+
+def ensure_base(engine: Engine, base: str, pull: bool) -> None:
+    if engine.image(base) is not None:
+        return
+    if pull and engine.pull(base):
+        return
+    raise LabError(
+        f"the base image {base} is not in the engine"
+        + (" and could not be pulled" if pull else " (--no-pull)"),
+        fix=f"make it from a Debian mirror: `labctl base bootstrap {base}`"
+        + ("" if pull else ", or build with --pull"),
+    )
+
+
+def build(
+    engine: Engine,
+    lab: Lab,
+    ctx: BuildContext,
+    tag: str,
+    *,
+    nocache: bool = False,
+    pull: bool = True,
+    force: bool = False,
+    on_event: Callable[[BuildEvent], None] = lambda e: None,
+) -> BuildResult:
+    name = ctx.spec.name
+    if not force and not nocache and state(engine, tag, ctx.digest) == "current":
+        img = engine.image(tag)
+        return BuildResult(name, tag, "current", image_id=img.id, size=img.attrs.get("Size", 0))
+    ensure_base(engine, ctx.spec.base, pull)
+    ctx = ctx.labelled(image_labels(lab, ctx))
+    keys = ctx.step_keys()
+    start = time.monotonic()
+    run = _Run(keys)
+    with _helper(engine, lab, ctx, on_event, nocache) as (network_mode, args):
+        try:
+            # With a helper, --no-cache has just rebuilt the shared first layer (the
+            # helper's image): the build takes that new layer, and nothing after it can
+            # come from the cache, as no earlier build had it as a parent.
+            for event in engine.build(ctx.tar(), buildargs=args,
+                                      nocache=nocache and not ctx.needs_helper,
+                                      pull=False, network_mode=network_mode):
+                if "error" in event:
+                    key = keys[run.step - 1] if 0 < run.step <= len(keys) else "base"
+                    raise _step_error(lab, ctx, event, run, key)
+                run.feed(event, on_event)
+        except KeyboardInterrupt:
+            # The classic builder goes on after the client leaves: stop its container
+            # (before the helper whose network it may share).
+            engine.stop_build_containers(run.layer)
+            raise
+    if not run.image_id:
+        raise LabError(f"the build of {name} ended without an image", details=run.tail[-10:])
+    engine.tag(run.image_id, tag)
+    img = engine.image(tag)
+    return BuildResult(
+        name, tag, "built", image_id=run.image_id, seconds=time.monotonic() - start,
+        steps=run.total, cached_steps=len(run.cached), cached=run.cached,
+        size=img.attrs.get("Size", 0) if img else 0,
+    )
+
+
+def _first_layers_tag(lab: Lab, spec: ImageSpec, kind: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.base).strip("-.")[:100]
+    return f"{lab.settings.tag_prefix}{kind}:{base}-py{spec.python}"
+
+
+def system_image_tag(lab: Lab, spec: ImageSpec) -> str:
+    """One image of the shared first layers per base and Python (`labctl lock`'s
+    resolver), e.g. labctl/lock:debian-bookworm-py3.11."""
+    return _first_layers_tag(lab, spec, "lock")
+
+
+def system_image(engine: Engine, lab: Lab, spec: ImageSpec,
+                 on_event: Callable[[BuildEvent], None] = lambda e: None,
+                 nocache: bool = False) -> str:
+    """Build (or find current) the image of the first layers of ``spec``'s Dockerfile
+    (system, CA, Python + uv); its tag. Its layers are the lab's own, so it costs nothing
+    once a lab on the same base has been built, and building it first costs a lab build
+    nothing either."""
+    tag = system_image_tag(lab, spec)
+    build(engine, lab, render_lock_image(lab, spec), tag, on_event=on_event, nocache=nocache)
+    return tag
+
+
+def direct_loopback(no_proxy: str) -> str:
+    """``no_proxy`` with 127.0.0.1 and localhost added: the helper must not be asked of a
+    proxy."""
+    hosts = [h.strip() for h in no_proxy.split(",") if h.strip()]
+    return ",".join(hosts + [h for h in ("127.0.0.1", "localhost") if h not in hosts])
+
+
+@contextmanager
+def _helper(engine: Engine, lab: Lab, ctx: BuildContext,
+            on_event: Callable[[BuildEvent], None], nocache: bool
+            ) -> Iterator[tuple[str | None, dict[str, str]]]:
+    """The network mode and build args for the build's RUN steps: the defaults, or, with a
+    wheelhouse or index credentials, the namespace of a helper container that serves them
+    at layers.WHEELHOUSE_URL (credentials under /.secrets/), for the build's duration."""
+    if not ctx.needs_helper:
+        yield None, ctx.buildargs
+        return
+    if not engine.is_local():
+        raise LabError(
+            "a wheelhouse or index credentials need a Docker engine on this machine: the"
+            " helper container that serves them to the build mounts local folders",
+            fix="build on the machine that runs the engine, or remove the wheelhouse setting"
+            " (credentials: a BuildKit build passes them as secrets)",
+        )
+    what = f"the wheelhouse {ctx.wheelhouse}" if ctx.wheelhouse else "the index credentials"
+    on_event(BuildEvent("output", f"serving {what} to the build"))
+    helper = render_helper_image(lab, ctx.spec)
+    try:
+        build(engine, lab, helper, helper_image_tag(lab, ctx.spec), on_event=on_event,
+              nocache=nocache)
+    except LabError as e:
+        e.message = f"{ctx.spec.name}: the shared first layer (built first, to serve the" \
+                    f" build from): {e.message}"
+        raise
+    # As the host user, so that a wheelhouse only its owner can read is served too
+    # (under rootless Docker, container root already is the host user).
+    user = None if engine.is_rootless() else f"{os.getuid()}:{os.getgid()}"
+    cmd = ["python3", "-c", resources.tool("serve_build.py"), str(HELPER_PORT)]
+    # Proxies may also come from the Docker CLI's config (docker-py adds them to builds).
+    args = dict(ctx.buildargs)
+    args["no_proxy"] = args["NO_PROXY"] = direct_loopback(
+        args.get("no_proxy") or engine.config_no_proxy())
+    with tempfile.TemporaryDirectory(prefix="labctl-secrets-") as tmp:
+        mounts = {}
+        if ctx.wheelhouse is not None:
+            mounts["/srv/wheels"] = str(ctx.wheelhouse)
+        if ctx.secrets:
+            for name, data in ctx.secrets.items():  # 0600 in a 0700 folder of the user's
+                fd = os.open(Path(tmp) / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            mounts["/srv/secrets"] = tmp
+        with engine.serving(helper_image_tag(lab, ctx.spec), mounts, cmd, user=user) as mode:
+            yield mode, args
+
+
+def helper_image_tag(lab: Lab, spec: ImageSpec) -> str:
+    return _first_layers_tag(lab, spec, "helper")
+
+
+@dataclass
+class _Run:
+    """What the build stream has said so far."""
+
+    keys: list[str]
+    step: int = 0
+    total: int = 0
+    instruction: str = ""
+    image_id: str = ""
+    layer: str = ""  # the last layer reported: the running step's container starts from it
+    tail: list[str] = field(default_factory=list)
+    cached: list[int] = field(default_factory=list)
+
+    def feed(self, event: dict[str, Any], on_event: Callable[[BuildEvent], None]) -> None:
+        if "aux" in event and "ID" in event["aux"]:
+            self.image_id = event["aux"]["ID"]
+            return
+        text = _ANSI.sub("", event.get("stream") or "")
+        for line in text.splitlines():
+            line = line.rstrip()
+            if not line:
+                continue
+            m = _STEP.match(line)
+            if m:
+                self.step, self.total, self.instruction = int(m[1]), int(m[2]), m[3]
+                self.tail = []
+                key = self.keys[self.step - 1] if self.step <= len(self.keys) else ""
+                on_event(BuildEvent("step", self.instruction, self.step, self.total, key))
+            elif line.strip() == "---> Using cache":
+                self.cached.append(self.step)
+                on_event(BuildEvent("cached", line.strip(), self.step, self.total))
+            elif layer := _LAYER.match(line):
+                self.layer = layer[1]
+            elif line.startswith((" ---> ", "Removing intermediate")):
+                continue
+            else:
+                self.tail = (self.tail + [line])[-25:]
+                on_event(BuildEvent("output", line, self.step, self.total))
+
+
+def _step_error(lab: Lab, ctx: BuildContext, event: dict[str, Any], run: _Run, key: str
+                ) -> LabError:
+    """A failed step in the learner's words: where in the spec it came from, what the
+    output means (tables/errors.yaml) and the fix that fits it."""
+    msg = (event.get("errorDetail") or {}).get("message") or event["error"]
+    found = advise("\n".join([*run.tail, msg]), "build", spec=ctx.spec.name)
+    if found and found.id == "incompatible" and any(
+            t.startswith("labctl: incompatible packages") for t in run.tail):
+        key = "pip"  # the dependency check ends the extras RUN; the pins are the lab's
+    fix = "correct that spec line and build again; the previous image is still tagged"
+    headline = f"build of '{ctx.spec.name}' failed at step {run.step}/{run.total}"
+    if found:
+        fix = found.fix
+        if found.id == "no-solution" and ctx.lock_state == "stale":
+            fix += f"; images/{ctx.spec.name}.lock is stale: run `labctl lock {ctx.spec.name}`"
+        if found.id == "disk-full":
+            return LabError("the build ran out of disk space", details=run.tail[-5:], fix=fix)
+        headline += f": {found.message}"
+    short = run.instruction if len(run.instruction) < 160 else run.instruction[:157] + "..."
+    where = spec_line(lab, ctx, key)
+    if found and found.id in ("tls-untrusted", "dns", "unreachable") and key in _NETWORK_KEYS:
+        where += ", though the spec is not the cause"
+    return LabError(
+        f"{headline}, from {where}",
+        details=[f"instruction: {short}", f"error: {msg.strip()}", "last output:"]
+        + [f"  {t}" for t in run.tail[-12:]],
+        fix=fix,
+    )

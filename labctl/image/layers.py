@@ -1,0 +1,238 @@
+"""A spec as the list of layers its image is built from (pure: no engine, no Jinja).
+
+Layers follow change frequency, so changing a spec rebuilds only what it must: after the
+shared first layers (templates/_system.j2: system packages + CA, Python + uv) come the
+torch layer, labctl's runtime files, the spec's apt packages, its Python packages (pip,
+then pip_nodeps), extras (ending with the dependency check), prepare scripts, and last
+the spec's env, workdir, ports and command. templates/Dockerfile.j2 writes each layer as
+`# labctl-key: KEY`, its comment lines and its instructions; the key maps a failed step
+back to the spec line it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from packaging.requirements import Requirement
+
+from labctl.config.spec import ImageSpec
+
+UV_VERSION = "0.13.9"
+# Always installed in the first layer: what uv, the entrypoint and TLS need (uv makes the
+# venv, so python3-venv and the pip wheels it pulls in are not needed).
+SYSTEM_PACKAGES = ("ca-certificates", "python3", "tini", "util-linux")
+PIP_CHECK = "python /opt/labctl/lib/pip_check.py"
+# `labctl build` serves the wheelhouse (and, with the classic builder, index credentials)
+# here, inside the network namespace of the build's RUN steps: neither enters the context
+# or the image.
+HELPER_PORT = 8765
+WHEELHOUSE_URL = f"http://127.0.0.1:{HELPER_PORT}/"
+# Index credentials fetched from the helper for one RUN and removed at its end.
+NETRC = "/tmp/labctl.netrc"
+# --allow-root: a lab runs as root only when the host user is root or Docker is rootless
+# (container root is then the host user); Jupyter would refuse to start otherwise.
+JUPYTER_CMD = (
+    "jupyter {app} --ip=0.0.0.0 --port={port} --no-browser --allow-root"
+    " --ServerApp.root_dir={root}"
+)
+LOCKED_LAYERS = ("torch", "pip", "pip_nodeps", "extras")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One part of the Dockerfile: the spec key it comes from, comment lines, and its
+    instructions (each a whole instruction; an empty one is a blank line)."""
+
+    key: str
+    steps: tuple[str, ...]
+    comment: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the layers need besides the spec, decided by render from the lab."""
+
+    locked: frozenset[str] = frozenset()  # layers with a lock constraints file
+    wheelhouse: bool = False  # a wheelhouse is served to the installs
+    torch_index: str | None = None  # the torch variant's index, when not the default
+    secrets: bool = False  # index credentials are served to the installs
+
+
+def command(spec: ImageSpec) -> list[str]:
+    if spec.command:
+        return list(spec.command)
+    if spec.jupyter and spec.jupyter.enabled:
+        j = spec.jupyter
+        return JUPYTER_CMD.format(app=j.app, port=j.port, root=spec.workdir).split()
+    return ["bash"]
+
+
+def ports(spec: ImageSpec) -> list[int]:
+    out = list(spec.ports)
+    if spec.jupyter and spec.jupyter.enabled and spec.jupyter.port not in out:
+        out.insert(0, spec.jupyter.port)
+    return out
+
+
+def torch_requirements(spec: ImageSpec) -> list[str]:
+    assert spec.torch
+    return [f"torch=={spec.torch.version}", *spec.torch.packages]
+
+
+def constraints(spec: ImageSpec) -> list[str]:
+    """Pins that keep later layers from replacing what the torch layer installed."""
+    if not spec.torch:
+        return []
+    pins = []
+    for req in torch_requirements(spec):
+        r = Requirement(req)
+        pins.append(f"{r.name}{r.specifier}" if str(r.specifier) else r.name)
+    return pins
+
+
+def _lines(reqs: list[str]) -> bytes:
+    return ("\n".join(reqs) + "\n").encode() if reqs else b""
+
+
+def requirement_files(spec: ImageSpec) -> dict[str, bytes]:
+    """The context files holding the spec's requirements (never Dockerfile lines)."""
+    files: dict[str, bytes] = {}
+    if spec.torch:
+        files["labctl/requirements-torch.txt"] = _lines(torch_requirements(spec))
+    if spec.lab_packages or spec.pip_nodeps:
+        files["labctl/requirements-lab.txt"] = _lines(spec.lab_packages)
+    if constraints(spec):
+        files["labctl/constraints.txt"] = _lines(constraints(spec))
+    if spec.pip_nodeps:
+        files["labctl/requirements-nodeps.txt"] = _lines(list(spec.pip_nodeps))
+    # Always there (empty when the spec has none): its RUN ends with the dependency check,
+    # so adding the first extra package changes no earlier layer.
+    files["labctl/requirements-extras.txt"] = _lines(list(spec.extras))
+    return files
+
+
+def run(*commands: str) -> str:
+    return "RUN " + " \\\n && ".join(commands)
+
+
+def copy(sources: list[str], dest: str) -> str:
+    return f"COPY {' '.join(sources)} {dest}"
+
+
+class _Plan:
+    """The layers of one spec, with the few choices every install step shares."""
+
+    def __init__(self, spec: ImageSpec, inputs: Inputs) -> None:
+        self.spec, self.inputs = spec, inputs
+        self.find_links = f"--find-links {WHEELHOUSE_URL} " if inputs.wheelhouse else ""
+        self.constrain = "-c /opt/labctl/constraints.txt " if constraints(spec) else ""
+
+    def lock(self, layer: str) -> str:
+        return f"-c /opt/labctl/lock-{layer}.txt " if layer in self.inputs.locked else ""
+
+    def lock_file(self, layer: str) -> list[str]:
+        return [f"labctl/lock-{layer}.txt"] if layer in self.inputs.locked else []
+
+    def fetching(self, *commands: str) -> str:
+        """A RUN that downloads: with served credentials, it fetches them first and
+        removes them last, so they are in no layer (a failed RUN leaves no layer)."""
+        if not self.inputs.secrets:
+            return run(*commands)
+        return run(f"python3 /opt/labctl/system/fetch_secret.py netrc {NETRC}"
+                   f" && export NETRC={NETRC}", *commands, f"rm -f {NETRC}")
+
+    def layers(self) -> list[Layer]:
+        spec = self.spec
+        out: list[Layer] = []
+        if self.inputs.wheelhouse:
+            out.append(Layer("wheelhouse", (copy(["labctl/wheelhouse.txt"], "/opt/labctl/"),), (
+                f"The wheels themselves are served to uv at {WHEELHOUSE_URL} while `labctl"
+                " build`",
+                "runs; this list of them (name, size) makes a changed wheelhouse rerun the"
+                " installs.")))
+        if spec.torch:
+            index = f"--index-url {self.inputs.torch_index} " if self.inputs.torch_index else ""
+            out.append(Layer("torch", (
+                copy(["labctl/requirements-torch.txt", *self.lock_file("torch")], "/opt/labctl/"),
+                self.fetching(f"uv pip install {self.find_links}{index}{self.lock('torch')}"
+                              "-r /opt/labctl/requirements-torch.txt"),
+            )))
+        out.append(Layer("runtime", (
+            copy(["labctl/image/"], "/opt/labctl/lib/"),
+            run("install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint",
+                f"mkdir -p {spec.workdir}", f"chown lab:lab {spec.workdir}"),
+            'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]',
+        ), ("labctl's own files (entrypoint, hooks, the dependency check) come before the"
+            " lab's", "packages, so a package change never reruns them.")))
+        if spec.apt:
+            out.append(Layer("apt", (run(
+                "apt-get update",
+                f"apt-get install -y --no-install-recommends {' '.join(spec.apt)}",
+                "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"),)))
+        if spec.lab_packages or spec.pip_nodeps:
+            out.append(self._pip())
+        out.append(self._extras())
+        if spec.prepare:
+            scripts = [f"{'python' if s.endswith('.py') else 'bash'} /opt/labctl/prepare/{s}"
+                       for s in spec.prepare]
+            out.append(Layer("prepare", (copy(["prepare/"], "/opt/labctl/prepare/"),
+                                         run(*scripts))))
+        out.append(self._env())
+        return out
+
+    def _pip(self) -> Layer:
+        spec = self.spec
+        sources = ["labctl/requirements-lab.txt"]
+        sources += ["labctl/requirements-nodeps.txt"] if spec.pip_nodeps else []
+        sources += ["labctl/constraints.txt"] if self.constrain else []
+        sources += self.lock_file("pip") + self.lock_file("pip_nodeps")
+        installs = [f"uv pip install {self.find_links}{self.constrain}{self.lock('pip')}"
+                    "-r /opt/labctl/requirements-lab.txt"]
+        if spec.pip_nodeps:
+            installs.append(f"uv pip install {self.find_links}--no-deps "
+                            f"{self.lock('pip_nodeps')}-r /opt/labctl/requirements-nodeps.txt")
+        comment = ("The lab's packages, then (same layer) those installed without their"
+                   " dependencies.",) if spec.pip_nodeps else ()
+        return Layer("pip", (copy(sources, "/opt/labctl/"), self.fetching(*installs)), comment)
+
+    def _extras(self) -> Layer:
+        spec = self.spec
+        sources = ["labctl/requirements-extras.txt"]
+        sources += ["labctl/constraints.txt"] if self.constrain else []
+        sources += self.lock_file("extras")
+        if spec.extras:
+            step = self.fetching(f"uv pip install {self.find_links}{self.constrain}"
+                                 f"{self.lock('extras')}-r /opt/labctl/requirements-extras.txt",
+                                 PIP_CHECK)
+        else:
+            step = run(PIP_CHECK)
+        return Layer("extras", (copy(sources, "/opt/labctl/"), step), (
+            "Always there, empty when the spec has no extras: its RUN ends with the dependency"
+            " check,", "so adding the first extra package changes no earlier layer."))
+
+    def _env(self) -> Layer:
+        spec = self.spec
+        pairs = [f"LABCTL_WORKSPACE={spec.workdir}"]
+        pairs += [f"{key}={dq(value)}" for key, value in spec.env.items()]
+        steps = ["ENV " + " \\\n    ".join(pairs), "", f"WORKDIR {spec.workdir}"]
+        if ports(spec):
+            steps.append(f"EXPOSE {' '.join(str(p) for p in ports(spec))}")
+        steps.append(f"CMD {json.dumps(command(spec))}")
+        return Layer("env", tuple(steps), (
+            "The spec's runtime settings last: they never reach an install, and changing"
+            " them reruns", "none."))
+
+
+def lab_layers(spec: ImageSpec, inputs: Inputs) -> list[Layer]:
+    """The layers after the shared first ones, in build order."""
+    return _Plan(spec, inputs).layers()
+
+
+def dq(value: str) -> str:
+    """Double-quote a value for ENV/LABEL: escape backslash, quote and $ (the spec's $NAME
+    were expanded when it was loaded, so what is left is literal); a line break (possible
+    only in a folder name) would end the instruction, so it becomes a space."""
+    value = re.sub(r"[\r\n]", " ", value)
+    return '"' + re.sub(r'(["\\$])', r"\\\1", value) + '"'

@@ -1,0 +1,46 @@
+"""What `labctl list` shows: each spec with the state of its image."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labctl.config.lab import Lab
+from labctl.errors import LabError
+
+
+def list_specs(lab: Lab, engine: Any | None = None) -> list[dict[str, Any]]:
+    """One row per spec; the image state is 'unknown' when no engine answers."""
+    from labctl.engine import Engine
+    from labctl.image.build import state
+    from labctl.image.render import render
+
+    if engine is None:
+        try:
+            engine = Engine.connect(timeout=5)
+        except LabError:
+            engine = None
+    rows: list[dict[str, Any]] = []
+    for name in lab.spec_names():
+        tag = lab.image_tag(name)
+        try:
+            spec = lab.spec(name)
+            ctx = render(lab, spec)
+        except LabError as e:  # one broken spec must not hide the others
+            rows.append({"name": name, "tag": tag, "state": "invalid", "lock": "-",
+                         "hash": None, "torch": None, "gpu": None, "jupyter": False,
+                         "description": str(e).splitlines()[0], "extends": [],
+                         "error": str(e)})
+            continue
+        rows.append({
+            "name": name,
+            "tag": tag,
+            "state": state(engine, tag, ctx.digest) if engine else "unknown",
+            "lock": ctx.lock_state,  # images/NAME.lock: locked / stale / none
+            "hash": ctx.digest,
+            "torch": f"{spec.torch.version} ({spec.torch.variant})" if spec.torch else None,
+            "gpu": f"CUDA {spec.gpu.cuda}" if spec.gpu else None,
+            "jupyter": bool(spec.jupyter and spec.jupyter.enabled),
+            "description": spec.description,
+            "extends": list(spec.chain[1:]),
+        })
+    return rows

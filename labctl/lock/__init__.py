@@ -1,0 +1,1 @@
+"""Reproducible labs: lock files (pure), resolving and freezing on the engine, diffs."""

@@ -1,0 +1,213 @@
+"""`labctl lock`, `freeze` and `diff` on the engine: resolve a spec's packages inside its
+own base image and Python, read what a built image contains, and compare the two.
+
+The pure parts (lock format, input hashes, diffs) live in labctl.lockfile.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labctl import resources
+from labctl.config.lab import Lab
+from labctl.config.spec import ImageSpec
+from labctl.engine import Engine
+from labctl.errors import LabError, advise
+from labctl.image.build import BuildEvent, system_image
+from labctl.image.layers import torch_requirements
+from labctl.image.render import indexes, wheelhouse_folder
+from labctl.lock import lockfile
+from labctl.lock.lockfile import Change, LockFile
+
+_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class LockResult:
+    spec: str
+    path: Path
+    lock: LockFile
+    previous: LockFile | None
+    changes: list[Change] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "spec": self.spec,
+            "file": str(self.path),
+            "packages": len(self.lock.pins()),
+            "hashed": self.lock.hashed(),
+            "first_lock": self.previous is None,
+            "changes": [c.as_dict() for c in self.changes],
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def upgrade_arg(upgrade: bool, packages: list[str]) -> str:
+    """LABCTL_UPGRADE for the resolver: "", ":all:" or the package names."""
+    bad = [p for p in packages if not _PACKAGE.fullmatch(p)]
+    if bad:
+        raise LabError(f"--upgrade: {bad[0]!r} is not a package name",
+                       fix="name packages as on PyPI, e.g. --upgrade numpy")
+    if packages:
+        return " ".join(packages)
+    return ":all:" if upgrade else ""
+
+
+def _inputs(spec: ImageSpec, previous: LockFile | None) -> dict[str, str]:
+    files: dict[str, str] = {}
+    if spec.torch:
+        files["spec-torch.txt"] = "\n".join(torch_requirements(spec)) + "\n"
+    for name, reqs in (("pip", spec.lab_packages), ("extras", spec.extras),
+                       ("nodeps", spec.pip_nodeps)):
+        if reqs:
+            files[f"spec-{name}.txt"] = "\n".join(reqs) + "\n"
+    if previous is not None:
+        files["prefs.txt"] = lockfile.preferences(previous)
+        files["prefs-nodeps.txt"] = lockfile.preferences(previous, nodeps=True)
+        files["prefs-torch.txt"] = "".join(
+            p.constraint() + "\n" for p in previous.sections.get("torch", []))
+    files["resolve.sh"] = resources.tool("lock-resolve.sh")
+    return files
+
+
+def _environment(lab: Lab, spec: ImageSpec, upgrade: str, netrc: bool) -> dict[str, str]:
+    args, _ = indexes(lab, spec)  # credential-free; the credentials are in /in/netrc
+    env = {"LABCTL_UPGRADE": upgrade, "LABCTL_TORCH_INDEX": args.get("LABCTL_TORCH_INDEX", "")}
+    if netrc:
+        env["NETRC"] = "/in/netrc"
+    net = lab.settings.network
+    for name in ("http_proxy", "https_proxy", "no_proxy"):
+        value = getattr(net, name)
+        if value:
+            env[name] = env[name.upper()] = value
+    return env
+
+
+def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
+         say: Callable[[str], None] = lambda m: None) -> LockResult:
+    """Resolve ``spec`` in its own base image and Python and write images/NAME.lock."""
+    start = time.monotonic()
+    path = lockfile.lock_path(spec, lab.images_dir)
+    try:
+        previous = lockfile.read_lock(path, spec.name)
+    except LabError:
+        previous = None  # unreadable: resolve from scratch and replace it
+    if not (spec.torch or spec.lab_packages or spec.pip_nodeps or spec.extras):
+        raise LabError(f"{spec.name} installs no Python packages: nothing to lock",
+                       file=str(spec.source))
+
+    def progress(ev: BuildEvent) -> None:
+        if ev.kind == "step":
+            say(f"resolver image: step {ev.step}/{ev.total}")
+
+    tag = system_image(engine, lab, spec, progress)
+    say(f"resolving {spec.name} with uv on Python {spec.python}")
+    mounts: dict[str, str] = {}
+    _, netrc = indexes(lab, spec)
+    with tempfile.TemporaryDirectory(prefix="labctl-lock-") as tmp:
+        # Readable by the container's user whatever the engine's user mapping (it runs
+        # as root, or as you under rootless Docker); the credentials only by you.
+        os.chmod(tmp, 0o755)
+        for name, text in _inputs(spec, previous).items():
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+            os.chmod(Path(tmp) / name, 0o644)
+        if netrc:
+            fd = os.open(Path(tmp) / "netrc", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(netrc)
+        mounts[tmp] = "/in"
+        wheels = wheelhouse_folder(lab, spec)
+        if wheels is not None and wheels.is_dir():
+            mounts[str(wheels)] = "/wheelhouse"
+        status, out, err = engine.run_capture(
+            tag, ["bash", "/in/resolve.sh"], read_only_mounts=mounts,
+            environment=_environment(lab, spec, upgrade, bool(netrc)), label="lock",
+        )
+    if status != 0:
+        raise _resolve_error(spec, err)
+    try:
+        new = lockfile.assemble(spec, lockfile.split_output(out))
+    except ValueError as e:
+        raise LabError(f"the resolver's output for {spec.name} was not understood: {e}",
+                       details=out.splitlines()[-5:]) from None
+    text = new.text()
+    tmp_path = path.with_name(f".{path.name}.tmp")
+    tmp_path.write_text(text, encoding="utf-8")
+    tmp_path.replace(path)  # never a half-written lock
+    changes = lockfile.diff_versions(previous.versions(), new.versions()) if previous else []
+    return LockResult(spec.name, path, new, previous, changes, time.monotonic() - start)
+
+
+def _resolve_error(spec: ImageSpec, stderr: str) -> LabError:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    found = advise(stderr, "resolve", spec=spec.name)
+    fix = found.fix if found else \
+        f"correct images/{spec.name}.yaml and run `labctl lock {spec.name}` again"
+    what = f": {found.message}" if found else ""
+    return LabError(f"resolving the packages of {spec.name} failed{what}",
+                    file=str(spec.source) if spec.source else None,
+                    details=lines[-15:], fix=fix)
+
+
+# --- what a built image contains ----------------------------------------------------------
+
+
+def freeze(engine: Engine, ref: str) -> dict[str, str]:
+    """{name: version} of the Python packages installed in image ``ref``, read inside a
+    throw-away container of it (no network, no mounts)."""
+    if engine.image(ref) is None:
+        raise LabError(f"no image {ref} in the engine",
+                       fix="build it with `labctl build NAME`, or name an image from"
+                           " `docker images`")
+    status, out, err = engine.run_capture(
+        ref, ["/bin/sh", "-c", resources.tool("freeze.sh")], network=False, timeout=300,
+        label="freeze",
+    )
+    if status != 0:
+        raise LabError(f"could not list the Python packages of {ref}",
+                       details=err.strip().splitlines()[-5:],
+                       fix="the image needs uv (labctl images) or python3 with pip")
+    try:
+        return lockfile.parse_package_list(out)
+    except ValueError as e:
+        raise LabError(f"could not list the Python packages of {ref}: {e}") from None
+
+
+@dataclass
+class Source:
+    """One side of `labctl diff`: a lock file, or an image (by ref or by spec name)."""
+
+    label: str
+    kind: str  # lock | image
+    ref: str
+
+
+def source(text: str, lab: Lab | None) -> Source:
+    """A lock file path if such a file exists, else a spec name of the lab (its image),
+    else an image reference."""
+    path = Path(text)
+    if path.is_file():
+        return Source(text, "lock", str(path))
+    if lab is not None and text in lab.spec_names():
+        return Source(f"{text} ({lab.image_tag(text)})", "image", lab.image_tag(text))
+    return Source(text, "image", text)
+
+
+def packages(src: Source, engine_factory: Callable[[], Engine]) -> dict[str, str]:
+    if src.kind == "lock":
+        text = Path(src.ref).read_text(encoding="utf-8")
+        if "# labctl-lock:" in text:
+            return lockfile.parse_lock(text, src.ref).versions()
+        try:  # any pinned requirements file, e.g. `pip freeze` output
+            return {p.name: p.version for p in lockfile.parse_pins(text)}
+        except ValueError as e:
+            raise LabError(f"not a lock or pinned requirements file: {e}", file=src.ref,
+                           fix="name a labctl .lock file, an image, or a spec") from None
+    return freeze(engine_factory(), src.ref)

@@ -1,0 +1,1 @@
+"""Running labs: the pure run plan, starting and stopping containers, `labctl check`."""

@@ -1,0 +1,73 @@
+"""`labctl check`: run the workloads a spec declares inside its built image, as the host
+user, on the lab's volumes, and report pass/fail per check."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from labctl.config.lab import Lab
+from labctl.config.spec import CheckSpec
+from labctl.engine import Engine
+from labctl.errors import LabError
+from labctl.runtime.plan import Mount
+from labctl.runtime.run import create, make_plan, state_dir
+
+SPEC_DIR = "/opt/labctl/spec"  # the lab's images/ folder, read-only, for check scripts
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str  # pass | fail | timeout
+    seconds: float
+    output: str
+
+
+def command_for(check: CheckSpec) -> list[str]:
+    if check.run:
+        return ["bash", "-c", check.run]
+    assert check.script
+    runner = "python" if check.script.endswith(".py") else "bash"
+    return [runner, f"{SPEC_DIR}/{check.script}"]
+
+
+def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = None,
+               gpus: str = "auto", on_start: Callable[[str], None] = lambda n: None
+               ) -> list[CheckResult]:
+    spec = lab.spec(name)
+    checks = [c for c in spec.checks if not only or c.name in only]
+    if not checks:
+        raise LabError(f"spec '{name}' declares no checks" + (f" named {only}" if only else ""),
+                       file=spec.file_of("checks"), fix="add a checks: list to the spec")
+    results = []
+    for check in checks:
+        on_start(check.name)
+        # Each check works in a scratch source folder of its own inside the lab, so the
+        # learner's work/ folder is never touched; the scratch folder is removed after.
+        scratch = Path(tempfile.mkdtemp(prefix=f"check-{check.name}-", dir=state_dir(lab)))
+        try:
+            plan = make_plan(engine, lab, name, user=True, srcs=[str(scratch)],
+                             command=command_for(check), gpus=gpus, bind=None, port=None)
+            plan.mounts.append(Mount(lab.images_dir, SPEC_DIR, read_only=True))
+            plan.env.setdefault("MPLBACKEND", "Agg")
+            # Its own name: two `labctl check` of one lab at once must not collide.
+            plan.name = plan.name_base = f"labctl-{spec.name}-check-{secrets.token_hex(3)}"
+            # Offline for real: what a lab needs must already be in the image or volumes.
+            plan.network, plan.ports = "none", {}
+            container = create(engine, plan, foreground=True)
+            start = time.monotonic()
+            try:
+                code, out = engine.run_to_end(container, timeout=check.timeout)
+            finally:
+                engine.remove_container(container)
+            status = "timeout" if code is None else "pass" if code == 0 else "fail"
+            results.append(CheckResult(check.name, status, time.monotonic() - start, out))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return results

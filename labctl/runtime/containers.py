@@ -1,0 +1,71 @@
+"""Which lab containers a command may act on: this lab folder's and this user's (their
+labels say so), another lab's of yours by its exact container name, never another
+user's. And the labs a killed labctl left running."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from labctl import labels
+from labctl.config.lab import Lab
+from labctl.engine import Engine
+from labctl.errors import LabError
+
+
+def mine(engine: Engine, lab: Lab | None, *, all: bool = False,
+         uid: int | None = None) -> list[Any]:
+    """This user's lab containers (of this lab folder, when ``lab`` is given)."""
+    uid = os.getuid() if uid is None else uid
+    wanted = [labels.RUN, f"{labels.OWNER}={uid}"]
+    if lab is not None:
+        wanted.append(f"{labels.LAB}={lab.root}")
+    return engine.containers(wanted, all=all)
+
+
+def owner(container: Any) -> int | None:
+    value = (container.labels or {}).get(labels.OWNER, "")
+    return int(value) if value.isdigit() else None
+
+
+def find(engine: Engine, name: str, lab: Lab | None, *, stopped: bool = False) -> Any | None:
+    """A lab by exact container name (any lab of yours), or this lab's newest container of
+    a spec name. ``stopped``: also containers kept with --keep that have ended."""
+    uid = os.getuid()
+    c = engine.container(name)
+    if c is not None and labels.RUN in (c.labels or {}):
+        if owner(c) not in (uid, None) and uid != 0:
+            raise LabError(f"{name} is a lab of another user (uid {owner(c)})",
+                           fix="labctl acts only on your own labs; ask its owner")
+        if c.status == "running" or stopped:
+            return c
+    found = [c for c in mine(engine, lab, all=stopped) if c.labels.get(labels.SPEC) == name]
+    found.sort(key=lambda c: c.attrs.get("Created", ""), reverse=True)  # newest first,
+    found.sort(key=lambda c: c.status != "running")  # and running ones before those
+    return found[0] if found else None
+
+
+def foreground_label() -> str:
+    """host:pid of this labctl, on a lab it will stop and remove itself."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(value: str) -> bool:
+    host, _, pid = value.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's labctl: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def orphans(engine: Engine, lab: Lab | None) -> list[Any]:
+    """Running labs of yours whose foreground labctl is gone (killed before it could stop
+    them): they would run, and hold their port, forever."""
+    return [c for c in mine(engine, lab)
+            if (v := (c.labels or {}).get(labels.FOREGROUND)) and not _alive(v)]

@@ -1,0 +1,188 @@
+"""Start, watch and stop lab containers from a RunPlan."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from labctl import labels
+from labctl.config.lab import Lab
+from labctl.engine import Engine
+from labctl.errors import LabError
+from labctl.gpu.access import gpu_mode
+from labctl.runtime import containers
+from labctl.runtime.plan import (
+    TOKEN_IN_CONTAINER,
+    RunPlan,
+    bind_addresses,
+    free_name,
+    next_name,
+    plan_run,
+    url_host,
+)
+from labctl.runtime.ports import port_free
+
+READY_TIMEOUT = 120.0
+STATE_DIR = ".labctl"  # in the lab folder: scratch folders of checks, Jupyter tokens
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def state_dir(lab: Lab, *parts: str) -> Path:
+    """lab/.labctl/PARTS, made private to the user (0700) and kept out of git."""
+    root = lab.root / STATE_DIR
+    root.mkdir(mode=0o700, exist_ok=True)
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")
+    folder = root.joinpath(*parts)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def _token_file(lab: Lab, token: str) -> Path:
+    """The token in a file of its own, in a folder only the user can enter: mounted into
+    the lab (JUPYTER_TOKEN_FILE), it never appears in the container's configuration."""
+    folder = state_dir(lab, "tokens")
+    path = folder / f"{secrets.token_hex(8)}.token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return path
+
+
+def make_plan(engine: Engine, lab: Lab, name: str, *, user: bool, srcs: list[str],
+              command: list[str] | None, gpus: str, bind: str | None, port: int | None
+              ) -> RunPlan:
+    spec = lab.spec(name)
+    image = lab.image_tag(name)
+    if engine.image(image) is None:
+        raise LabError(f"the image {image} is not built yet", fix=f"labctl build {name}")
+    addresses = bind_addresses(bind or lab.settings.bind, has_ipv6_loopback())
+    runs_jupyter = bool(spec.jupyter and spec.jupyter.enabled and not command)
+    token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
+    return plan_run(
+        lab, spec, image=image, user=user, uid=os.getuid(), gid=os.getgid(),
+        home=Path.home(), rootless=engine.is_rootless(), srcs=srcs, command=command,
+        gpus=gpus, gpu_access=gpu_mode(engine), bind=addresses, port=port, token=token,
+        token_file=_token_file(lab, token) if runs_jupyter else None,
+        name=free_name(f"labctl-{spec.name}", lambda n: engine.container(n) is not None),
+        port_free=lambda p: all(port_free(a, p) for a in addresses),
+    )
+
+
+def create_host_dirs(paths: list[Path]) -> list[Path]:
+    """Make the lab's folders as the invoking user (never by the engine as root). Existing
+    folders and their contents are left exactly as they are."""
+    made = []
+    for p in paths:
+        if not p.exists():
+            p.mkdir(parents=True, exist_ok=True)
+            made.append(p)
+        elif not p.is_dir():
+            raise LabError(f"{p} exists but is not a folder",
+                           fix="move that file away, or point volumes.yaml elsewhere")
+    return made
+
+
+def create(engine: Engine, plan: RunPlan, *, tty: bool = False, foreground: bool) -> Any:
+    """The plan's container, under the next free name if two labs start at once; a
+    foreground one says which labctl will remove it (`labctl ps` tells orphans)."""
+    create_host_dirs(plan.host_dirs)
+    if foreground:
+        plan.labels[labels.FOREGROUND] = containers.foreground_label()
+    return engine.create_container(plan, tty=tty,
+                                   next_name=next_name(plan.name_base or plan.name))
+
+
+def wait_ready(engine: Engine, container: Any, plan: RunPlan,
+               timeout: float = READY_TIMEOUT) -> None:
+    """Wait until Jupyter answers on its published port (GET /api needs no token)."""
+    assert plan.jupyter_port is not None
+    host = url_host(plan.bind[0])
+    port = plan.ports[plan.jupyter_port]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            logs = container.logs(tail=15).decode(errors="replace").splitlines()
+            raise LabError(f"the lab {plan.name} stopped while starting", details=logs,
+                           fix=f"see `labctl logs {plan.name}`; `labctl doctor {plan.spec}`")
+        try:
+            if requests.get(f"http://{host}:{port}/api", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise LabError(f"Jupyter in {plan.name} did not answer within {timeout:.0f}s",
+                   fix=f"see `labctl logs {plan.name}`")
+
+
+def run(engine: Engine, plan: RunPlan, *, detach: bool, keep: bool,
+        say: Callable[[str], None], on_ready: Callable[[RunPlan], None] = lambda p: None
+        ) -> int:
+    """Start the lab. Foreground: stream its output until it ends or Ctrl-C, then remove
+    it; the command's exit code is returned. Detached: return once it is ready."""
+    interactive = not detach and plan.jupyter_port is None and sys.stdin.isatty()
+    container = create(engine, plan, tty=interactive, foreground=not detach)
+    try:
+        if interactive:
+            return engine.attach_cli(container)
+        engine.start(container)
+        if plan.jupyter_port is not None:
+            say(f"waiting for Jupyter in {plan.name} ...")
+            wait_ready(engine, container, plan)
+            say(f"JupyterLab is ready: {plan.url}")
+        on_ready(plan)
+        if detach:
+            say(f"running in the background as {plan.name}; stop it with "
+                f"`labctl stop {plan.name}`")
+            return 0
+        for chunk in container.logs(stream=True, follow=True):
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+        return int(container.wait().get("StatusCode", 1))
+    except KeyboardInterrupt:
+        say(f"stopping {plan.name}")
+        engine.stop_container(container, timeout=5)
+        return 130
+    except BaseException:
+        if detach:  # a lab that failed to start is not left behind
+            engine.remove_container(container)
+        raise
+    finally:
+        if not detach and not keep:
+            engine.remove_container(container)
+            forget_token(plan)
+
+
+def forget_token(plan: RunPlan) -> None:
+    if plan.token_file is not None:
+        plan.token_file.unlink(missing_ok=True)
+
+
+def token_of(container: Any) -> str | None:
+    """The Jupyter token of one of your labs, read from its token file (never printed for
+    a lab that is not yours: that file is in its owner's lab folder, 0700)."""
+    for m in container.attrs.get("Mounts") or []:
+        if m.get("Destination") == TOKEN_IN_CONTAINER:
+            try:
+                return Path(m["Source"]).read_text(encoding="utf-8").strip()
+            except OSError:
+                return None
+    return None
