@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
-import zipfile
-from pathlib import Path
 
 import pytest
-from conftest import BASE, TAG_PREFIX, labctl
+from conftest import BASE, TAG_PREFIX, labctl, make_wheel
 
 from labctl.config.lab import load_lab
 from labctl.engine import Engine
@@ -137,34 +133,13 @@ def test_ctrl_c_stops_build_and_leaves_no_container(docker_client, lab_factory):
     assert docker_client.images.list(name=f"{TAG_PREFIX}slowapt") == []
 
 
-def _wheel(folder: Path, name: str, version: str) -> Path:
-    """A minimal pure-Python wheel of a package that no index holds."""
-    dist = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": f"VERSION = {version!r}\n",
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
-                         "Tag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    files[f"{dist}/RECORD"] = "\n".join([*record, f"{dist}/RECORD,,"]) + "\n"
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
-    return wheel
-
-
 def test_wheelhouse_is_served_to_the_build_and_kept_out_of_the_image(docker_client,
                                                                      lab_factory):
     spec = f"base: {BASE}\npip: [labctl-wheelhouse-probe]\n"
     root = lab_factory({"wh": spec}, settings="wheelhouse: wheels\n")
     wheels = root / "wheels"
     wheels.mkdir(mode=0o700)  # readable by its owner only: served as the host user
-    _wheel(wheels, "labctl_wheelhouse_probe", "1.0")
+    make_wheel(wheels, "labctl_wheelhouse_probe", "1.0")
     before = {c.id for c in docker_client.containers.list(all=True)}
     proc = labctl("build", "wh", "--progress", "plain", cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -177,10 +152,24 @@ def test_wheelhouse_is_served_to_the_build_and_kept_out_of_the_image(docker_clie
     # The server container is gone once the build is done.
     assert {c.id for c in docker_client.containers.list(all=True)} - before == set()
     # A new wheel in the wheelhouse outdates the image; the next build installs it.
-    _wheel(wheels, "labctl_wheelhouse_probe", "1.1")
+    make_wheel(wheels, "labctl_wheelhouse_probe", "1.1")
     assert '"state": "outdated"' in labctl("list", "--json", cwd=root, check=True).stdout
     labctl("build", "wh", cwd=root, check=True)
     out = docker_client.containers.run(
         tag, ["python", "-c", "import labctl_wheelhouse_probe as p; print(p.VERSION)"],
         remove=True).decode()
     assert out.strip() == "1.1"
+
+
+def test_build_json_is_one_result_per_spec(docker_client, lab_factory):
+    import json
+
+    root = lab_factory({"small": SMALL})
+    proc = labctl("build", "small", "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    (res,) = json.loads(proc.stdout)  # progress went to stderr
+    assert res["spec"] == "small" and res["tag"] == f"{TAG_PREFIX}small:latest"
+    assert res["image_id"] == docker_client.images.get(res["tag"]).id
+    assert {"seconds", "steps", "cached_steps", "size", "status"} <= set(res)
+    again = json.loads(labctl("build", "small", "--json", cwd=root, check=True).stdout)
+    assert again[0]["status"] == "current" and again[0]["image_id"] == res["image_id"]

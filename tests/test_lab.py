@@ -331,3 +331,99 @@ def test_list_shows_an_invalid_spec_beside_the_valid_ones(tmp_path: Path) -> Non
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert rows["broken"]["state"] == "invalid" and "pipp" in rows["broken"]["error"]
     assert rows["d2l"]["state"] == "unknown"  # no engine: the valid specs still listed
+
+
+# --- hardening: volumes, settings, files of another encoding ---------------------------------
+
+
+def _volumes(root: Path, body: str) -> None:
+    (root / VOLUMES_FILE).write_text("volumes:\n" + body)
+
+
+@pytest.mark.parametrize("host", ["/", "/etc", "~root", "/var/run", "/home"])
+def test_volume_host_folders_of_the_system_are_refused(tmp_path: Path, host: str) -> None:
+    root = make_lab(tmp_path / "lab")
+    _volumes(root, f"  data: {{host: '{host}', container: /data}}\n")
+    with pytest.raises(LabError) as info:
+        load_lab(str(root), environ={})
+    assert info.value.file == str(root / VOLUMES_FILE) and "volumes.data.host" in info.value.message
+    assert info.value.fix
+
+
+def test_a_volume_host_link_to_the_system_is_refused(tmp_path: Path) -> None:
+    root = make_lab(tmp_path / "lab")
+    (root / "data").symlink_to("/etc")
+    with pytest.raises(LabError, match="system folder"):
+        load_lab(str(root), environ={})
+
+
+@pytest.mark.parametrize(("body", "key"), [
+    ("  data: {host: data, container: /data, subdirs: ['../../x']}\n", "subdirs"),
+    ("  data: {host: data, container: /etc}\n", "container"),
+    ("  data: {host: data, container: /data, env: {LABCTL_UID: '0'}}\n", "env"),
+    ("  data: {host: data, container: /data, env: {X: '$HOME/x'}}\n", "env"),
+])
+def test_volume_values_are_validated(tmp_path: Path, body: str, key: str) -> None:
+    root = make_lab(tmp_path / "lab")
+    _volumes(root, body)
+    with pytest.raises(LabError) as info:
+        load_lab(str(root), environ={})
+    assert any(key in d for d in info.value.details), info.value.details
+
+
+@pytest.mark.parametrize(("settings", "key"), [
+    ("network: {https_proxy: 'http://x:1\\nRUN id'}\n", "https_proxy"),
+    ("network: {http_proxy: 'not a url'}\n", "http_proxy"),
+    ("network: {no_proxy: 'a;rm -rf /'}\n", "no_proxy"),
+    ("tag_prefix: 'Bad Prefix/'\n", "tag_prefix"),
+    ("bind: localhostt\n", "bind"),
+    ("bind: ''\n", "bind"),
+])
+def test_settings_values_are_validated(tmp_path: Path, settings: str, key: str) -> None:
+    root = make_lab(tmp_path / "lab", settings)
+    with pytest.raises(LabError) as info:
+        load_lab(str(root), environ={})
+    assert info.value.file == str(root / SETTINGS_FILE)
+    assert any(d.startswith(f"{key}:") or f".{key}:" in d for d in info.value.details)
+
+
+def test_an_invalid_proxy_variable_is_named(tmp_path: Path) -> None:
+    root = make_lab(tmp_path / "lab")
+    with pytest.raises(LabError) as info:
+        load_lab(str(root), environ={"https_proxy": "http://x\nRUN id"})
+    assert "https_proxy" in (info.value.fix or "")
+
+
+def test_one_unreadable_spec_does_not_break_list(tmp_path: Path) -> None:
+    root = make_lab(tmp_path / "lab", "tag_prefix: labctl-t/\n", {"good": "pip: [six]\n"})
+    (root / "images" / "utf16.yaml").write_bytes("pip: [six]\n".encode("utf-16"))
+    proc = run_cli("list", "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["utf16"]["state"] == "invalid" and "UTF-16" in rows["utf16"]["error"]
+    assert rows["good"]["state"] != "invalid"
+
+
+def test_a_utf16_settings_file_is_one_clear_error(tmp_path: Path) -> None:
+    root = make_lab(tmp_path / "lab")
+    (root / SETTINGS_FILE).write_bytes("bind: 127.0.0.1\n".encode("utf-16"))
+    proc = run_cli("list", cwd=root)
+    assert proc.returncode == 1 and "UTF-16" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_bad_tag_is_refused_before_building(tmp_path: Path) -> None:
+    root = make_lab(tmp_path / "lab", "", {"x": "pip: [six]\n"})
+    proc = run_cli("build", "x", "--tag", "Bad Tag", cwd=root)
+    assert proc.returncode == 1 and "--tag" in proc.stderr and "step" not in proc.stdout
+
+
+def test_init_json(tmp_path: Path) -> None:
+    import json
+
+    proc = run_cli("init", str(tmp_path / "new"), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["lab"] == str((tmp_path / "new").resolve())
+    assert any(f["path"].endswith("volumes.yaml") and f["written"] for f in out["files"])

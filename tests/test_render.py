@@ -575,3 +575,15 @@ def test_jupyter_without_jupyterlab_installs_it(tmp_path: Path) -> None:
     ctx = render_spec(lab, "j")
     assert ctx.files["labctl/requirements-lab.txt"] == b"six\njupyterlab>=4.4,<5\n"
     assert "jupyter" in ctx.dockerfile.splitlines()[-1]
+
+
+def test_cli_render_json(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab")
+    out = tmp_path / "ctx"
+    proc = subprocess.run([sys.executable, "-m", "labctl", "render", "d2l", "--context",
+                           str(out), "--json"], cwd=lab.root, text=True, capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["context"] == str(out.resolve()) and "Dockerfile" in info["files"]
+    assert len(info["hash"]) == 16

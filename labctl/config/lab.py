@@ -20,6 +20,7 @@ from labctl.config.spec import (
     EnvKey,
     ImageSpec,
     Line,
+    PathText,
     RelPath,
     Url,
     load_spec,
@@ -45,7 +46,7 @@ class _Strict(BaseModel):
 class Volume(_Strict):
     """A host folder shared by every image in the lab, and the variables that point tools at it."""
 
-    host: Line
+    host: PathText
     container: MountTarget
     env: dict[EnvKey, Plain] = Field(default_factory=dict)
     subdirs: list[RelPath] = Field(default_factory=list)
@@ -63,12 +64,12 @@ class NetworkSettings(_Strict):
     http_proxy: Proxy | None = None
     https_proxy: Proxy | None = None
     no_proxy: NoProxy | None = None
-    ca_bundle: Line | None = None  # extra CA certificates trusted during builds
+    ca_bundle: PathText | None = None  # extra CA certificates trusted during builds
 
 
 class LabSettings(_Strict):
     network: NetworkSettings = NetworkSettings()
-    wheelhouse: Line | None = None  # a folder of wheels preferred over the index
+    wheelhouse: PathText | None = None  # a folder of wheels preferred over the index
     tag_prefix: TagPrefix = "labctl/"
     bind: Bind = "127.0.0.1"  # where published ports listen
 
@@ -98,21 +99,23 @@ def _from_env(settings: LabSettings, environ: dict[str, str]) -> LabSettings:
         net["extra_index_urls"] = [u for u in extra.split() if u.startswith(("http", "https"))]
         taken["extra_index_urls"] = "PIP_EXTRA_INDEX_URL"
     wheelhouse = settings.wheelhouse or environ.get("LABCTL_WHEELHOUSE") or None
+    if wheelhouse and not settings.wheelhouse:
+        taken["wheelhouse"] = "LABCTL_WHEELHOUSE"
     try:
-        return settings.model_copy(
-            update={"network": NetworkSettings(**net), "wheelhouse": wheelhouse}
-        )
+        return LabSettings(**{**settings.model_dump(), "network": net, "wheelhouse": wheelhouse})
     except ValidationError as e:
-        details = []
-        for err in e.errors():
-            key = str(err["loc"][0]) if err["loc"] else "?"
-            details.append(f"{taken.get(key, key)}: {err['msg'].removeprefix('Value error, ')}")
-        names = ", ".join(dict.fromkeys(taken.get(str(err["loc"][0]), "")
-                                        for err in e.errors() if err["loc"])) or "that variable"
+        def setting(loc: tuple[object, ...]) -> str:  # network.https_proxy -> https_proxy
+            return str(loc[1] if loc[:1] == ("network",) and len(loc) > 1 else loc[0])
+
+        keys = [setting(tuple(err["loc"])) for err in e.errors() if err["loc"]]
+        details = [f"{taken.get(k, k)}: {err['msg'].removeprefix('Value error, ')}"
+                   for k, err in zip(keys, e.errors(), strict=False)]
+        names = ", ".join(dict.fromkeys(taken[k] for k in keys if k in taken))
         raise LabError(
             "a network setting taken from the environment is invalid",
             details=details,
-            fix=f"correct (or unset) {names}, or set the value in labctl.yaml's network:",
+            fix=f"correct (or unset) {names or 'that variable'}, or set the value in"
+            " labctl.yaml's network:",
         ) from None
 
 

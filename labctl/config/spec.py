@@ -36,6 +36,7 @@ EnvName = Annotated[str, AfterValidator(v.env_name)]
 EnvKey = Annotated[str, AfterValidator(v.env_key)]
 Quoted = Annotated[str, AfterValidator(v.quoted_value)]
 Line = Annotated[str, AfterValidator(v.no_control)]
+PathText = Annotated[str, AfterValidator(v.path_text)]
 AbsPath = Annotated[str, AfterValidator(v.abs_path)]
 Workdir = Annotated[str, AfterValidator(v.workdir)]
 RelPath = Annotated[str, AfterValidator(v.rel_path)]
@@ -147,7 +148,7 @@ class ImageSpec(_Strict):
     extras: list[Req] = Field(default_factory=list)
     index_url: Url | None = None
     extra_index_urls: list[Url] = Field(default_factory=list)
-    wheelhouse: Line | None = None
+    wheelhouse: PathText | None = None
     env: dict[EnvKey, Quoted] = Field(default_factory=dict)
     jupyter: JupyterSpec | None = None
     command: list[Line] | None = None

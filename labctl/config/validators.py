@@ -263,8 +263,17 @@ def torch_variant(value: str) -> str:
 
 
 def name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(f"{value!r} must be lower-case letters, digits, '.', '_' or '-'")
+    if not _NAME.fullmatch(value) or len(value) > 100:
+        raise ValueError(f"{value!r} must be lower-case letters, digits, '.', '_' or '-'"
+                         " (at most 100)")
+    return value
+
+
+def path_text(value: str) -> str:
+    """A host path given as text: one line, no name longer than the file system takes."""
+    no_control(value)
+    if len(value) > 4096 or any(len(p.encode()) > 255 for p in value.split("/")):
+        raise ValueError(f"{value[:60]!r}... is longer than a path can be")
     return value
 
 

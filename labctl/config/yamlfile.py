@@ -118,8 +118,9 @@ def read(path: Path, *, optional: bool = False) -> Document:
     except IsADirectoryError:
         raise LabError("is a folder, not a YAML file", file=str(path)) from None
     text = _decode(path, raw)
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # refuses control characters already
         node = loader.get_single_node()
         builder = _Builder(path, loader)
         data = builder.build(node) if node is not None else None
@@ -133,7 +134,8 @@ def read(path: Path, *, optional: bool = False) -> Document:
         raise LabError("is nested too deeply to be a spec", file=str(path),
                        fix="no real spec nests more than a few levels") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return Document(path, {})
     if not isinstance(data, dict):

@@ -73,7 +73,7 @@ def make_plan(engine: Engine, lab: Lab, name: str, *, user: bool, srcs: list[str
     image = lab.image_tag(name)
     if engine.image(image) is None:
         raise LabError(f"the image {image} is not built yet", fix=f"labctl build {name}")
-    addresses = bind_addresses(bind or lab.settings.bind, has_ipv6_loopback())
+    addresses = bind_addresses(lab.settings.bind if bind is None else bind, has_ipv6_loopback())
     runs_jupyter = bool(spec.jupyter and spec.jupyter.enabled and not command)
     token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
     return plan_run(

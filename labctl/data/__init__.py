@@ -1,0 +1,1 @@
+"""Datasets and weights: the catalogue, what the lab folders hold, downloads, imports, scans."""
