@@ -173,3 +173,21 @@ def test_build_json_is_one_result_per_spec(docker_client, lab_factory):
     assert {"seconds", "steps", "cached_steps", "size", "status"} <= set(res)
     again = json.loads(labctl("build", "small", "--json", cwd=root, check=True).stdout)
     assert again[0]["status"] == "current" and again[0]["image_id"] == res["image_id"]
+
+
+def test_add_keeps_a_package_and_rebuilds_only_its_layer(docker_client, lab_factory):
+    import json
+
+    root = lab_factory({"small": "# a small lab\n" + SMALL})
+    labctl("build", "small", cwd=root, check=True)
+    proc = labctl("add", "small", "tomli-w==1.0.0", "--json", cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["extras"] == ["idna==3.7", "tomli-w==1.0.0"]
+    text = (root / "images" / "small.yaml").read_text()
+    assert text.startswith("# a small lab\n") and "tomli-w==1.0.0" in text
+    build = out["build"]
+    assert build["steps"] - build["cached_steps"] <= 9, build  # the extras layer and after
+    got = docker_client.containers.run(f"{TAG_PREFIX}small:latest", ["python", "-c",
+                                       "import tomli_w, idna; print('ok')"], remove=True)
+    assert got.decode().strip() == "ok"

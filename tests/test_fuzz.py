@@ -120,3 +120,18 @@ def test_shipped_specs_with_a_splice(tmp_path_factory, cut: int, insert: str) ->
         (root / "images" / src.name).write_text(text[:at] + insert + text[at:],
                                                 encoding="utf-8", errors="surrogatepass")
     _no_traceback(root)
+
+
+@FUZZ
+@given(entries=st.dictionaries(st.one_of(st.text(max_size=10), TRICKY), st.dictionaries(
+    st.sampled_from(["description", "volume", "files", "labs", "library", "uses", "x"]),
+    VALUES, max_size=6), max_size=3))
+def test_a_labs_datasets_file(tmp_path_factory, entries: dict) -> None:
+    from labctl.data import catalogue
+
+    root = _lab(tmp_path_factory.getbasetemp() / "fuzz-datasets")
+    (root / "datasets.yaml").write_bytes(_as_yaml({"entries": entries}))
+    try:
+        catalogue.load(root)
+    except LabError as e:
+        assert e.file and e.message

@@ -6,6 +6,7 @@ d2l runs on every test run; fastai, yolo-cpu and yolo-gpu with --slow.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -40,8 +41,6 @@ def build_and_check(lab: Path, name: str, docker_client) -> None:
     for r in results:
         print(f"  check {r['name']}: {r['status']} in {r['seconds']:.0f}s")
     # Everything the checks wrote into the shared folders belongs to the user.
-    import os
-
     for folder in ("data", "cache", "models", "ultralytics"):
         for p in (lab / folder).rglob("*") if (lab / folder).exists() else []:
             assert p.lstat().st_uid == os.getuid(), p
@@ -71,7 +70,177 @@ def test_d2l_lab_builds_checks_and_opens_jupyter(shipped_lab: Path, docker_clien
         labctl("stop", *ours, cwd=shipped_lab)
 
 
+def _idx(kind: int, shape: tuple[int, ...], data: bytes) -> bytes:
+    """An IDX file (the format of MNIST and Fashion-MNIST): magic, dimensions, data."""
+    head = bytes([0, 0, 8, kind]) + b"".join(n.to_bytes(4, "big") for n in shape)
+    return head + data
+
+
+def _fashion_standin(folder: Path) -> dict[str, str]:
+    """Synthetic Fashion-MNIST files (200 train, 50 test): the names torchvision looks for,
+    gzipped; their md5s for the test's datasets.yaml."""
+    import gzip
+    import hashlib
+    import random
+
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    md5 = {}
+    for split, n in (("train", 200), ("t10k", 50)):
+        labels = bytes(rng.randrange(10) for _ in range(n))
+        images = bytes(rng.randrange(256) for _ in range(n * 28 * 28))
+        for name, raw in ((f"{split}-images-idx3-ubyte", _idx(3, (n, 28, 28), images)),
+                          (f"{split}-labels-idx1-ubyte", _idx(1, (n,), labels))):
+            data = gzip.compress(raw, mtime=0)
+            (folder / f"{name}.gz").write_bytes(data)
+            md5[f"{name}.gz"] = hashlib.md5(data).hexdigest()
+    return md5
+
+
+def test_d2l_book_chapters_run_offline_with_imported_data(shipped_lab: Path, tmp_path: Path
+                                                         ) -> None:
+    import hashlib
+
+    import yaml
+
+    md5 = _fashion_standin(tmp_path / "fashion")
+    standin = tmp_path / "labctl-standin.csv"
+    standin.write_text("a,b\n1,2\n3,4\n5,6\n")
+    sha1 = hashlib.sha1(standin.read_bytes()).hexdigest()
+    base = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    entries = {
+        "fashion-mnist": {  # the stand-in takes the shipped entry's name, and its places
+            "description": "Fashion-MNIST stand-in", "volume": "data", "files": [
+                {"urls": [base + f], "to": f"FashionMNIST/raw/{f}", "md5": m,
+                 "extract": "gunzip"} for f, m in md5.items()]},
+        "d2l-standin": {"description": "a d2l.download stand-in", "volume": "data", "files": [
+            {"urls": ["http://d2l-data.s3-accelerate.amazonaws.com/labctl-standin.csv"],
+             "to": "labctl-standin.csv", "sha1": sha1}]},
+    }
+    (shipped_lab / "datasets.yaml").write_text(yaml.safe_dump({"entries": entries}))
+    try:
+        for name, src in (("fashion-mnist", tmp_path / "fashion"), ("d2l-standin", standin)):
+            imported = labctl("data", "import", name, str(src), cwd=shipped_lab)
+            assert imported.returncode == 0, imported.stderr
+        raw = shipped_lab / "data" / "FashionMNIST" / "raw"
+        assert (raw / "train-images-idx3-ubyte").is_file()  # unpacked where torchvision looks
+        for p in [raw, *raw.iterdir()]:
+            assert p.stat().st_uid == os.getuid(), p
+        checks = shipped_lab / "images" / "checks"
+        shutil.copy(REPO / "tests" / "fixtures" / "books" / "d2l_chapters.py", checks)
+        (checks / "standin.sha1").write_text(sha1)
+        (shipped_lab / "images" / "d2l-book.yaml").write_text(
+            "extends: d2l\nchecks:\n  - {name: chapters, script: checks/d2l_chapters.py,"
+            " timeout: 900}\n")
+        built = labctl("build", "d2l-book", cwd=shipped_lab, timeout=1800)
+        assert built.returncode == 0, built.stdout[-2000:] + built.stderr
+        checked = labctl("check", "d2l-book", "--json", cwd=shipped_lab, timeout=1800)
+        results = json.loads(checked.stdout or "[]")
+        assert checked.returncode == 0 and results[0]["status"] == "pass", \
+            results[0]["output"][-4000:] if results else checked.stderr
+    finally:
+        (shipped_lab / "datasets.yaml").unlink(missing_ok=True)
+        (shipped_lab / "images" / "d2l-book.yaml").unlink(missing_ok=True)
+
+
+def test_the_book_at_any_level_shares_its_data(shipped_lab: Path, tmp_path: Path) -> None:
+    book = tmp_path / "d2l-zh"
+    for ch in ("chapter_preliminaries", "chapter_linear-networks"):
+        (book / "pytorch" / ch).mkdir(parents=True)
+    (book / "pytorch" / "img").mkdir()
+    (book / "README.md").write_text("# d2l-zh")
+    before = sorted(book.rglob("*"))
+    for src, data_path in ((book, "d2l-zh/pytorch/data"), (book / "pytorch", "pytorch/data")):
+        started = labctl("run", "d2l", "--user", "-d", "--json", "--src", str(src),
+                         cwd=shipped_lab, timeout=600)
+        try:
+            assert started.returncode == 0, started.stderr
+            info = json.loads(started.stdout)
+            token = Path(info["token_file"]).read_text()
+            base = info["url"].split("/lab?")[0]
+            auth = {"Authorization": f"token {token}"}
+            name = f"from-jupyter-{src.name}.txt"
+            put = requests.put(f"{base}/api/contents/{data_path}/{name}", headers=auth,
+                               json={"type": "file", "format": "text", "content": "x"},
+                               timeout=10)
+            assert put.status_code in (200, 201), put.text
+            assert (shipped_lab / "data" / name).read_text() == "x"  # the lab's data folder
+            assert (shipped_lab / "data" / name).stat().st_uid == os.getuid()
+        finally:
+            labctl("stop", "--all", cwd=shipped_lab)
+    assert sorted(book.rglob("*")) == before  # labctl made nothing in the book
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["fastai", "yolo-cpu", "yolo-gpu"])
 def test_slow_labs(shipped_lab: Path, docker_client, name: str) -> None:
     build_and_check(shipped_lab, name, docker_client)
+
+
+def _check_spec(lab: Path, name: str, parent: str, command: str) -> dict:
+    """Build NAME (PARENT with one offline check running COMMAND) and run its check."""
+    (lab / "images" / f"{name}.yaml").write_text(
+        f"extends: {parent}\nchecks:\n  - name: book\n    run: {json.dumps(command)}\n"
+        "    timeout: 900\n")
+    built = labctl("build", name, cwd=lab, timeout=3600)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr
+    checked = labctl("check", name, "--json", cwd=lab, timeout=1800)
+    results = json.loads(checked.stdout or "[]")
+    assert results, checked.stderr
+    return results[0]
+
+
+@pytest.mark.slow
+def test_fastai_untar_data_finds_an_imported_dataset(shipped_lab: Path, tmp_path: Path) -> None:
+    import hashlib
+    import io
+    import tarfile
+
+    import yaml
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("labctl_standin/readme.txt")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+    tgz = tmp_path / "labctl_standin.tgz"
+    tgz.write_bytes(buf.getvalue())
+    url = "https://s3.amazonaws.com/fast-ai-sample/labctl_standin.tgz"
+    (shipped_lab / "datasets.yaml").write_text(yaml.safe_dump({"entries": {"fastai-standin": {
+        "description": "a stand-in at a fastai URL", "volume": "cache", "files": [
+            {"urls": [url], "to": "fastai/archive/labctl_standin.tgz",
+             "md5": hashlib.md5(tgz.read_bytes()).hexdigest()}]}}}))
+    try:
+        assert labctl("data", "import", "fastai-standin", str(tgz),
+                      cwd=shipped_lab).returncode == 0
+        r = _check_spec(shipped_lab, "fastai-book", "fastai",
+                        "python -c \"from fastai.data.external import untar_data; "
+                        f"p = untar_data('{url}'); print(p, (p / 'readme.txt').read_text())\"")
+        assert r["status"] == "pass" and "labctl_standin hi" in r["output"], r["output"][-3000:]
+    finally:
+        (shipped_lab / "datasets.yaml").unlink(missing_ok=True)
+        (shipped_lab / "images" / "fastai-book.yaml").unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+def test_yolo_finds_imported_weights(shipped_lab: Path) -> None:
+    # A checkpoint of the YOLO11n architecture (random weights: the real file is on GitHub).
+    made = labctl("run", "yolo-cpu", "--user", "--", "python", "-c",
+                  "import torch; from ultralytics import YOLO; m = YOLO('yolo11n.yaml');"
+                  " torch.save({'model': m.model, 'train_args': {}},"
+                  " '/workspace/work/yolo11n.pt')", cwd=shipped_lab, timeout=600)
+    assert made.returncode == 0, made.stderr
+    weights = shipped_lab / "work" / "yolo11n.pt"
+    imported = labctl("data", "import", "yolo11n", str(weights), cwd=shipped_lab)
+    assert imported.returncode == 0, imported.stderr
+    assert (shipped_lab / "ultralytics" / "weights" / "yolo11n.pt").is_file()
+    try:
+        r = _check_spec(shipped_lab, "yolo-book", "yolo-cpu",
+                        "cd /tmp && python -c \"from ultralytics import YOLO; "
+                        "from ultralytics.utils import ASSETS; m = YOLO('yolo11n.pt'); "
+                        "print('found', m.ckpt_path); m.predict(ASSETS / 'bus.jpg', imgsz=320,"
+                        " device='cpu', verbose=False)\"")
+        assert r["status"] == "pass" and "/ultralytics/weights/yolo11n.pt" in r["output"], \
+            r["output"][-3000:]
+    finally:
+        (shipped_lab / "images" / "yolo-book.yaml").unlink(missing_ok=True)

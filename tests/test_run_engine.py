@@ -189,3 +189,29 @@ def test_ctrl_c_stops_and_removes_foreground_lab(docker_client, lab: Path) -> No
     assert proc.wait(timeout=60) == 130
     assert docker_client.containers.list(all=True, filters={"label": "org.labctl.spec=tiny"}) \
         == []
+
+
+def test_pip_install_works_as_the_learner_for_the_containers_life(lab: Path) -> None:
+    proc = run(lab, "tiny", "--user", "--", "bash", "-c",
+               "pip install -q --disable-pip-version-check tomli-w==1.0.0 && python -c"
+               " 'import tomli_w, site; print(tomli_w.__file__.startswith(site.USER_SITE))'")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split()[-1] == "True"
+    again = run(lab, "tiny", "--user", "--", "python", "-c", "import tomli_w")
+    assert again.returncode == 1  # that container's life only: `labctl add` keeps it
+
+
+def test_a_failed_download_names_the_labctl_command(lab: Path) -> None:
+    code = ("import urllib.request; urllib.request.urlopen("
+            "'http://d2l-data.s3-accelerate.amazonaws.com/airfoil_self_noise.dat', timeout=5)")
+    proc = run(lab, "tiny", "--user", "--", "python", "-c", code)
+    if proc.returncode == 0:
+        pytest.skip("this machine reaches the dataset's host")
+    out = proc.stdout + proc.stderr  # the lab's own output comes on stdout
+    assert "labctl data get d2l-airfoil" in out, out[-2000:]
+    assert "labctl data import d2l-airfoil" in out
+
+
+def test_run_says_whether_the_lab_has_the_gpu(lab: Path) -> None:
+    proc = run(lab, "tiny", "--user", "--", "true")
+    assert proc.returncode == 0 and "tiny: CPU" in proc.stderr

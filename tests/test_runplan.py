@@ -73,16 +73,17 @@ def test_src_mounts_and_workdir(lab, tmp_path: Path) -> None:
 
 def test_src_volumes_book_data_convention(lab, tmp_path: Path) -> None:
     book = tmp_path / "d2l-zh"
-    book.mkdir()
+    (book / "chapter_preliminaries").mkdir(parents=True)
     p = plan(lab, "book", srcs=[str(book)])
     mounts = {m.target: m.source for m in p.mounts}
     assert mounts["/workspace/d2l-zh/data"] == lab.root / "data"
-    assert book / "data" in p.host_dirs
+    assert not (book / "data").exists()  # labctl makes no folder in the learner's tree
     # A learner's own non-empty data folder is never covered.
     (book / "data").mkdir()
     (book / "data" / "mine.csv").write_text("x")
     p2 = plan(lab, "book", srcs=[str(book)])
-    assert "/workspace/d2l-zh/data" not in {m.target for m in p2.mounts}
+    assert {m.target: m.source for m in p2.mounts}["/workspace/d2l-zh/data"] == book / "data"
+    assert any("already holds files" in w for w in p2.warnings)
 
 
 def test_jupyter_token_ports_and_url(lab) -> None:
@@ -142,10 +143,47 @@ def test_sources_mount_under_the_specs_workdir(tmp_path: Path) -> None:
     p = plan(lab, "book")
     targets = {m.target: m.source for m in p.mounts}
     assert targets["/srv/book/work"] == lab.root / "work" and p.workdir == "/srv/book/work"
-    assert targets["/srv/book/work/data"] == lab.root / "data"
     src = tmp_path / "d2l-zh"
-    src.mkdir()
-    assert plan(lab, "book", srcs=[str(src)]).workdir == "/srv/book/d2l-zh"
+    (src / "chapter_x").mkdir(parents=True)
+    book = plan(lab, "book", srcs=[str(src)])
+    assert book.workdir == "/srv/book/d2l-zh"
+    assert {m.target: m.source for m in book.mounts}["/srv/book/d2l-zh/data"] == lab.root / "data"
+
+
+@pytest.fixture
+def d2l_zh(tmp_path: Path) -> Path:
+    """The layout of the book's notebooks: d2l-zh/pytorch/chapter_*/*.ipynb, img/ beside."""
+    root = tmp_path / "d2l-zh"
+    for lang in ("pytorch", "mxnet"):
+        for ch in ("chapter_preliminaries", "chapter_linear-networks"):
+            (root / lang / ch).mkdir(parents=True)
+            (root / lang / ch / "x.ipynb").write_text("{}")
+        (root / lang / "img").mkdir()
+        (root / lang / "index.ipynb").write_text("{}")
+    (root / "README.md").write_text("# d2l-zh")
+    return root
+
+
+@pytest.mark.parametrize(("level", "dest", "data_at"), [
+    ("", "/workspace/d2l-zh", "/workspace/d2l-zh/pytorch/data"),
+    ("pytorch", "/workspace/pytorch", "/workspace/pytorch/data"),
+    ("pytorch/chapter_preliminaries", "/workspace/pytorch/chapter_preliminaries",
+     "/workspace/pytorch/data"),
+])
+def test_the_books_data_is_the_labs_at_any_level(lab, d2l_zh: Path, level: str, dest: str,
+                                                 data_at: str) -> None:
+    before = sorted(p for p in d2l_zh.rglob("*"))
+    p = plan(lab, "book", srcs=[str(d2l_zh / level) if level else str(d2l_zh)])
+    targets = {m.target: m.source for m in p.mounts}
+    assert targets[data_at] == lab.root / "data"
+    assert p.workdir == dest
+    if level != "pytorch/chapter_preliminaries":  # the chapters and what is beside them
+        book = data_at.rsplit("/", 1)[0]
+        assert targets[f"{book}/chapter_preliminaries"] == d2l_zh / "pytorch" / \
+            "chapter_preliminaries"
+        assert targets[f"{book}/img"] == d2l_zh / "pytorch" / "img"
+        assert targets[f"{book}/index.ipynb"] == d2l_zh / "pytorch" / "index.ipynb"
+    assert sorted(p for p in d2l_zh.rglob("*")) == before  # nothing made in the book
 
 
 # --- hardening: binds, mount targets, host folders -------------------------------------------

@@ -12,11 +12,11 @@ import signal
 import click
 
 from labctl import __version__
-from labctl.cli import diagnose, images, reproduce, running, setup
+from labctl.cli import data, diagnose, images, reproduce, running, setup
 
 SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
-    ("Set up", (setup.init, setup.base)),
-    ("Build", (images.list_, images.render, images.build)),
+    ("Set up", (setup.init, setup.base, data.data)),
+    ("Build", (images.list_, images.render, images.build, images.add)),
     ("Run", (running.run, running.shell, running.ps, running.logs, running.stop,
              running.check)),
     ("Reproduce", (reproduce.lock, reproduce.freeze, reproduce.diff)),

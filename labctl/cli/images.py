@@ -115,3 +115,66 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
             )
     if as_json:
         ui.dump_json([r.as_dict() for r in results])
+
+
+@click.command()
+@click.argument("name")
+@click.argument("packages", nargs=-1, required=True)
+@click.option("--no-build", is_flag=True, help="Only write the spec (and the lock).")
+@json_option
+@lab_option
+@friendly
+def add(name: str, packages: tuple[str, ...], no_build: bool, as_json: bool,
+        lab_dir: str | None) -> None:
+    """Keep PACKAGES in lab NAME: its spec's extras, its lock, a rebuild of that layer."""
+    import os
+
+    from labctl.cli import ui
+    from labctl.config import validators, yamlfile
+    from labctl.config.edit import add_extras
+    from labctl.image.build import build as do_build
+    from labctl.image.render import render as do_render
+    from labctl.lock import lockfile
+    from labctl.lock.resolve import lock as do_lock
+
+    for p in packages:
+        try:
+            validators.requirement(p)
+        except ValueError as e:
+            raise LabError(f"{p}: {e}", fix="name packages as pip does, e.g. seaborn==0.13.2"
+                           ) from None
+    lab = load(lab_dir)
+    spec = lab.spec(name)
+    path = lab.images_dir / f"{name}.yaml"
+    doc = yamlfile.read(path)
+    text = path.read_text(encoding="utf-8")
+    new_text = add_extras(doc, text, list(packages),
+                          [] if "extras" in doc.data else list(spec.extras))
+    tmp = path.with_name(f".{path.name}.labctl-tmp")
+    tmp.write_text(new_text, encoding="utf-8")
+    os.replace(tmp, path)
+    try:  # the file must say what was meant, or it goes back as it was
+        after = lab.spec(name)
+        assert after.extras == [*spec.extras, *packages], after.extras
+    except (LabError, AssertionError):
+        path.write_text(text, encoding="utf-8")
+        raise
+    result: dict[str, object] = {"spec": name, "file": str(path), "added": list(packages),
+                                 "extras": after.extras}
+    say = ui.err_console.print
+    say(f"{lab.rel(path)}: extras += {', '.join(packages)}")
+    e = engine(lab)
+    if lockfile.read_lock(lockfile.lock_path(after, lab.images_dir), name) is not None:
+        res = do_lock(e, lab, after)
+        result["lock"] = res.as_dict()
+        say(f"{lab.rel(res.path)}: " + (", ".join(f"{c.package} {c.old or '-'} -> {c.new}"
+                                                   for c in res.changes) or "no change"))
+    if not no_build:
+        ctx = do_render(lab, after)
+        with ui.BuildProgress(name, "auto", ui.err_console) as show:
+            built = do_build(e, lab, ctx, lab.image_tag(name), on_event=show)
+        result["build"] = built.as_dict()
+        say(f"built {built.tag} in {built.seconds:.0f}s ({built.cached_steps} of"
+            f" {built.steps} steps from cache)")
+    if as_json:
+        ui.dump_json(result)

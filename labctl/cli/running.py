@@ -26,6 +26,8 @@ GPUS = click.option("--gpus", type=click.Choice(["auto", "all", "none"]), defaul
               help="Host port for Jupyter (default: the next free one).")
 @click.option("--bind", help="Host address to publish ports on (default 127.0.0.1).")
 @GPUS
+@click.option("--no-compat", is_flag=True,
+              help="Run without the spec's book-compatibility shims (LABCTL_COMPAT=off).")
 @click.option("-d", "--detach", is_flag=True, help="Run in the background.")
 @click.option("--keep", is_flag=True, help="Keep the container after it stops.")
 @click.option("-v", "--verbose", is_flag=True)
@@ -33,8 +35,8 @@ GPUS = click.option("--gpus", type=click.Choice(["auto", "all", "none"]), defaul
 @lab_option
 @friendly
 def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...],
-        port: int | None, bind: str | None, gpus: str, detach: bool, keep: bool,
-        verbose: bool, as_json: bool, lab_dir: str | None) -> None:
+        port: int | None, bind: str | None, gpus: str, no_compat: bool, detach: bool,
+        keep: bool, verbose: bool, as_json: bool, lab_dir: str | None) -> None:
     """Run lab NAME (JupyterLab, or COMMAND after --)."""
     from labctl.cli import ui
     from labctl.runtime.run import make_plan
@@ -44,6 +46,8 @@ def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...],
     e = engine(lab)
     plan = make_plan(e, lab, name, user=user, srcs=list(srcs),
                      command=list(command) or None, gpus=gpus, bind=bind, port=port)
+    if no_compat:
+        plan.env["LABCTL_COMPAT"] = "off"
     for note in plan.warnings:  # said always: exposure and a GPU lab falling back to CPU
         ui.err_console.print(f"warning: {note}")
     ui.err_console.print(f"{name}: {'GPU (' + plan.gpus + ')' if plan.gpus else 'CPU'}"
@@ -224,6 +228,15 @@ def check(name: str, only: tuple[str, ...], gpus: str, as_json: bool,
     if as_json:
         ui.dump_json([r.__dict__ for r in results])
     else:
+        spec = lab.spec(name)
+        if spec.compat:  # what of the books this lab makes run, and how
+            from labctl.config.spec import compat_items
+
+            items = compat_items()
+            ui.table(f"book compatibility of {name} (LABCTL_COMPAT=off or --no-compat: shims"
+                     " off)", ["item", "serves", "how"],
+                     [[c, "\n".join(items[c].serves), ", ".join(items[c].pip) or
+                       f"shim {items[c].shim}"] for c in spec.compat])
         colour = {"pass": "green", "fail": "red", "timeout": "red"}
         ui.table(f"checks of {name}", ["check", "result", "seconds"],
                  [[r.name, Text(r.status, style=colour[r.status]), f"{r.seconds:.1f}"]

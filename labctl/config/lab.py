@@ -67,8 +67,19 @@ class NetworkSettings(_Strict):
     ca_bundle: PathText | None = None  # extra CA certificates trusted during builds
 
 
+class DataMirror(_Strict):
+    """Where `labctl data get` looks first: a URL prefix of the libraries' downloads, and
+    the prefix of a mirror that holds the same files (a campus mirror, a teacher's server)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: Url = Field(alias="from")
+    to: Url
+
+
 class LabSettings(_Strict):
     network: NetworkSettings = NetworkSettings()
+    data_mirrors: list[DataMirror] = Field(default_factory=list)
     wheelhouse: PathText | None = None  # a folder of wheels preferred over the index
     tag_prefix: TagPrefix = "labctl/"
     bind: Bind = "127.0.0.1"  # where published ports listen
@@ -102,7 +113,8 @@ def _from_env(settings: LabSettings, environ: dict[str, str]) -> LabSettings:
     if wheelhouse and not settings.wheelhouse:
         taken["wheelhouse"] = "LABCTL_WHEELHOUSE"
     try:
-        return LabSettings(**{**settings.model_dump(), "network": net, "wheelhouse": wheelhouse})
+        return LabSettings(**{**settings.model_dump(by_alias=True), "network": net,
+                              "wheelhouse": wheelhouse})
     except ValidationError as e:
         def setting(loc: tuple[object, ...]) -> str:  # network.https_proxy -> https_proxy
             return str(loc[1] if loc[:1] == ("network",) and len(loc) > 1 else loc[0])
@@ -283,4 +295,6 @@ network: {}
 #   ca_bundle: /etc/ssl/certs/corporate-ca.pem
 # wheelhouse: wheels        # a folder of .whl files preferred over the index
 # bind: 127.0.0.1           # where Jupyter and other ports are published
+# data_mirrors:             # tried first by `labctl data get`, in this order
+#   - {from: "http://d2l-data.s3-accelerate.amazonaws.com/", to: "https://mirror.example.edu/d2l/"}
 """

@@ -67,6 +67,34 @@ IMAGE_ENV: dict[str, str] = {
     "VIRTUAL_ENV": "/opt/venv",
     "PATH": "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 }
+class CompatItem(BaseModel):
+    """One row of tables/compat.yaml: a book's code and the pin or shim that runs it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    serves: list[str]
+    pip: list[str] = Field(default_factory=list)
+    shim: str | None = None
+    source: str
+
+
+class CompatTable(BaseModel):
+    items: dict[str, CompatItem]
+
+
+def compat_items() -> dict[str, CompatItem]:
+    from labctl import tables
+
+    return tables.load("compat.yaml", CompatTable).items
+
+
+def _compat_name(value: str) -> str:
+    if value not in compat_items():
+        raise ValueError(f"{value!r} is no book-compatibility item; known:"
+                         f" {', '.join(compat_items())}")
+    return value
+
+
+CompatName = Annotated[str, AfterValidator(_compat_name)]
 # The packages that make `jupyter: {app: ...}` work, added when a spec names none.
 JUPYTER_PACKAGES = {"lab": "jupyterlab>=4.4,<5", "notebook": "notebook>=7,<8"}
 _VAR = re.compile(r"\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}"
@@ -159,11 +187,15 @@ class ImageSpec(_Strict):
     # books' "../data" land in the shared data folder.
     src_volumes: dict[Name, RelPath] = Field(default_factory=dict)
     workdir: Workdir = "/workspace"
-    gpu: GpuSpec | None = None
+    # A mapping: the lab wants the GPU; false: it never uses one; unset: a CUDA torch lab
+    # uses the GPU where the engine has one, the CPU elsewhere (gpu.compat.gpu_use).
+    gpu: GpuSpec | Literal[False] | None = None
     checks: list[CheckSpec] = Field(default_factory=list)
     # Scripts under images/ run at build time as root, after the packages (fonts,
     # settings and caches a lab needs offline).
     prepare: list[Script] = Field(default_factory=list)
+    # Book compatibility items (tables/compat.yaml) the lab carries: pins and shims.
+    compat: list[CompatName] = Field(default_factory=list)
     # Where the spec came from; not YAML keys (load_spec fills them in).
     source: Path | None = Field(default=None, exclude=True)
     chain: tuple[str, ...] = Field(default=(), exclude=True)
@@ -196,15 +228,22 @@ class ImageSpec(_Strict):
 
     @property
     def lab_packages(self) -> list[str]:
-        """What the pip layer installs: the spec's pip list, and JupyterLab (or Notebook)
-        when Jupyter is enabled and the spec names no Jupyter package: a lab that builds
-        must also start."""
+        """What the pip layer installs: the spec's pip list, the pins of its compat items,
+        and JupyterLab (or Notebook) when Jupyter is enabled and the spec names no Jupyter
+        package: a lab that builds must also start."""
+        items = compat_items()
+        out = [*self.pip, *(p for c in self.compat for p in items[c].pip)]
         names = {canonicalize_name(Requirement(r).name)
-                 for r in (*self.pip, *self.pip_nodeps, *self.extras)}
+                 for r in (*out, *self.pip_nodeps, *self.extras)}
         if self.jupyter and self.jupyter.enabled and not names & {"jupyterlab", "notebook",
                                                                   "jupyter"}:
-            return [*self.pip, JUPYTER_PACKAGES[self.jupyter.app]]
-        return list(self.pip)
+            out.append(JUPYTER_PACKAGES[self.jupyter.app])
+        return out
+
+    @property
+    def shims(self) -> list[str]:
+        items = compat_items()
+        return [s for c in self.compat if (s := items[c].shim)]
 
     def origin(self, key: str) -> tuple[Path, int] | None:
         """(file, line) of a key path such as 'pip' or 'torch.version', or of its nearest
@@ -236,7 +275,7 @@ FIX_HINTS: dict[str, str] = {
     "env": "use NAME: \"value\" pairs, values quoted strings on one line without stray quotes"
     " or a trailing backslash; $NAME expands to the image's value ($PATH, $VIRTUAL_ENV ...)",
     "jupyter": "e.g. jupyter: {enabled: true, port: 8888}, or jupyter: true",
-    "gpu": "e.g. gpu: {cuda: '12.8'}",
+    "gpu": "e.g. gpu: {cuda: '12.8'}, or gpu: false for a lab that never uses the GPU",
     "volumes": "name volumes defined in volumes.yaml",
     "workdir": "use an absolute path such as /workspace",
     "command": "write the command as a list: [python, train.py]",
@@ -249,6 +288,7 @@ FIX_HINTS: dict[str, str] = {
     "wheelhouse": "name a folder of .whl files, on one line",
     "src": "list source folders inside the lab folder, one per item (e.g. [books/d2l-zh])",
     "src_volumes": "map a volume to a folder name inside the source, e.g. {data: data}",
+    "compat": "list book-compatibility items of labctl/tables/compat.yaml, e.g. [pandas-1.5]",
 }
 # Keys of ImageSpec that are filled in by load_spec, never read from YAML.
 _INTERNAL_KEYS = ("source", "chain", "where")

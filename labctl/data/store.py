@@ -36,7 +36,8 @@ def volume_root(lab: Lab, name: str, entry: Entry) -> Path:
     if vol is None:
         raise LabError(f"{name} goes into the volume '{entry.volume}', which this lab's"
                        " volumes.yaml does not define",
-                       fix=f"add a volume '{entry.volume}' to volumes.yaml (the shipped one has it)")
+                       fix=f"add a volume '{entry.volume}' to volumes.yaml (the shipped one"
+                       " has it)")
     return lab.host_path(vol)
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from packaging.version import InvalidVersion, Version
 
+from labctl.config.spec import GpuSpec
 from labctl.gpu import tables, torch_wheels
 from labctl.gpu.tables import Arch
 
@@ -419,15 +420,37 @@ def _spec_file(spec: ImageSpec) -> str:
     return f"images/{spec.name}.yaml"
 
 
+GpuUse = Literal["required", "wanted", "optional", "no"]
+
+
+def gpu_use(spec: ImageSpec) -> GpuUse:
+    """How a lab uses the GPU: required / wanted (a gpu: mapping), optional (a CUDA torch
+    wheel and no gpu: key: the GPU where there is one, the CPU elsewhere), no (gpu: false,
+    a CPU wheel, no torch)."""
+    if spec.gpu is False:
+        return "no"
+    if spec.gpu is not None:
+        return "required" if spec.gpu.required else "wanted"
+    if spec.torch is not None:
+        cu = torch_wheels.wheel_cuda(spec.torch.version, spec.torch.variant)
+        if cu and cu.startswith("cu"):
+            return "optional"
+    return "no"
+
+
 def verdict(spec: ImageSpec, gpu: GpuLike | None) -> Verdict:
     """Can this spec's image use this GPU? ok / warn / fail, why, and the spec or driver
     change that fixes it. The wheel's CUDA decides, not the torch version alone."""
-    wants_gpu = spec.gpu is not None
+    use = gpu_use(spec)
+    wants_gpu = use != "no"
     torch = spec.torch
     if torch is None and not wants_gpu:
         return Verdict("ok", "no torch and no gpu: key: nothing here needs a GPU")
     cu = torch_wheels.wheel_cuda(torch.version, torch.variant) if torch else None
     if gpu is None:
+        if use == "optional":
+            return Verdict("ok", "runs on the CPU here; its CUDA torch uses the GPU on a"
+                           " machine that has one")
         if wants_gpu:
             return Verdict("warn", "the spec asks for a GPU (gpu: key) but this machine has "
                            "none that labctl can see: it will run on the CPU",
@@ -435,7 +458,8 @@ def verdict(spec: ImageSpec, gpu: GpuLike | None) -> Verdict:
                            "otherwise train on the CPU (smaller models, fewer epochs)")
         return Verdict("ok", "CPU spec: runs without a GPU")
     if not wants_gpu:
-        return Verdict("ok", "CPU spec (no gpu: key): runs on the CPU; the GPU stays unused")
+        return Verdict("ok", "CPU spec (gpu: false, or no CUDA): runs on the CPU; the GPU"
+                       " stays unused")
     if torch is not None and cu == "cpu":
         best = best_wheel(gpu.cc, gpu.driver, gpu.cuda_max) if gpu.cc else None
         fix = (f"set {best.spec_line(_has_vision(spec))} in {_spec_file(spec)}" if best
@@ -448,14 +472,15 @@ def verdict(spec: ImageSpec, gpu: GpuLike | None) -> Verdict:
                        f"name the variant, e.g. torch: {{version: '{torch.version}', "
                        "variant: cu128}, and check the image with `labctl doctor --image`")
     if torch is None or cu is None:  # no torch: the spec's CUDA is all there is to check
-        cuda = spec.gpu.cuda if spec.gpu else "0.0"
+        cuda = spec.gpu.cuda if isinstance(spec.gpu, GpuSpec) else "0.0"
         label, archs = f"CUDA {cuda} (gpu: key)", None
     else:
         cuda = variant_cuda(cu) or "0.0"
         label, archs = f"torch {torch.version}+{cu}", wheel_archs(torch.version, torch.variant)
     a = assess(cuda, archs, gpu, label)
     extra: list[str] = []
-    if spec.gpu and torch is not None and parse_cuda(spec.gpu.cuda) != parse_cuda(cuda):
+    if isinstance(spec.gpu, GpuSpec) and torch is not None and \
+            parse_cuda(spec.gpu.cuda) != parse_cuda(cuda):
         extra.append(f"gpu.cuda says {spec.gpu.cuda} but the wheel bundles CUDA {cuda}: "
                      "the wheel decides")
     status = worst([a.status, "warn" if extra else "ok"])

@@ -17,13 +17,17 @@ from dataclasses import dataclass
 
 from packaging.requirements import Requirement
 
-from labctl.config.spec import ImageSpec
+from labctl.config.spec import ImageSpec, compat_items
 
 UV_VERSION = "0.13.9"
 # Always installed in the first layer: what uv, the entrypoint and TLS need (uv makes the
 # venv, so python3-venv and the pip wheels it pulls in are not needed).
 SYSTEM_PACKAGES = ("ca-certificates", "python3", "tini", "util-linux")
 PIP_CHECK = "python /opt/labctl/lib/pip_check.py"
+# In every lab: the font matplotlib needs for the Chinese book's labels (see matplotlibrc).
+FONT_PACKAGES = ("fonts-wqy-microhei",)
+# Where labctl_site.py (the shims, the offline hint) reads the spec's book compatibility.
+COMPAT_FILE = "/opt/labctl/compat.json"
 # `labctl build` serves the wheelhouse (and, with the classic builder, index credentials)
 # here, inside the network namespace of the build's RUN steps: neither enters the context
 # or the image.
@@ -110,7 +114,16 @@ def requirement_files(spec: ImageSpec) -> dict[str, bytes]:
     # Always there (empty when the spec has none): its RUN ends with the dependency check,
     # so adding the first extra package changes no earlier layer.
     files["labctl/requirements-extras.txt"] = _lines(list(spec.extras))
+    files["labctl/compat.json"] = compat_json(spec)
     return files
+
+
+def compat_json(spec: ImageSpec) -> bytes:
+    """The spec's book compatibility, for labctl_site.py inside the image."""
+    items = compat_items()
+    return json.dumps({"shims": spec.shims, "items": [
+        {"name": c, "serves": items[c].serves, "pip": items[c].pip, "shim": items[c].shim}
+        for c in spec.compat]}, indent=1, ensure_ascii=False).encode() + b"\n"
 
 
 def run(*commands: str) -> str:
@@ -159,13 +172,27 @@ class _Plan:
                 self.fetching(f"uv pip install {self.find_links}{index}{self.lock('torch')}"
                               "-r /opt/labctl/requirements-torch.txt"),
             )))
+        out.append(Layer("fonts", (run(
+            "apt-get update",
+            f"apt-get install -y --no-install-recommends {' '.join(FONT_PACKAGES)}",
+            "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"),), (
+            "The CJK font of every lab's matplotlib (labctl's matplotlibrc lists it first).",)))
+        startup = "/home/lab/.ipython/profile_default/startup"
         out.append(Layer("runtime", (
             copy(["labctl/image/"], "/opt/labctl/lib/"),
             run("install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint",
+                'ln -s /opt/labctl/lib/labctl.pth "$(python -c \'import sysconfig;'
+                ' print(sysconfig.get_path("purelib"))\')/labctl.pth"',
+                f"install -d -o lab -g lab /home/lab/.ipython {startup.rsplit('/', 1)[0]}"
+                f" {startup}",
+                f"install -o lab -g lab -m 0644 /opt/labctl/lib/ipython_startup.py"
+                f" {startup}/00-labctl.py",
                 f"mkdir -p {spec.workdir}", f"chown lab:lab {spec.workdir}"),
+            "ENV MATPLOTLIBRC=/opt/labctl/lib/matplotlibrc \\\n    PIP_USER=1",
             'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]',
-        ), ("labctl's own files (entrypoint, hooks, the dependency check) come before the"
-            " lab's", "packages, so a package change never reruns them.")))
+        ), ("labctl's own files (entrypoint, hooks, the dependency check, the offline hint and",
+            "book shims) come before the lab's packages, so a package change never reruns them.",
+            "`pip install` in a running lab installs for the learner (PIP_USER: ~/.local).")))
         if spec.apt:
             out.append(Layer("apt", (run(
                 "apt-get update",
@@ -193,6 +220,7 @@ class _Plan:
         if spec.pip_nodeps:
             installs.append(f"uv pip install {self.find_links}--no-deps "
                             f"{self.lock('pip_nodeps')}-r /opt/labctl/requirements-nodeps.txt")
+        installs.append("python /opt/labctl/lib/warm.py")
         comment = ("The lab's packages, then (same layer) those installed without their"
                    " dependencies.",) if spec.pip_nodeps else ()
         return Layer("pip", (copy(sources, "/opt/labctl/"), self.fetching(*installs)), comment)
@@ -216,7 +244,8 @@ class _Plan:
         spec = self.spec
         pairs = [f"LABCTL_WORKSPACE={spec.workdir}"]
         pairs += [f"{key}={dq(value)}" for key, value in spec.env.items()]
-        steps = ["ENV " + " \\\n    ".join(pairs), "", f"WORKDIR {spec.workdir}"]
+        steps = [copy(["labctl/compat.json"], "/opt/labctl/"),
+                 "ENV " + " \\\n    ".join(pairs), "", f"WORKDIR {spec.workdir}"]
         if ports(spec):
             steps.append(f"EXPOSE {' '.join(str(p) for p in ports(spec))}")
         steps.append(f"CMD {json.dumps(command(spec))}")

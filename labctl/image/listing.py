@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from labctl.config.lab import Lab
+from labctl.config.spec import GpuSpec, ImageSpec
 from labctl.errors import LabError
+
+
+def gpu_column(spec: ImageSpec) -> str | None:
+    from labctl.gpu.compat import gpu_use
+
+    use = gpu_use(spec)
+    if isinstance(spec.gpu, GpuSpec):
+        return f"CUDA {spec.gpu.cuda}" + (" (required)" if use == "required" else "")
+    return "if present" if use == "optional" else None
 
 
 def list_specs(lab: Lab, engine: Any | None = None) -> list[dict[str, Any]]:
@@ -38,7 +48,7 @@ def list_specs(lab: Lab, engine: Any | None = None) -> list[dict[str, Any]]:
             "lock": ctx.lock_state,  # images/NAME.lock: locked / stale / none
             "hash": ctx.digest,
             "torch": f"{spec.torch.version} ({spec.torch.variant})" if spec.torch else None,
-            "gpu": f"CUDA {spec.gpu.cuda}" if spec.gpu else None,
+            "gpu": gpu_column(spec),
             "jupyter": bool(spec.jupyter and spec.jupyter.enabled),
             "description": spec.description,
             "extends": list(spec.chain[1:]),

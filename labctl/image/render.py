@@ -26,6 +26,7 @@ from labctl import __version__, resources
 from labctl.config import trust
 from labctl.config.lab import Lab
 from labctl.config.spec import IMAGE_ENV, ImageSpec
+from labctl.data import catalogue
 from labctl.errors import LabError
 from labctl.gpu import torch_wheels
 from labctl.image import layers as L
@@ -267,6 +268,15 @@ def _wheelhouse(lab: Lab, spec: ImageSpec) -> tuple[Path | None, bytes]:
     return folder, ("\n".join(lines) + "\n").encode() if lines else b"# no wheels\n"
 
 
+@functools.cache
+def _datasets_json() -> bytes:
+    """labctl's catalogue, for the offline hint inside the image (labctl_site.py)."""
+    entries = {name: {**e.model_dump(exclude_none=True), "files": [
+        {**f.model_dump(exclude_none=True), "name": f.name} for f in e.files]}
+        for name, e in catalogue.shipped().entries.items()}
+    return json.dumps({"entries": entries}, indent=1, sort_keys=True).encode() + b"\n"
+
+
 def _prepare_files(lab: Lab, spec: ImageSpec) -> dict[str, bytes]:
     out = {}
     for script in spec.prepare:
@@ -309,6 +319,7 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     dockerfile = _dockerfile("Dockerfile.j2", values)
     files: dict[str, bytes] = {"Dockerfile": dockerfile.encode(), **system_files}
     files.update(_template_files("image"))
+    files["labctl/image/datasets.json"] = _datasets_json()
     files.update(L.requirement_files(spec))
     if wheelhouse is not None:
         files["labctl/wheelhouse.txt"] = manifest

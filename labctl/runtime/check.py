@@ -51,6 +51,8 @@ def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = Non
         # Each check works in a scratch source folder of its own inside the lab, so the
         # learner's work/ folder is never touched; the scratch folder is removed after.
         scratch = Path(tempfile.mkdtemp(prefix=f"check-{check.name}-", dir=state_dir(lab)))
+        for sub in spec.src_volumes.values():  # labctl's own folder: the book's ../data
+            (scratch / sub).mkdir()
         try:
             plan = make_plan(engine, lab, name, user=True, srcs=[str(scratch)],
                              command=command_for(check), gpus=gpus, bind=None, port=None)

@@ -7,7 +7,9 @@ The same plan feeds `labctl run`, `labctl check` and the exports, so they cannot
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from labctl.config import validators
 from labctl.config.lab import Lab, host_folder_problem
 from labctl.config.spec import ImageSpec
 from labctl.errors import LabError
+from labctl.gpu.compat import gpu_use
 from labctl.image.layers import command as default_command
 
 DEFAULT_WORK = "work"  # lab-relative source folder when neither --src nor the spec names one
@@ -139,6 +142,96 @@ def parse_src(value: str, spec: ImageSpec, home: Path) -> tuple[Path, str, str |
     return host, dest, warning
 
 
+CHAPTERS = "chapter_*"  # how the books (d2l-zh, the d2l notebooks) name chapter folders
+MAX_ENTRIES = 300  # a folder with more entries than this is mounted whole, not entry by entry
+
+
+@dataclass
+class BookMounts:
+    mounts: list[Mount]
+    workdir: str
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _book_root(folder: Path) -> bool:
+    """A folder of the book's chapter folders (whose `../data` the book reads)."""
+    try:
+        return any(c.is_dir() and fnmatch.fnmatch(c.name, CHAPTERS) for c in folder.iterdir())
+    except OSError:
+        return False
+
+
+def book_mounts(host: Path, dest: str, shared: dict[str, Path]) -> BookMounts:
+    """The mounts for one source folder such that every chapter's `../SUB` is the lab's
+    shared folder for SUB (d2l: `../data` is the lab's data/), wherever in a book the
+    learner points --src: the book's root, its `pytorch/` notebooks, or one chapter.
+
+    No folder is made in the learner's tree: the level that holds the chapters is mounted
+    entry by entry under a folder of the container, and the shared folder beside them. A
+    SUB folder the book already has with files in it is kept (the book then uses its own),
+    and the warning says how to share it."""
+    out = BookMounts([], dest)
+    if fnmatch.fnmatch(host.name, CHAPTERS) and host.parent != host:  # one chapter
+        parent = posixpath.join(posixpath.dirname(dest), host.parent.name)
+        out.mounts.append(Mount(host, posixpath.join(parent, host.name)))
+        out.workdir = posixpath.join(parent, host.name)
+        _shared_beside(host.parent, parent, shared, out, chapter_only=True)
+        return out
+    roots = [d for d in (host, *_subfolders(host)) if _book_root(d)]
+    if not roots:  # not a book: the folder itself, the shared folder over an empty SUB
+        out.mounts.append(Mount(host, dest))
+        for sub, source in shared.items():
+            inside = host / sub
+            if inside.is_dir() and not any(inside.iterdir()):
+                out.mounts.append(Mount(source, f"{dest}/{sub}"))
+        return out
+    _expand(host, dest, set(roots), shared, out)
+    out.notes.append(f"{host} is mounted entry by entry so that its chapters' ../"
+                     f"{'|'.join(shared)} is the lab's; new files go into its folders")
+    return out
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(c for c in folder.iterdir() if c.is_dir() and not c.name.startswith("."))
+    except OSError:
+        return []
+
+
+def _expand(host: Path, dest: str, roots: set[Path], shared: dict[str, Path],
+            out: BookMounts) -> None:
+    """Mount ``host`` entry by entry at ``dest``, recursing into the book roots below it."""
+    entries = sorted(host.iterdir())
+    if len(entries) > MAX_ENTRIES:
+        out.mounts.append(Mount(host, dest))
+        out.warnings.append(f"{host} has {len(entries)} entries: mounted whole, so its"
+                            f" chapters' ../{'|'.join(shared)} is not the lab's")
+        return
+    for entry in entries:
+        if entry in roots and entry != host:
+            _expand(entry, f"{dest}/{entry.name}", roots, shared, out)
+        elif not (host in roots and entry.name in shared):
+            out.mounts.append(Mount(entry, f"{dest}/{entry.name}"))
+    if host in roots:
+        _shared_beside(host, dest, shared, out)
+
+
+def _shared_beside(book: Path, dest: str, shared: dict[str, Path], out: BookMounts,
+                   chapter_only: bool = False) -> None:
+    for sub, source in shared.items():
+        own = book / sub
+        if own.is_dir() and any(own.iterdir()):
+            out.warnings.append(
+                f"{own} already holds files: the book uses it, not the lab's shared {sub}/"
+                f" folder; to share them, move them there (mv {own}/* {source}/) and remove"
+                f" the empty folder")
+            if not chapter_only:
+                out.mounts.append(Mount(own, f"{dest}/{sub}"))
+            continue
+        out.mounts.append(Mount(source, f"{dest}/{sub}"))
+
+
 def free_name(base: str, taken: Callable[[str], bool]) -> str:
     name, n = base, 1
     while taken(name):
@@ -238,19 +331,20 @@ def plan_run(
     if not sources:
         for s in list(spec.src) or [DEFAULT_WORK]:
             host = lab.inside(lab.root / s, f"src {s!r}") if spec.src else lab.root / s
-            host_dirs.append(host)
+            if not host.exists():  # a folder labctl makes for the lab: the shared ones in it
+                host_dirs += [host, *(host / sub for sub in spec.src_volumes.values())]
             sources.append((host, f"{spec.workdir}/{host.name}"))
+    shared = {sub: lab.host_path(lab.volumes[vol]) for vol, sub in spec.src_volumes.items()}
+    workdirs = []
     for host, dest in sources:
-        mounts.append(Mount(host, dest))
-        for vol_name, sub in spec.src_volumes.items():
-            inside = host / sub
-            if inside.exists() and (not inside.is_dir() or any(inside.iterdir())):
-                notes.append(f"{inside} already holds files: not covering it with '{vol_name}'")
-                continue
-            host_dirs.append(inside)  # the empty mount point, made by you, not by the engine
-            mounts.append(Mount(lab.host_path(lab.volumes[vol_name]), f"{dest}/{sub}"))
+        book = book_mounts(host, dest, shared) if shared else BookMounts([Mount(host, dest)],
+                                                                          dest)
+        mounts += book.mounts
+        warnings += book.warnings
+        notes += book.notes
+        workdirs.append(book.workdir)
     _check_targets(mounts, spec)
-    workdir = sources[0][1] if sources else spec.workdir
+    workdir = workdirs[0] if workdirs else spec.workdir
     # --- Jupyter and ports ------------------------------------------------------------
     jupyter_port = spec.jupyter.port if spec.jupyter and spec.jupyter.enabled else None
     cmd = list(command) if command else default_command(spec)
@@ -280,9 +374,10 @@ def plan_run(
                         " this machine can try the token (bind: 127.0.0.1 keeps the lab to"
                         " this machine)")
     # --- GPUs -----------------------------------------------------------------------
-    want_gpu = gpus == "all" or (gpus == "auto" and spec.gpu is not None)
+    use = gpu_use(spec)
+    want_gpu = gpus == "all" or (gpus == "auto" and use != "no")
     if want_gpu and gpu_access == "none":
-        if gpus == "all" or (spec.gpu and spec.gpu.required):
+        if gpus == "all" or use == "required":
             raise LabError(
                 f"'{spec.name}' asks for GPUs but the Docker engine has no GPU runtime "
                 "(no 'nvidia' runtime, no NVIDIA CDI spec)",
@@ -290,8 +385,9 @@ def plan_run(
                 "configure --runtime=docker && sudo systemctl restart docker` (see `labctl "
                 "doctor`), or run on the CPU with --gpus none",
             )
-        warnings.append("the engine has no GPU runtime: running on the CPU (see `labctl "
-                        "doctor`; --gpus none silences this)")
+        (notes if use == "optional" else warnings).append(
+            "the engine has no GPU runtime: running on the CPU (see `labctl doctor`; --gpus"
+            " none silences this)")
         want_gpu = False
     plan_labels = {
         labels.RUN: __version__,

@@ -53,13 +53,25 @@ RUN have="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
 COPY labctl/requirements-torch.txt labctl/lock-torch.txt /opt/labctl/
 RUN uv pip install -c /opt/labctl/lock-torch.txt -r /opt/labctl/requirements-torch.txt
 
+# labctl-key: fonts
+# The CJK font of every lab's matplotlib (labctl's matplotlibrc lists it first).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+
 # labctl-key: runtime
-# labctl's own files (entrypoint, hooks, the dependency check) come before the lab's
-# packages, so a package change never reruns them.
+# labctl's own files (entrypoint, hooks, the dependency check, the offline hint and
+# book shims) come before the lab's packages, so a package change never reruns them.
+# `pip install` in a running lab installs for the learner (PIP_USER: ~/.local).
 COPY labctl/image/ /opt/labctl/lib/
 RUN install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint \
+ && ln -s /opt/labctl/lib/labctl.pth "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/labctl.pth" \
+ && install -d -o lab -g lab /home/lab/.ipython /home/lab/.ipython/profile_default /home/lab/.ipython/profile_default/startup \
+ && install -o lab -g lab -m 0644 /opt/labctl/lib/ipython_startup.py /home/lab/.ipython/profile_default/startup/00-labctl.py \
  && mkdir -p /workspace \
  && chown lab:lab /workspace
+ENV MATPLOTLIBRC=/opt/labctl/lib/matplotlibrc \
+    PIP_USER=1
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]
 
 # labctl-key: apt
@@ -69,7 +81,8 @@ RUN apt-get update \
 
 # labctl-key: pip
 COPY labctl/requirements-lab.txt labctl/constraints.txt labctl/lock-pip.txt /opt/labctl/
-RUN uv pip install -c /opt/labctl/constraints.txt -c /opt/labctl/lock-pip.txt -r /opt/labctl/requirements-lab.txt
+RUN uv pip install -c /opt/labctl/constraints.txt -c /opt/labctl/lock-pip.txt -r /opt/labctl/requirements-lab.txt \
+ && python /opt/labctl/lib/warm.py
 
 # labctl-key: extras
 # Always there, empty when the spec has no extras: its RUN ends with the dependency check,
@@ -84,6 +97,7 @@ RUN bash /opt/labctl/prepare/prepare/ultralytics-offline.sh
 # labctl-key: env
 # The spec's runtime settings last: they never reach an install, and changing them reruns
 # none.
+COPY labctl/compat.json /opt/labctl/
 ENV LABCTL_WORKSPACE=/workspace \
     YOLO_OFFLINE="1"
 

@@ -42,7 +42,7 @@ def spec_gpu(ctx: Context) -> list[Finding]:
             out.append(Finding("fail", spec.message + detail, spec.fix or "", name, name))
             continue
         gpus = ctx.probe.gpus
-        if not gpus or spec.gpu is None:  # a CPU spec: one row, whatever the GPUs
+        if not gpus or compat.gpu_use(spec) == "no":  # a CPU spec: one row, whatever GPUs
             v = compat.verdict(spec, None)
             out.append(Finding(v.status, v.message, v.fix, name, name))
             continue
@@ -59,7 +59,7 @@ def spec_engine_gpu(ctx: Context) -> list[Finding]:
         return [specs]
     out = []
     for name, spec in specs:
-        if isinstance(spec, LabError) or spec.gpu is None:
+        if isinstance(spec, LabError) or compat.gpu_use(spec) == "no":
             continue  # errors are reported by spec.gpu
         title = f"{name}: GPU in the container"
         if not ctx.probe.gpus:
