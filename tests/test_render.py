@@ -259,7 +259,7 @@ def test_requirements_never_appear_in_the_dockerfile(lab: Lab, name: str) -> Non
     spec = lab.spec(name)
     ctx = render(lab, spec)
     wanted = {
-        "labctl/requirements-lab.txt": spec.pip,
+        "labctl/requirements-lab.txt": spec.lab_packages,  # pip + its compat pins
         "labctl/requirements-nodeps.txt": spec.pip_nodeps,
         "labctl/requirements-extras.txt": spec.extras,
     }

@@ -54,7 +54,7 @@ def test_yolo_gpu_extends_yolo_cpu() -> None:
     gpu = load_spec("yolo-gpu", images)
     assert gpu.chain == ("yolo-gpu", "yolo-cpu")
     assert gpu.gpu is not None and gpu.gpu.cuda == "12.8"
-    assert cpu.gpu is None
+    assert not cpu.gpu  # gpu: false
     # Everything the child does not set comes from the parent.
     assert gpu.torch == cpu.torch
     assert gpu.pip == cpu.pip

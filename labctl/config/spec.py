@@ -10,7 +10,7 @@ import difflib
 import re
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -18,8 +18,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StrictInt,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -189,7 +191,9 @@ class ImageSpec(_Strict):
     workdir: Workdir = "/workspace"
     # A mapping: the lab wants the GPU; false: it never uses one; unset: a CUDA torch lab
     # uses the GPU where the engine has one, the CPU elsewhere (gpu.compat.gpu_use).
-    gpu: GpuSpec | Literal[False] | None = None
+    gpu: Annotated[Union[Annotated[GpuSpec, Tag("~mapping")],  # noqa: UP007
+                         Annotated[Literal[False], Tag("~off")]],
+                   Discriminator(lambda v: "~off" if v is False else "~mapping")] | None = None
     checks: list[CheckSpec] = Field(default_factory=list)
     # Scripts under images/ run at build time as root, after the packages (fonts,
     # settings and caches a lab needs offline).
@@ -301,8 +305,8 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "str") or "[" in str(part):
-            continue
+        elif part in ("function-after", "str") or "[" in str(part) or str(part)[:1] == "~":
+            continue  # pydantic's own parts of a location, and union tags
         else:
             # A key with a newline (an injection attempt) is shown escaped, on one line.
             text = str(part).encode("unicode_escape").decode("ascii")
@@ -312,7 +316,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
 
 def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if p not in ("function-after", "str")
-                    and "[" not in str(p))
+                    and "[" not in str(p) and str(p)[:1] != "~")
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
