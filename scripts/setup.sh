@@ -59,6 +59,22 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$want"
 }
 
+# What the tests use beside Python: the Dev Containers CLI (npm) and a Compose
+# implementation (Debian's docker-compose, unless Compose v2 is there).
+DEVCONTAINER_CLI_VERSION=0.89.0
+ensure_test_tools() {
+    if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+        apt_install docker-compose
+    fi
+    command -v npm >/dev/null || apt_install nodejs npm
+    if [ ! -x "$VENV/bin/devcontainer" ]; then
+        say "installing @devcontainers/cli $DEVCONTAINER_CLI_VERSION into $VENV/node"
+        npm install --silent --no-fund --no-audit --prefix "$VENV/node" \
+            "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >/dev/null
+        ln -sf "$VENV/node/node_modules/.bin/devcontainer" "$VENV/bin/devcontainer"
+    fi
+}
+
 ensure_base() {
     local image="${1:-debian:bookworm}"
     if ! docker image inspect "$image" >/dev/null 2>&1; then

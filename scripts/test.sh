@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 ensure_engine
 ensure_venv test
+ensure_test_tools
 ensure_base debian:bookworm
 
 if is_root && [ -z "${LABCTL_TEST_AS_ROOT:-}" ]; then

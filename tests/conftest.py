@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def docker_client() -> Iterator[object]:
+def docker_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     import docker
 
     try:
@@ -51,6 +51,12 @@ def docker_client() -> Iterator[object]:
             if tag.startswith(TAG_PREFIX):
                 with contextlib.suppress(Exception):
                     client.images.remove(tag, force=True)
+    # A rebuilt test tag leaves its old image untagged: remove those of this session's labs.
+    base = str(tmp_path_factory.getbasetemp().parent)
+    for img in client.images.list(filters={"dangling": True}):
+        if (img.labels or {}).get("org.labctl.lab", "").startswith(base):
+            with contextlib.suppress(Exception):
+                client.images.remove(img.id, force=True)
 
 
 def write_lab(root: Path, specs: dict[str, str], settings: str = "") -> Path:

@@ -26,14 +26,41 @@ extras: ["idna==3.7"]
 """
 
 
+@pytest.fixture(params=["classic", "buildkit"])
+def builder(request) -> str:
+    """Both build backends: the docker SDK's classic builder and BuildKit (the CLI)."""
+    from labctl.image.buildkit import find_cli
+
+    if request.param == "buildkit" and find_cli() is None:
+        pytest.skip("no docker CLI here runs BuildKit builds")
+    return request.param
+
+
 def _build(root, name, **kw):
     lab = load_lab(str(root))
     ctx = render(lab, lab.spec(name))
     return lab, ctx, build(Engine.connect(), lab, ctx, lab.image_tag(name), **kw)
 
 
-def test_build_run_noop_and_layer_reuse(docker_client, lab_factory):
-    root = lab_factory({"small": SMALL})
+def _steps_before_extras(ctx, backend: str) -> tuple[list[int], int]:
+    """The step numbers of the RUN/COPY steps before the extras layer, and the extras
+    layer's first step, as the backend numbers steps."""
+    from labctl.image.buildkit import steps_of
+    from labctl.image.render import _instructions
+
+    if backend == "classic":
+        keys = ctx.step_keys()
+        extras_step = keys.index("extras") + 1
+        return [i + 1 for i in range(1, extras_step - 1)], extras_step
+    text = ctx.buildkit_dockerfile
+    ops = steps_of([i for i in _instructions(text) if not i.startswith("#")],
+                   ctx.step_keys(text))
+    extras_step = next(n for n, (_, k) in enumerate(ops, 1) if k == "extras")
+    return list(range(2, extras_step)), extras_step
+
+
+def test_build_run_noop_and_layer_reuse(docker_client, lab_factory, builder):
+    root = lab_factory({"small": SMALL}, settings=f"builder: {builder}\n")
     proc = labctl("build", "small", "--progress", "plain", cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "step" in proc.stdout and "built " in proc.stdout
@@ -65,17 +92,15 @@ def test_build_run_noop_and_layer_reuse(docker_client, lab_factory):
     (root / "images" / "small.yaml").write_text(SMALL.replace('"idna==3.7"', f'"{unique}"'))
     assert '"state": "outdated"' in labctl("list", "--json", cwd=root, check=True).stdout
     lab, ctx, res = _build(root, "small")
-    keys = ctx.step_keys()
-    extras_step = keys.index("extras") + 1
-    assert res.status == "built"
+    assert res.status == "built" and res.backend == builder
     # every RUN/COPY step before the extras layer came from the cache
-    expected = [i + 1 for i, k in enumerate(keys[: extras_step - 1]) if i > 0]
+    expected, extras_step = _steps_before_extras(ctx, builder)
     assert set(expected) <= set(res.cached), (expected, res.cached)
     assert extras_step not in res.cached
 
 
-def test_failed_build_keeps_previous_image(docker_client, lab_factory):
-    root = lab_factory({"small": SMALL})
+def test_failed_build_keeps_previous_image(docker_client, lab_factory, builder):
+    root = lab_factory({"small": SMALL}, settings=f"builder: {builder}\n")
     _, _, first = _build(root, "small")
     tag = first.tag
     bad = SMALL.replace('"six==1.16.0"', '"six==1.16.0", "labctl-no-such-package-xyz==1.0"')
@@ -89,10 +114,10 @@ def test_failed_build_keeps_previous_image(docker_client, lab_factory):
     assert docker_client.images.get(tag).id == first.image_id
 
 
-def test_dependency_conflict_names_both_packages(docker_client, lab_factory):
+def test_dependency_conflict_names_both_packages(docker_client, lab_factory, builder):
     spec = SMALL.replace('["six==1.16.0"]', '["requests==2.32.3"]').replace(
         "idna==3.7", "idna==2.4")
-    root = lab_factory({"conflict": spec})
+    root = lab_factory({"conflict": spec}, settings=f"builder: {builder}\n")
     with pytest.raises(LabError) as info:
         _build(root, "conflict")
     text = str(info.value)
@@ -107,12 +132,13 @@ def test_missing_base_image_says_bootstrap(docker_client, lab_factory):
     assert "labctl base bootstrap labctl-test/no-such-base:1" in proc.stderr
 
 
-def test_ctrl_c_stops_build_and_leaves_no_container(docker_client, lab_factory):
+def test_ctrl_c_stops_build_and_leaves_no_container(docker_client, lab_factory, builder):
     import signal
     import subprocess
     import sys
 
-    root = lab_factory({"slowapt": SMALL.replace("apt: [less]", "apt: [less, git]")})
+    root = lab_factory({"slowapt": SMALL.replace("apt: [less]", "apt: [less, git]")},
+                       settings=f"builder: {builder}\n")
     before = {c.id for c in docker_client.containers.list(all=True)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "labctl", "build", "slowapt", "--no-cache", "--progress",
@@ -123,7 +149,8 @@ def test_ctrl_c_stops_build_and_leaves_no_container(docker_client, lab_factory):
         if "[apt] RUN" in line or "Unpacking" in line:
             break
     running = [c for c in docker_client.containers.list() if c.id not in before]
-    assert running, "expected the builder's container to be running"
+    if builder == "classic":  # BuildKit runs its steps without engine containers
+        assert running, "expected the builder's container to be running"
     proc.send_signal(signal.SIGINT)
     rest = proc.stdout.read()
     assert proc.wait(timeout=60) == 130, rest
@@ -131,12 +158,14 @@ def test_ctrl_c_stops_build_and_leaves_no_container(docker_client, lab_factory):
     left = [c for c in docker_client.containers.list(all=True) if c.id not in before]
     assert left == [], [c.attrs["Config"]["Cmd"] for c in left]
     assert docker_client.images.list(name=f"{TAG_PREFIX}slowapt") == []
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(root) not in ps  # no docker CLI left building the lab's context
 
 
 def test_wheelhouse_is_served_to_the_build_and_kept_out_of_the_image(docker_client,
-                                                                     lab_factory):
+                                                                     lab_factory, builder):
     spec = f"base: {BASE}\npip: [labctl-wheelhouse-probe]\n"
-    root = lab_factory({"wh": spec}, settings="wheelhouse: wheels\n")
+    root = lab_factory({"wh": spec}, settings=f"wheelhouse: wheels\nbuilder: {builder}\n")
     wheels = root / "wheels"
     wheels.mkdir(mode=0o700)  # readable by its owner only: served as the host user
     make_wheel(wheels, "labctl_wheelhouse_probe", "1.0")

@@ -385,3 +385,54 @@ def test_parsers() -> None:
     assert compat.cuda_variant("11.7") == "cu117"
     with pytest.raises(ValueError):
         compat.parse_cc("Blackwell")
+
+
+# --- TensorFlow -----------------------------------------------------------------------------
+def test_tensorflow_requirement_is_read_from_pip() -> None:
+    tf = compat.tensorflow_of(spec(pip=["numpy", "tensorflow[and-cuda]==2.21.0"]))
+    assert tf is not None and (tf.version, tf.cuda_libs) == ("2.21.0", True)
+    cpu = compat.tensorflow_of(spec(pip=["tensorflow-cpu>=2.20"]))
+    assert cpu is not None and (cpu.version, cpu.cuda_libs) == (None, False)
+    assert compat.tensorflow_of(spec(pip=["tensorboard==2.21.0"])) is None
+
+
+def test_tf_wheel_table_row_matches_the_measured_build() -> None:
+    b = compat.tf_build("2.21.0")
+    assert b is not None and (b.cuda, b.cudnn) == ("12.5.1", "9")
+    assert compat.tf_archs(b).describe() == "sm_60, sm_70, sm_80, sm_89, compute_90"
+    assert compat.tf_build("2.99.0") is None
+
+
+def test_shipped_tf_gpu_on_blackwell_fails_with_what_works() -> None:
+    v = compat.verdict(load_spec("tf-gpu", SHIPPED), RTX5070TI)
+    assert v.status == "fail", v
+    assert "CC 12.0 (Blackwell) needs CUDA >= 12.8" in v.message
+    assert "tensorflow 2.21.0 bundles CUDA 12.5.1" in v.message
+    assert "`tf` lab on the CPU" in v.fix and "KERAS_BACKEND: torch" in v.fix
+
+
+def test_shipped_tf_gpu_on_hopper_jits_ptx_and_on_ada_has_kernels() -> None:
+    s = load_spec("tf-gpu", SHIPPED)
+    h = compat.verdict(s, H100)
+    assert h.status == "warn" and "only PTX" in h.message
+    old_driver = compat.verdict(s, RTX4090_535)
+    assert "has kernels for CC 8.9 (Ada)" in old_driver.message
+    assert old_driver.fix.startswith("update the NVIDIA driver to >= 555.42.02")
+    ok = compat.verdict(s, G("NVIDIA GeForce RTX 4090", "8.9", "570.133.07", "12.8"))
+    assert ok.status == "ok", ok
+
+
+def test_tf_without_cuda_libs_cannot_use_the_gpu() -> None:
+    v = compat.verdict(spec(pip=["tensorflow==2.21.0"], gpu={"cuda": "12.5"}), H100)
+    assert v.status == "fail" and "tensorflow[and-cuda]" in v.fix
+
+
+def test_shipped_tf_lab_is_a_cpu_lab() -> None:
+    s = load_spec("tf", SHIPPED)
+    assert compat.gpu_use(s) == "no"
+    assert compat.verdict(s, RTX5070TI).status == "ok"
+
+
+def test_unknown_tf_release_warns() -> None:
+    v = compat.verdict(spec(pip=["tensorflow[and-cuda]==2.99.0"], gpu={"cuda": "12.8"}), H100)
+    assert v.status == "warn" and "not in labctl's table" in v.message

@@ -261,6 +261,27 @@ def test_torch_findings_on_blackwell() -> None:
     assert facts["gpu0"].status == "fail"
 
 
+TF_PROBE = ('LABCTL_PROBE {"python": "3.11.2", "libc": ["glibc", "2.36"], "error": "ModuleNotFoun'
+            'dError: No module named \'torch\'", "tensorflow": {"version": "2.21.0", "cuda": '
+            '"12.5.1", "archs": ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"], "gpus": []}}')
+
+
+def test_tf_findings_from_the_wheels_own_build_info() -> None:
+    from labctl.config.spec import load_spec
+
+    shipped = Path(__file__).resolve().parent.parent / "images"
+    blackwell = gpu.Gpu(0, "NVIDIA GeForce RTX 5070 Ti", "12.0", "570.133.07", 16303, "12.8")
+    facts = image.parse_probe(TF_PROBE)
+    found = dict(image.tf_findings(facts, load_spec("tf-gpu", shipped), (blackwell,), True))
+    assert "CUDA 12.5.1, sm_60, sm_70, sm_80, sm_89, compute_90" in found["tf"].message
+    assert found["tf-gpu0"].status == "fail" and "needs CUDA >= 12.8" in found["tf-gpu0"].message
+    assert found["tf-cuda"].status == "fail"  # the GPU was attached and TF saw none
+    # the CPU lab's TensorFlow is not asked about GPUs
+    assert image.tf_findings(facts, load_spec("tf", shipped), (blackwell,), True) == []
+    torch_rows = dict(image.torch_findings(facts, load_spec("tf", shipped), "tf", (), False, ""))
+    assert torch_rows["torch"].status == "ok" and "no torch" in torch_rows["torch"].message
+
+
 # --- the registry --------------------------------------------------------------------------------
 def test_a_crashing_check_is_a_failure_not_a_traceback() -> None:
     def boom(ctx: object) -> Finding:
@@ -307,3 +328,20 @@ def test_probe_nvml_maps_the_library_answers(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv(gpu.NO_NVML_ENV, "1")
     monkeypatch.setattr(gpu, "probe_smi", lambda: gpu.Probe(source="none"))
     assert gpu.probe().source == "none"  # LABCTL_NO_NVML forces the nvidia-smi path
+
+
+@pytest.mark.parametrize(("output", "status", "words"), [
+    ("LABCTL_LDD ldd (Debian GLIBC 2.36-9+deb12u7) 2.36\nLABCTL_TOOL tar yes\n"
+     "LABCTL_TOOL bash yes\nLABCTL_HOME /home/lab lab\n", "ok", "can attach"),
+    ("LABCTL_LDD ldd (Ubuntu GLIBC 2.27-3ubuntu1) 2.27\nLABCTL_TOOL tar yes\n"
+     "LABCTL_TOOL bash yes\nLABCTL_HOME /home/lab lab\n", "fail", "glibc 2.27"),
+    ("LABCTL_LDD ldd (Debian GLIBC 2.36) 2.36\nLABCTL_TOOL tar no\nLABCTL_TOOL bash yes\n"
+     "LABCTL_HOME /home/lab root\n", "fail", "no tar"),
+    ("LABCTL_LDD ldd (Debian GLIBC 2.36) 2.36\nLABCTL_TOOL tar no\nLABCTL_TOOL bash no\n"
+     "LABCTL_HOME /home/lab nobody\n", "fail", "no bash; no tar; /home/lab belongs to nobody"),
+    ("LABCTL_LDD musl libc (x86_64)\nLABCTL_TOOL tar yes\nLABCTL_TOOL bash yes\n"
+     "LABCTL_HOME - -\n", "fail", "no user 'lab'"),
+])
+def test_vscode_attach_needs(output: str, status: str, words: str) -> None:
+    f = image.vscode_finding(image.parse_probe(output))
+    assert f.status == status and words in f.message, f

@@ -133,6 +133,12 @@ def test_rtx_5070_ti_laptop_570(lab: Path, fake_bin: Path) -> None:
     # CUDA 13.0 needs driver 580: the 570 driver cannot run it
     d.expect("spec.gpu.new-yolo.gpu0", "fail", "cannot run CUDA 13.0",
              fix="update the NVIDIA driver to >= 580.65.06")
+    # TensorFlow 2.21's wheel has no kernels for Blackwell: the fix names what works; the
+    # CPU TensorFlow lab is fine
+    d.expect("spec.gpu.tf-gpu.gpu0", "fail", "CC 12.0 (Blackwell) needs CUDA >= 12.8",
+             "tensorflow 2.21.0 bundles CUDA 12.5.1", fix="use the `tf` lab on the CPU")
+    assert "KERAS_BACKEND: torch" in d["spec.gpu.tf-gpu.gpu0"]["fix"]
+    d.expect("spec.gpu.tf", "ok", "CPU spec")
     # this engine has no NVIDIA runtime: say so and how to add it
     d.expect("containers.gpu", "fail", "no NVIDIA runtime",
              fix="sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart "
@@ -148,6 +154,8 @@ def test_h100(lab: Path, fake_bin: Path) -> None:
         d.expect(f"spec.gpu.yolo-gpu.gpu{i}", "ok", "has kernels for CC 9.0 (Hopper)")
         d.expect(f"spec.gpu.old-yolo.gpu{i}", "fail", "CC 9.0 (Hopper) needs CUDA >= 11.8",
                  fix="variant: cu128")
+        # TensorFlow runs on Hopper through the wheel's compute_90 PTX
+        d.expect(f"spec.gpu.tf-gpu.gpu{i}", "warn", "no cubin for CC 9.0 (Hopper), only PTX")
     assert d.rc == 1
 
 

@@ -104,11 +104,17 @@ def test_the_entrypoint_never_reowns_the_learners_mounts(docker_client, tmp_path
 # --- 3. no credential in any layer, the config or the history --------------------------------
 
 
+@pytest.mark.parametrize("builder", ["classic", "buildkit"])
 def test_index_credentials_are_in_no_layer_history_or_config(docker_client, lab: Path,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, builder: str
+                                                             ) -> None:
     import docker.types
 
-    secret = f"s3cret-{TAG_PREFIX.strip('/')}"
+    from labctl.image.buildkit import find_cli
+
+    if builder == "buildkit" and find_cli() is None:
+        pytest.skip("no docker CLI here runs BuildKit builds")
+    secret = f"s3cret-{builder}-{TAG_PREFIX.strip('/')}"
     wheels = tmp_path / "index"
     wheels.mkdir()
     make_wheel(wheels, "labctl_secret_probe", "1.0")
@@ -129,7 +135,7 @@ def test_index_credentials_are_in_no_layer_history_or_config(docker_client, lab:
         spec = (f"base: {BASE}\npip: [labctl-secret-probe]\n"
                 f"extra_index_urls: ['http://labctl:{secret}@{ip}:8080/simple']\n")
         (lab / "images" / "secret.yaml").write_text(spec)
-        proc = labctl("build", "secret", "--progress", "plain", cwd=lab)
+        proc = labctl("build", "secret", "--progress", "plain", "--builder", builder, cwd=lab)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
         tag = f"{TAG_PREFIX}secret:latest"
         # The index wanted the password: the package came from it, so it reached uv.

@@ -1,6 +1,6 @@
 """The shipped labs, built from this repository's specs and proven by their own checks.
 
-d2l runs on every test run; fastai, yolo-cpu and yolo-gpu with --slow.
+d2l runs on every test run; fastai, yolo-cpu, yolo-gpu, tf and tf-gpu with --slow.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def shipped_lab(docker_client, tmp_path_factory) -> Path:
     return root
 
 
-def build_and_check(lab: Path, name: str, docker_client) -> None:
+def build_and_check(lab: Path, name: str, docker_client) -> list[dict]:
     t0 = time.monotonic()
     built = labctl("build", name, "--progress", "plain", cwd=lab, timeout=3600)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr
@@ -46,6 +46,7 @@ def build_and_check(lab: Path, name: str, docker_client) -> None:
             assert p.lstat().st_uid == os.getuid(), p
     # The checks' scratch folders are gone (.labctl keeps only its own .gitignore and tokens).
     assert not [p for p in (lab / ".labctl").glob("check-*")]
+    return results
 
 
 def test_d2l_lab_builds_checks_and_opens_jupyter(shipped_lab: Path, docker_client) -> None:
@@ -172,9 +173,18 @@ def test_the_book_at_any_level_shares_its_data(shipped_lab: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["fastai", "yolo-cpu", "yolo-gpu"])
+@pytest.mark.parametrize("name", ["fastai", "yolo-cpu", "yolo-gpu", "tf", "tf-gpu"])
 def test_slow_labs(shipped_lab: Path, docker_client, name: str) -> None:
-    build_and_check(shipped_lab, name, docker_client)
+    results = build_and_check(shipped_lab, name, docker_client)
+    if name == "tf-gpu":  # the wheel's own build facts are the row labctl's verdicts use
+        from labctl.gpu import compat
+
+        out = next(r["output"] for r in results if r["name"] == "tf-build-info")
+        info = json.loads(out.split("LABCTL_TF_BUILD ", 1)[1].splitlines()[0])
+        row = compat.tf_build(info["tensorflow"])
+        assert row is not None, f"add tensorflow {info['tensorflow']} to tables/tf_wheels.yaml"
+        assert (row.cuda, row.cudnn, row.archs) == (
+            info["cuda"], info["cudnn"], ",".join(info["archs"])), (row, info)
 
 
 def _check_spec(lab: Path, name: str, parent: str, command: str) -> dict:
@@ -244,3 +254,51 @@ def test_yolo_finds_imported_weights(shipped_lab: Path) -> None:
             r["output"][-3000:]
     finally:
         (shipped_lab / "images" / "yolo-book.yaml").unlink(missing_ok=True)
+
+
+def _devcontainer_cli() -> str:
+    import sys
+
+    exe = shutil.which("devcontainer", path=str(Path(sys.executable).parent))
+    if not exe:
+        pytest.fail("the Dev Containers CLI is missing: ./scripts/test.sh installs it")
+    return exe
+
+
+def test_vscode_dev_containers_open_the_lab_as_you(shipped_lab: Path, tmp_path: Path,
+                                                  docker_client) -> None:
+    import subprocess
+
+    work = tmp_path / "my-project"
+    work.mkdir()
+    made = labctl("devcontainer", "d2l", "--src", str(work), "--json", cwd=shipped_lab)
+    assert made.returncode == 0, made.stderr
+    config = Path(json.loads(made.stdout)["file"])
+    (config.parent / "devcontainer.json").write_text(  # the learner's own addition is kept
+        config.read_text().replace('"name"', '"postCreateCommand": "true",\n  "name"', 1))
+    again = json.loads(labctl("devcontainer", "d2l", "--src", str(work), "--json",
+                              cwd=shipped_lab, check=True).stdout)
+    assert '"postCreateCommand": "true"' in config.read_text() and again["changes"] == []
+    cli = _devcontainer_cli()
+    args = ["--workspace-folder", str(work), "--config", str(config)]
+    try:
+        up = subprocess.run([cli, "up", *args], capture_output=True, text=True, timeout=900)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
+        run = subprocess.run(
+            [cli, "exec", *args, "bash", "-c", "id -u; id -g; touch from-vscode;"
+             " echo shared > /data/from-vscode.txt; python -c 'from d2l import torch;"
+             " print(\"d2l\", torch.__name__)'"], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        lines = run.stdout.split()
+        assert lines[:2] == [str(os.getuid()), str(os.getgid())], run.stdout
+        assert "d2l" in lines and "d2l.torch" in lines
+        st = (work / "from-vscode").stat()
+        assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+        assert (shipped_lab / "data" / "from-vscode.txt").read_text() == "shared\n"
+    finally:
+        for c in docker_client.containers.list(
+                all=True, filters={"label": f"devcontainer.local_folder={work}"}):
+            c.remove(force=True)
+        for img in docker_client.images.list():  # the CLI's uid-update image, vsc-<folder>-*
+            if any(t.startswith(f"vsc-{work.name}-") for t in img.tags):
+                docker_client.images.remove(img.id, force=True)

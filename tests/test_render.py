@@ -570,11 +570,16 @@ def test_a_prepare_script_that_links_outside_the_lab_is_refused(tmp_path: Path) 
         render_spec(lab, "p")
 
 
-def test_jupyter_without_jupyterlab_installs_it(tmp_path: Path) -> None:
-    lab = fixed_lab(tmp_path / "lab", specs={"j": {"pip": ["six"], "jupyter": True}})
+def test_jupyter_without_jupyterlab_installs_it_and_tensorboard(tmp_path: Path) -> None:
+    lab = fixed_lab(tmp_path / "lab", specs={"j": {"pip": ["six"], "jupyter": True},
+                                             "n": {"pip": ["six"], "jupyter": {
+                                                 "enabled": True, "tensorboard": False}}})
     ctx = render_spec(lab, "j")
-    assert ctx.files["labctl/requirements-lab.txt"] == b"six\njupyterlab>=4.4,<5\n"
+    assert ctx.files["labctl/requirements-lab.txt"] == (
+        b"six\njupyterlab>=4.4,<5\njupyter-server-proxy>=4.4,<5\ntensorboard>=2.18,<3\n")
     assert "jupyter" in ctx.dockerfile.splitlines()[-1]
+    without = render_spec(lab, "n").files["labctl/requirements-lab.txt"]
+    assert without == b"six\njupyterlab>=4.4,<5\n"
 
 
 def test_cli_render_json(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ description: a Jupyter lab for the tests
 base: {BASE}
 pip: ["jupyterlab>=4.4,<5"]
 jupyter: {{enabled: true, port: 8888}}
-volumes: [data, cache]
+volumes: [data, cache, models]
 """
 
 
@@ -106,6 +106,42 @@ def test_image_user_already_has_host_uid_and_gid(docker_client, lab: Path) -> No
     assert proc.stdout.split() == ["lab", str(uid), str(gid), "ok"]
     st = (lab / "work" / "clash-file").stat()
     assert (st.st_uid, st.st_gid) == (uid, gid)
+
+
+def test_tensorboard_through_jupyter_behind_the_token(lab: Path) -> None:
+    """TensorBoard is reached through Jupyter's own address and token (jupyter-server-proxy)
+    and reads the event files a run writes into the shared models folder."""
+    logs = lab / "models" / "tensorboard" / "run1"
+    started = run(lab, "jup", "--user", "-d", "--json")
+    try:
+        assert started.returncode == 0, started.stderr
+        info = json.loads(started.stdout)
+        tb = info["tensorboard_url"]
+        assert tb and tb.startswith("http://127.0.0.1:") and "?token=" in tb, info
+        base, token = tb.split("?token=")
+        subprocess.run(["docker", "exec", "-u", str(os.getuid()), info["container"], "python",
+                        "-c",
+                        "from tensorboard.summary.writer.event_file_writer import "
+                        "EventFileWriter as W; import os; "
+                        "w = W(os.environ['TENSORBOARD_LOGDIR'] + '/run1'); w.flush()"],
+                       check=True, timeout=120)
+        assert logs.is_dir() and logs.stat().st_uid == os.getuid()
+        deadline, got = time.monotonic() + 120, None
+        while time.monotonic() < deadline:  # the proxy starts TensorBoard at the first visit
+            got = requests.get(f"{base}data/runs", headers={"Authorization": f"token {token}"},
+                               timeout=30)
+            if got.status_code == 200:
+                break
+            time.sleep(2)
+        assert got is not None and got.status_code == 200, got.text[:500] if got else None
+        assert "run1" in got.json()
+        refused = requests.get(f"{base}data/runs", timeout=10, allow_redirects=False)
+        assert refused.status_code in (302, 403), refused.status_code
+        assert "run1" not in refused.text
+    finally:
+        ours = [r["name"] for r in json.loads(labctl("ps", "--json", cwd=lab).stdout)
+                if r["lab"] == str(lab)]
+        labctl("stop", *ours, cwd=lab)
 
 
 def test_root_host_user_runs_as_root(docker_client, lab: Path) -> None:
@@ -215,3 +251,60 @@ def test_a_failed_download_names_the_labctl_command(lab: Path) -> None:
 def test_run_says_whether_the_lab_has_the_gpu(lab: Path) -> None:
     proc = run(lab, "tiny", "--user", "--", "true")
     assert proc.returncode == 0 and "tiny: CPU" in proc.stderr
+
+
+def _compose() -> list[str]:
+    import shutil as sh
+
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    exe = sh.which("docker-compose")
+    if not exe:
+        pytest.fail("no Compose implementation: ./scripts/test.sh installs docker-compose")
+    return [exe]
+
+
+def test_compose_runs_the_lab_as_labctl_run_does(lab: Path) -> None:
+    made = labctl("compose", "jup", "--json", cwd=lab)
+    assert made.returncode == 0, made.stderr
+    info = json.loads(made.stdout)
+    compose_file, env_file = Path(info["file"]), Path(info["env_file"])
+    assert oct(env_file.stat().st_mode)[-3:] == "600"
+    token = env_file.read_text().split("=", 1)[1].strip()
+    assert token not in compose_file.read_text()  # the token lives in the env file only
+    check = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
+                            "vendor.compose-spec", str(compose_file)], capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    import yaml
+
+    svc = yaml.safe_load(compose_file.read_text())["services"]["jup"]
+    port = int(svc["ports"][0].split(":")[1])
+    assert svc["ports"][0].startswith("127.0.0.1:") and svc["shm_size"] == "2g"
+    project = f"labctl-test-{os.getpid()}"
+    compose = [*_compose(), "-p", project, "-f", str(compose_file)]
+    try:
+        up = subprocess.run([*compose, "up", "-d"], capture_output=True, text=True,
+                            timeout=300, cwd=lab)
+        assert up.returncode == 0, up.stdout + up.stderr
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/api", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        ok = requests.get(f"{base}/api/status", headers={"Authorization": f"token {token}"},
+                          timeout=10)
+        assert ok.status_code == 200
+        assert requests.get(f"{base}/api/status", timeout=10).status_code == 403
+        put = requests.put(f"{base}/api/contents/work/from-compose.txt", json={
+            "type": "file", "format": "text", "content": "x"},
+            headers={"Authorization": f"token {token}"}, timeout=10)
+        assert put.status_code in (200, 201), put.text
+        st = (lab / "work" / "from-compose.txt").stat()
+        assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    finally:
+        subprocess.run([*compose, "down", "-t", "2"], capture_output=True, timeout=120,
+                       cwd=lab)

@@ -533,12 +533,15 @@ def test_jupyter_true_and_false_are_shorthands(tmp_path: Path, value: bool, enab
 
 
 def test_an_enabled_jupyter_gets_its_package(tmp_path: Path) -> None:
+    tb = ["jupyter-server-proxy>=4.4,<5", "tensorboard>=2.18,<3"]  # TensorBoard via Jupyter
     write_spec(tmp_path, "j", {"pip": ["six"], "jupyter": True})
-    assert load_spec("j", tmp_path).lab_packages == ["six", "jupyterlab>=4.4,<5"]
-    write_spec(tmp_path, "n", {"jupyter": {"app": "notebook"}})
+    assert load_spec("j", tmp_path).lab_packages == ["six", "jupyterlab>=4.4,<5", *tb]
+    write_spec(tmp_path, "n", {"jupyter": {"app": "notebook", "tensorboard": False}})
     assert load_spec("n", tmp_path).lab_packages == ["notebook>=7,<8"]
-    write_spec(tmp_path, "named", {"pip": ["jupyterlab==4.4.1"], "jupyter": True})
-    assert load_spec("named", tmp_path).lab_packages == ["jupyterlab==4.4.1"]
+    write_spec(tmp_path, "named", {"pip": ["jupyterlab==4.4.1", "tensorboard==2.21.0"],
+                                   "jupyter": True})
+    assert load_spec("named", tmp_path).lab_packages == [
+        "jupyterlab==4.4.1", "tensorboard==2.21.0", "jupyter-server-proxy>=4.4,<5"]
     write_spec(tmp_path, "off", {"pip": ["six"], "jupyter": False})
     assert load_spec("off", tmp_path).lab_packages == ["six"]
 

@@ -12,13 +12,13 @@ import signal
 import click
 
 from labctl import __version__
-from labctl.cli import data, diagnose, images, reproduce, running, setup
+from labctl.cli import data, diagnose, export, images, reproduce, running, setup
 
 SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
     ("Set up", (setup.init, setup.base, data.data)),
     ("Build", (images.list_, images.render, images.build, images.add)),
     ("Run", (running.run, running.shell, running.ps, running.logs, running.stop,
-             running.check)),
+             running.check, export.devcontainer, export.compose)),
     ("Reproduce", (reproduce.lock, reproduce.freeze, reproduce.diff)),
     ("Diagnose", (diagnose.doctor,)),
 )

@@ -9,6 +9,10 @@ import click
 from labctl.cli.common import engine, friendly, json_option, lab_option, load
 from labctl.errors import LabError
 
+BUILDER = click.option("--builder", type=click.Choice(["auto", "classic", "buildkit"]),
+                       default=None, help="BuildKit (the docker CLI) or the docker SDK's"
+                       " classic builder; default: the lab's builder setting, else auto.")
+
 
 @click.command("list")
 @json_option
@@ -36,16 +40,24 @@ def list_(as_json: bool, lab_dir: str | None) -> None:
 @click.argument("name")
 @click.option("--context", "context_dir", type=click.Path(file_okay=False),
               help="Write the whole build context to this new (or empty) folder.")
+@click.option("--builder", type=click.Choice(["classic", "buildkit"]), default="classic",
+              show_default=True, help="Whose Dockerfile: the same layers, BuildKit's mounts.")
 @json_option
 @lab_option
 @friendly
-def render(name: str, context_dir: str | None, as_json: bool, lab_dir: str | None) -> None:
+def render(name: str, context_dir: str | None, builder: str, as_json: bool,
+           lab_dir: str | None) -> None:
     """Print the Dockerfile rendered from spec NAME."""
+    from dataclasses import replace
+
     from labctl.cli import ui
     from labctl.image.render import render as do_render
 
     lab = load(lab_dir)
     ctx = do_render(lab, lab.spec(name))
+    if builder == "buildkit":
+        ctx = replace(ctx, dockerfile=ctx.buildkit_dockerfile, files={
+            **ctx.files, "Dockerfile": ctx.buildkit_dockerfile.encode()})
     if context_dir:
         ctx.write(Path(context_dir))
         if as_json:
@@ -72,11 +84,13 @@ def render(name: str, context_dir: str | None, as_json: bool, lab_dir: str | Non
 @click.option("--force", is_flag=True, help="Build even when the image is current.")
 @click.option("--locked", is_flag=True,
               help="Fail unless every spec has a current lock file (images/NAME.lock), for CI.")
+@BUILDER
 @json_option
 @lab_option
 @friendly
 def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag: str | None,
-          force: bool, locked: bool, as_json: bool, lab_dir: str | None) -> None:
+          force: bool, locked: bool, builder: str | None, as_json: bool,
+          lab_dir: str | None) -> None:
     """Build the images of specs NAMES (a no-op for images that are current)."""
     from labctl.cli import ui
     from labctl.config import validators
@@ -102,7 +116,7 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
         with ui.BuildProgress(ctx.spec.name, progress,
                               ui.err_console if as_json else None) as show:
             res = do_build(e, lab, ctx, image_tag, nocache=no_cache, pull=pull,
-                           force=force, on_event=show)
+                           force=force, on_event=show, builder=builder)
         results.append(res)
         if progress == "json":
             ui.dump_json(res.__dict__)
@@ -110,7 +124,7 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
             ui.console.print(f"{res.tag} is current (hash {ctx.digest}): nothing to build")
         elif not as_json:
             ui.console.print(
-                f"built {res.tag} in {res.seconds:.0f}s: {res.steps} steps, "
+                f"built {res.tag} in {res.seconds:.0f}s ({res.backend}): {res.steps} steps, "
                 f"{res.cached_steps} from cache, {ui.human_size(res.size)}"
             )
     if as_json:

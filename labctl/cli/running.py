@@ -62,6 +62,7 @@ def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...],
     def ready(p: object) -> None:
         if as_json:
             ui.dump_json({"container": plan.name, "spec": name, "url": plan.url,
+                          "tensorboard_url": plan.tensorboard_url,
                           "token_file": str(plan.token_file) if plan.token_file else None,
                           "gpu": plan.gpu_mode, "user": plan.user_mode,
                           "ports": {str(c): h for c, h in plan.ports.items()},

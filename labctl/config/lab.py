@@ -9,7 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -83,6 +83,9 @@ class LabSettings(_Strict):
     wheelhouse: PathText | None = None  # a folder of wheels preferred over the index
     tag_prefix: TagPrefix = "labctl/"
     bind: Bind = "127.0.0.1"  # where published ports listen
+    # How images are built: BuildKit through the docker CLI where there is one, else the
+    # docker SDK's classic builder (auto); or one of them.
+    builder: Literal["auto", "classic", "buildkit"] = "auto"
 
 
 _FROM_ENV = {
@@ -177,6 +180,18 @@ class Lab:
     def resolve_path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else self.root / p
+
+    def state_dir(self, *parts: str) -> Path:
+        """lab/.labctl/PARTS: labctl's own files of this lab (check scratch folders, Jupyter
+        tokens, build contexts), private to the user (0700) and kept out of git."""
+        root = self.root / ".labctl"
+        root.mkdir(mode=0o700, exist_ok=True)
+        ignore = root / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("*\n", encoding="utf-8")
+        folder = root.joinpath(*parts)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder
 
     def inside(self, path: Path, what: str) -> Path:
         """``path`` with links resolved, refused when that leaves the lab folder: a spec

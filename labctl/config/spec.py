@@ -97,8 +97,10 @@ def _compat_name(value: str) -> str:
 
 
 CompatName = Annotated[str, AfterValidator(_compat_name)]
-# The packages that make `jupyter: {app: ...}` work, added when a spec names none.
+# The packages that make `jupyter: {app: ...}` work, added when a spec names none, and
+# what serves TensorBoard through Jupyter (TensorBoard has no authentication of its own).
 JUPYTER_PACKAGES = {"lab": "jupyterlab>=4.4,<5", "notebook": "notebook>=7,<8"}
+TENSORBOARD_PACKAGES = ("jupyter-server-proxy>=4.4,<5", "tensorboard>=2.18,<3")
 _VAR = re.compile(r"\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}"
                   r"|\$([A-Za-z_][A-Za-z0-9_]*)|\$")
 
@@ -144,6 +146,8 @@ class JupyterSpec(_Strict):
     enabled: bool = True
     app: Literal["lab", "notebook"] = "lab"
     port: Port = 8888
+    # TensorBoard behind Jupyter's token (jupyter-server-proxy), reading the shared logs.
+    tensorboard: bool = True
 
 
 class GpuSpec(_Strict):
@@ -239,9 +243,13 @@ class ImageSpec(_Strict):
         out = [*self.pip, *(p for c in self.compat for p in items[c].pip)]
         names = {canonicalize_name(Requirement(r).name)
                  for r in (*out, *self.pip_nodeps, *self.extras)}
-        if self.jupyter and self.jupyter.enabled and not names & {"jupyterlab", "notebook",
-                                                                  "jupyter"}:
+        if not (self.jupyter and self.jupyter.enabled):
+            return out
+        if not names & {"jupyterlab", "notebook", "jupyter"}:
             out.append(JUPYTER_PACKAGES[self.jupyter.app])
+        if self.jupyter.tensorboard:
+            out += [p for p in TENSORBOARD_PACKAGES
+                    if canonicalize_name(Requirement(p).name) not in names]
         return out
 
     @property

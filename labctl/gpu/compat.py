@@ -1,10 +1,11 @@
-"""GPU / CUDA / driver / PyTorch-wheel compatibility: pure functions over data tables.
+"""GPU / CUDA / driver / torch- and TensorFlow-wheel compatibility: pure functions over
+data tables.
 
 Why: what broke the learner (an RTX 50xx with a CUDA 11.7 wheel, a driver too old for a
 wheel's CUDA) is decided by a few published tables. Keeping them as data files with
-their sources (labctl/tables/gpu_arch.yaml, cuda_drivers.yaml, torch_wheels.yaml) makes a
-new GPU or torch release a one-line change, and lets every rule be unit tested without
-a GPU. Nothing here probes the machine or talks to an engine.
+their sources (labctl/tables/gpu_arch.yaml, cuda_drivers.yaml, torch_wheels.yaml,
+tf_wheels.yaml) makes a new GPU or wheel release a one-line change, and lets every rule
+be unit tested without a GPU. Nothing here probes the machine or talks to an engine.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from labctl.config.spec import GpuSpec
 from labctl.gpu import tables, torch_wheels
-from labctl.gpu.tables import Arch
+from labctl.gpu.tables import Arch, TfBuild
 
 if TYPE_CHECKING:
     from labctl.config.spec import ImageSpec
@@ -435,31 +438,24 @@ def gpu_use(spec: ImageSpec) -> GpuUse:
         cu = torch_wheels.wheel_cuda(spec.torch.version, spec.torch.variant)
         if cu and cu.startswith("cu"):
             return "optional"
-    return "no"
+    tf = tensorflow_of(spec)
+    return "optional" if tf is not None and tf.cuda_libs else "no"
 
 
 def verdict(spec: ImageSpec, gpu: GpuLike | None) -> Verdict:
     """Can this spec's image use this GPU? ok / warn / fail, why, and the spec or driver
     change that fixes it. The wheel's CUDA decides, not the torch version alone."""
+    tf = tensorflow_of(spec) if spec.torch is None else None
+    if tf is not None:
+        return tf_verdict(spec, tf, gpu)
     use = gpu_use(spec)
     wants_gpu = use != "no"
     torch = spec.torch
     if torch is None and not wants_gpu:
         return Verdict("ok", "no torch and no gpu: key: nothing here needs a GPU")
     cu = torch_wheels.wheel_cuda(torch.version, torch.variant) if torch else None
-    if gpu is None:
-        if use == "optional":
-            return Verdict("ok", "runs on the CPU here; its CUDA torch uses the GPU on a"
-                           " machine that has one")
-        if wants_gpu:
-            return Verdict("warn", "the spec asks for a GPU (gpu: key) but this machine has "
-                           "none that labctl can see: it will run on the CPU",
-                           "install the NVIDIA driver if this machine has an NVIDIA GPU; "
-                           "otherwise train on the CPU (smaller models, fewer epochs)")
-        return Verdict("ok", "CPU spec: runs without a GPU")
-    if not wants_gpu:
-        return Verdict("ok", "CPU spec (gpu: false, or no CUDA): runs on the CPU; the GPU"
-                       " stays unused")
+    if gpu is None or not wants_gpu:
+        return _no_gpu_verdict(use, gpu is None, "torch")
     if torch is not None and cu == "cpu":
         best = best_wheel(gpu.cc, gpu.driver, gpu.cuda_max) if gpu.cc else None
         fix = (f"set {best.spec_line(_has_vision(spec))} in {_spec_file(spec)}" if best
@@ -526,3 +522,100 @@ def _fix(spec: ImageSpec, gpu: GpuLike, a: Assessment, cuda: str, status: Status
     if extra:
         return f"set gpu: {{cuda: '{cuda}'}} in {where}"
     return ""
+
+
+def _no_gpu_verdict(use: GpuUse, no_gpu_here: bool, framework: str) -> Verdict:
+    """The verdict of a lab that will not use a GPU, either way round."""
+    if not no_gpu_here:
+        return Verdict("ok", "CPU spec (gpu: false, or no CUDA): runs on the CPU; the GPU"
+                       " stays unused")
+    if use == "optional":
+        return Verdict("ok", f"runs on the CPU here; its CUDA {framework} uses the GPU on a"
+                       " machine that has one")
+    if use != "no":
+        return Verdict("warn", "the spec asks for a GPU (gpu: key) but this machine has "
+                       "none that labctl can see: it will run on the CPU",
+                       "install the NVIDIA driver if this machine has an NVIDIA GPU; "
+                       "otherwise train on the CPU (smaller models, fewer epochs)")
+    return Verdict("ok", "CPU spec: runs without a GPU")
+
+
+# --- TensorFlow ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TfReq:
+    """The spec's TensorFlow requirement."""
+
+    line: str
+    version: str | None  # the pinned version; None when the spec does not pin one
+    cuda_libs: bool  # tensorflow[and-cuda]: CUDA, cuDNN and NCCL from PyPI
+
+
+def tensorflow_of(spec: ImageSpec) -> TfReq | None:
+    for line in spec.pip:
+        try:
+            req = Requirement(str(line))
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(req.name)
+        if name in ("tensorflow", "tensorflow-cpu"):
+            pins = [s.version for s in req.specifier if s.operator in ("==", "===")]
+            return TfReq(str(line), pins[0] if pins else None,
+                         name == "tensorflow" and "and-cuda" in req.extras)
+    return None
+
+
+def tf_build(version: str) -> TfBuild | None:
+    """The table's row for this TensorFlow release (by major.minor)."""
+    try:
+        minor = _minor(version)
+    except InvalidVersion:
+        return None
+    return next((b for b in tables.tf_wheels().builds if b.tensorflow == minor), None)
+
+
+def tf_archs(build: TfBuild) -> ArchList:
+    return parse_torch_arch_list([a.strip() for a in build.archs.split(",") if a.strip()])
+
+
+def _tf_fits(build: TfBuild, cc: str | CC) -> bool:
+    first = min_cuda_for(cc)
+    return (first is not None and parse_cuda(build.cuda) >= parse_cuda(first)
+            and kernels_run_on(tf_archs(build), cc) in ("cubin", "ptx"))
+
+
+def tf_verdict(spec: ImageSpec, tf: TfReq, gpu: GpuLike | None) -> Verdict:
+    """Can this spec's TensorFlow use this GPU? The wheel's own CUDA and GPU code
+    (tables/tf_wheels.yaml) decide; where no wheel has kernels for the GPU, the fix
+    names what does work."""
+    use = gpu_use(spec)
+    where = _spec_file(spec)
+    if gpu is None or use == "no":
+        return _no_gpu_verdict(use, gpu is None, "TensorFlow")
+    if not tf.cuda_libs:
+        return Verdict("fail", f"{tf.line} installs no CUDA libraries: TensorFlow cannot "
+                       "see the GPU", f"write tensorflow[and-cuda] in pip: of {where}")
+    build = tf_build(tf.version) if tf.version else None
+    if build is None:
+        what = f"tensorflow {tf.version} is" if tf.version else f"{tf.line} is not pinned, so"
+        return Verdict("warn", f"{what} not in labctl's table (tables/tf_wheels.yaml): its "
+                       "CUDA and GPU code are unknown",
+                       f"pin a release the table knows, or check the built image with "
+                       f"`labctl doctor --image {spec.name}`")
+    label = f"tensorflow {tf.version}"
+    a = assess(build.cuda, tf_archs(build), gpu, label)
+    extra: list[str] = []
+    if isinstance(spec.gpu, GpuSpec) and parse_cuda(spec.gpu.cuda) != parse_cuda(build.cuda):
+        extra.append(f"gpu.cuda says {spec.gpu.cuda} but the wheel bundles CUDA {build.cuda}")
+    status = worst([a.status, "warn" if extra else "ok"])
+    message = "; ".join(a.problems if status == "fail" else a.notes + extra)
+    fix = ""
+    if gpu.cc is not None and not a.kernels_ok:
+        newer = [b for b in tables.tf_wheels().builds if _tf_fits(b, gpu.cc)]
+        fix = (f"pin tensorflow[and-cuda]=={newer[-1].tensorflow}.* in {where}" if newer
+               else "; or ".join(tables.tf_wheels().no_kernels_fix))
+    elif a.driver in ("no", "compat"):
+        fix = driver_fix(build.cuda)
+    elif extra:
+        major, minor = parse_cuda(build.cuda)
+        fix = f"set gpu: {{cuda: '{major}.{minor}'}} in {where}"
+    return Verdict(status, message, fix)

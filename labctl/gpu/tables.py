@@ -1,4 +1,4 @@
-"""The GPU, CUDA driver and torch wheel tables (tables/*.yaml, each with its sources),
+"""The GPU, CUDA driver, torch and TensorFlow wheel tables (tables/*.yaml, each with its sources),
 read once through one typed model each. compat.py and wheels.py ask these, never the
 YAML files."""
 
@@ -68,6 +68,21 @@ class TorchWheelTable(_Row):
     archs: list[ArchList] = Field(default_factory=list)
 
 
+class TfBuild(_Row):
+    """One TensorFlow wheel as it describes itself (tf.sysconfig.get_build_info())."""
+
+    tensorflow: Text  # major.minor
+    cuda: Text
+    cudnn: Text
+    archs: str  # cuda_compute_capabilities: "sm_60,sm_70,...,compute_90"
+    source: str
+
+
+class TfWheelTable(_Row):
+    builds: list[TfBuild]
+    no_kernels_fix: list[str]  # what to do where no TensorFlow wheel has kernels for a GPU
+
+
 def gpu_arch() -> GpuArchTable:
     return tables.load("gpu_arch.yaml", GpuArchTable)
 
@@ -78,3 +93,7 @@ def cuda_drivers() -> CudaDriverTable:
 
 def torch_wheels() -> TorchWheelTable:
     return tables.load("torch_wheels.yaml", TorchWheelTable)
+
+
+def tf_wheels() -> TfWheelTable:
+    return tables.load("tf_wheels.yaml", TfWheelTable)

@@ -18,25 +18,23 @@ from labctl.config.lab import SETTINGS_FILE, Lab
 from labctl.config.spec import ImageSpec
 from labctl.engine import Engine
 from labctl.errors import LabError, advise
+from labctl.image import buildkit
+from labctl.image.events import BuildEvent
 from labctl.image.layers import HELPER_PORT
-from labctl.image.render import BuildContext, render_helper_image, render_lock_image
+from labctl.image.render import (
+    BuildContext,
+    _instructions,
+    render_helper_image,
+    render_lock_image,
+)
+
+__all__ = ["BuildEvent", "BuildResult", "build", "state", "system_image"]
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LAYER = re.compile(r"^ ---> ([0-9a-f]{12})$")
 # Spec keys whose failing step is about the network or the machine, not the spec's words.
 _NETWORK_KEYS = ("base", "python", "torch", "pip", "extras", "apt")
-
-
-@dataclass
-class BuildEvent:
-    """One thing worth showing: a new step, a line of output, or a cache hit."""
-
-    kind: str  # "step" | "output" | "cached"
-    text: str
-    step: int = 0
-    total: int = 0
-    key: str = ""
 
 
 @dataclass
@@ -50,11 +48,31 @@ class BuildResult:
     cached_steps: int = 0
     size: int = 0
     cached: list[int] = field(default_factory=list)  # step numbers served from cache
+    backend: str = ""  # classic | buildkit
+    # (step, spec key, instruction, seconds) of each step that ran (the benchmark's
+    # breakdown of where the time goes)
+    timings: list[tuple[int, str, str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {"spec": self.name, "tag": self.tag, "status": self.status,
                 "image_id": self.image_id, "seconds": round(self.seconds, 1),
-                "steps": self.steps, "cached_steps": self.cached_steps, "size": self.size}
+                "steps": self.steps, "cached_steps": self.cached_steps, "size": self.size,
+                "backend": self.backend}
+
+
+def backend(builder: str) -> buildkit.Cli | None:
+    """The BuildKit CLI to build with, or None for the docker SDK's classic builder.
+    auto: BuildKit where a docker CLI runs it, the classic builder elsewhere."""
+    if builder == "classic":
+        return None
+    cli = buildkit.find_cli()
+    if cli is None and builder == "buildkit":
+        raise LabError(
+            "--builder buildkit: no docker CLI here runs BuildKit builds",
+            fix="install the buildx plugin (Debian: docker-buildx; Docker's packages:"
+            " docker-buildx-plugin), or use a docker CLI before 23 with BuildKit built in"
+            " (Debian bookworm's docker.io); or --builder classic")
+    return cli
 
 
 def image_labels(lab: Lab, ctx: BuildContext) -> dict[str, str]:
@@ -104,6 +122,7 @@ def build(
     pull: bool = True,
     force: bool = False,
     on_event: Callable[[BuildEvent], None] = lambda e: None,
+    builder: str | None = None,
 ) -> BuildResult:
     name = ctx.spec.name
     if not force and not nocache and state(engine, tag, ctx.digest) == "current":
@@ -111,6 +130,9 @@ def build(
         return BuildResult(name, tag, "current", image_id=img.id, size=img.attrs.get("Size", 0))
     ensure_base(engine, ctx.spec.base, pull)
     ctx = ctx.labelled(image_labels(lab, ctx))
+    cli = backend(builder or lab.settings.builder)
+    if cli is not None:
+        return _build_buildkit(engine, lab, ctx, tag, cli, nocache=nocache, on_event=on_event)
     keys = ctx.step_keys()
     start = time.monotonic()
     run = _Run(keys)
@@ -124,7 +146,9 @@ def build(
                                       pull=False, network_mode=network_mode):
                 if "error" in event:
                     key = keys[run.step - 1] if 0 < run.step <= len(keys) else "base"
-                    raise _step_error(lab, ctx, event, run, key)
+                    msg = (event.get("errorDetail") or {}).get("message") or event["error"]
+                    raise _step_error(lab, ctx, msg, run.step, run.total, run.instruction,
+                                      run.tail, key)
                 run.feed(event, on_event)
         except KeyboardInterrupt:
             # The classic builder goes on after the client leaves: stop its container
@@ -138,7 +162,37 @@ def build(
     return BuildResult(
         name, tag, "built", image_id=run.image_id, seconds=time.monotonic() - start,
         steps=run.total, cached_steps=len(run.cached), cached=run.cached,
-        size=img.attrs.get("Size", 0) if img else 0,
+        size=img.attrs.get("Size", 0) if img else 0, backend="classic",
+        timings=run.timings(),
+    )
+
+
+def _build_buildkit(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
+                    cli: buildkit.Cli, *, nocache: bool,
+                    on_event: Callable[[BuildEvent], None]) -> BuildResult:
+    """The same layers through BuildKit: credentials as a secret, the wheelhouse bind
+    mounted from the context folder, uv and apt caches kept between builds."""
+    dockerfile = ctx.buildkit_dockerfile
+    instructions = [i for i in _instructions(dockerfile) if not i.startswith("#")]
+    progress = buildkit.Progress(buildkit.steps_of(instructions, ctx.step_keys(dockerfile)))
+    start = time.monotonic()
+    with buildkit.context_folder(ctx.files, dockerfile, ctx.wheelhouse,
+                                 lab.state_dir("build")) as folder:
+        image_id = buildkit.run(cli, folder, buildargs=ctx.buildargs, secrets=ctx.secrets,
+                                nocache=nocache, progress=progress, on_event=on_event)
+    if not image_id:
+        step = progress.error_step or progress.current
+        raise _step_error(lab, ctx, progress.errors[-1] if progress.errors else "failed",
+                          step, progress.total, progress.instruction(step),
+                          progress.output.get(step, []), progress.key(step) or "base")
+    engine.tag(image_id, tag)
+    img = engine.image(tag)
+    timings = [(s, progress.key(s), progress.instruction(s), sec)
+               for s, sec in sorted(progress.seconds.items())]
+    return BuildResult(
+        ctx.spec.name, tag, "built", image_id=image_id, seconds=time.monotonic() - start,
+        steps=progress.total, cached_steps=len(progress.cached), cached=progress.cached,
+        size=img.attrs.get("Size", 0) if img else 0, backend="buildkit", timings=timings,
     )
 
 
@@ -155,13 +209,14 @@ def system_image_tag(lab: Lab, spec: ImageSpec) -> str:
 
 def system_image(engine: Engine, lab: Lab, spec: ImageSpec,
                  on_event: Callable[[BuildEvent], None] = lambda e: None,
-                 nocache: bool = False) -> str:
+                 nocache: bool = False, builder: str | None = None) -> str:
     """Build (or find current) the image of the first layers of ``spec``'s Dockerfile
     (system, CA, Python + uv); its tag. Its layers are the lab's own, so it costs nothing
     once a lab on the same base has been built, and building it first costs a lab build
     nothing either."""
     tag = system_image_tag(lab, spec)
-    build(engine, lab, render_lock_image(lab, spec), tag, on_event=on_event, nocache=nocache)
+    build(engine, lab, render_lock_image(lab, spec), tag, on_event=on_event, nocache=nocache,
+          builder=builder)
     return tag
 
 
@@ -237,6 +292,14 @@ class _Run:
     layer: str = ""  # the last layer reported: the running step's container starts from it
     tail: list[str] = field(default_factory=list)
     cached: list[int] = field(default_factory=list)
+    started: dict[int, float] = field(default_factory=dict)  # step -> when it began
+
+    def timings(self) -> list[tuple[int, str, str, float]]:
+        """(step, key, instruction, seconds) of the steps that ran (not from the cache)."""
+        ends = [*list(self.started.values())[1:], time.monotonic()]
+        return [(s, self.keys[s - 1] if s <= len(self.keys) else "", "", end - t)
+                for (s, t), end in zip(self.started.items(), ends, strict=False)
+                if s not in self.cached]
 
     def feed(self, event: dict[str, Any], on_event: Callable[[BuildEvent], None]) -> None:
         if "aux" in event and "ID" in event["aux"]:
@@ -250,6 +313,7 @@ class _Run:
             m = _STEP.match(line)
             if m:
                 self.step, self.total, self.instruction = int(m[1]), int(m[2]), m[3]
+                self.started[self.step] = time.monotonic()
                 self.tail = []
                 key = self.keys[self.step - 1] if self.step <= len(self.keys) else ""
                 on_event(BuildEvent("step", self.instruction, self.step, self.total, key))
@@ -265,31 +329,30 @@ class _Run:
                 on_event(BuildEvent("output", line, self.step, self.total))
 
 
-def _step_error(lab: Lab, ctx: BuildContext, event: dict[str, Any], run: _Run, key: str
-                ) -> LabError:
+def _step_error(lab: Lab, ctx: BuildContext, msg: str, step: int, total: int,
+                instruction: str, tail: list[str], key: str) -> LabError:
     """A failed step in the learner's words: where in the spec it came from, what the
     output means (tables/errors.yaml) and the fix that fits it."""
-    msg = (event.get("errorDetail") or {}).get("message") or event["error"]
-    found = advise("\n".join([*run.tail, msg]), "build", spec=ctx.spec.name)
+    found = advise("\n".join([*tail, msg]), "build", spec=ctx.spec.name)
     if found and found.id == "incompatible" and any(
-            t.startswith("labctl: incompatible packages") for t in run.tail):
+            t.startswith("labctl: incompatible packages") for t in tail):
         key = "pip"  # the dependency check ends the extras RUN; the pins are the lab's
     fix = "correct that spec line and build again; the previous image is still tagged"
-    headline = f"build of '{ctx.spec.name}' failed at step {run.step}/{run.total}"
+    headline = f"build of '{ctx.spec.name}' failed at step {step}/{total}"
     if found:
         fix = found.fix
         if found.id == "no-solution" and ctx.lock_state == "stale":
             fix += f"; images/{ctx.spec.name}.lock is stale: run `labctl lock {ctx.spec.name}`"
         if found.id == "disk-full":
-            return LabError("the build ran out of disk space", details=run.tail[-5:], fix=fix)
+            return LabError("the build ran out of disk space", details=tail[-5:], fix=fix)
         headline += f": {found.message}"
-    short = run.instruction if len(run.instruction) < 160 else run.instruction[:157] + "..."
+    short = instruction if len(instruction) < 160 else instruction[:157] + "..."
     where = spec_line(lab, ctx, key)
     if found and found.id in ("tls-untrusted", "dns", "unreachable") and key in _NETWORK_KEYS:
         where += ", though the spec is not the cause"
     return LabError(
         f"{headline}, from {where}",
         details=[f"instruction: {short}", f"error: {msg.strip()}", "last output:"]
-        + [f"  {t}" for t in run.tail[-12:]],
+        + [f"  {t}" for t in tail[-12:]],
         fix=fix,
     )

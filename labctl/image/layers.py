@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from packaging.requirements import Requirement
 
@@ -33,8 +34,20 @@ COMPAT_FILE = "/opt/labctl/compat.json"
 # or the image.
 HELPER_PORT = 8765
 WHEELHOUSE_URL = f"http://127.0.0.1:{HELPER_PORT}/"
-# Index credentials fetched from the helper for one RUN and removed at its end.
+# Index credentials: fetched from the helper for one RUN and removed at its end (classic
+# builder), or a BuildKit secret mount there (never in a layer either way).
 NETRC = "/tmp/labctl.netrc"
+# BuildKit only: uv's cache and apt's lists and archives as cache mounts (kept between
+# builds, in no layer), the credentials as a secret, the wheelhouse as a bind mount.
+UV_CACHE = "/root/.cache/uv"
+BK_UV = f"--mount=type=cache,id=labctl-uv,target={UV_CACHE}"
+BK_APT = ("--mount=type=cache,id=labctl-apt-lists,target=/var/lib/apt/lists,sharing=locked"
+          " --mount=type=cache,id=labctl-apt-archives,target=/var/cache/apt/archives,"
+          "sharing=locked")
+BK_SECRET = f"--mount=type=secret,id=netrc,target={NETRC}"
+BK_WHEELS = "--mount=type=bind,source=wheelhouse,target=/wheelhouse"
+APT_CLEAN = "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"
+Backend = Literal["classic", "buildkit"]
 # --allow-root: a lab runs as root only when the host user is root or Docker is rootless
 # (container root is then the host user); Jupyter would refuse to start otherwise.
 JUPYTER_CMD = (
@@ -62,6 +75,7 @@ class Inputs:
     wheelhouse: bool = False  # a wheelhouse is served to the installs
     torch_index: str | None = None  # the torch variant's index, when not the default
     secrets: bool = False  # index credentials are served to the installs
+    backend: Backend = "classic"
 
 
 def command(spec: ImageSpec) -> list[str]:
@@ -139,7 +153,9 @@ class _Plan:
 
     def __init__(self, spec: ImageSpec, inputs: Inputs) -> None:
         self.spec, self.inputs = spec, inputs
-        self.find_links = f"--find-links {WHEELHOUSE_URL} " if inputs.wheelhouse else ""
+        self.buildkit = inputs.backend == "buildkit"
+        links = "/wheelhouse" if self.buildkit else WHEELHOUSE_URL
+        self.find_links = f"--find-links {links} " if inputs.wheelhouse else ""
         self.constrain = "-c /opt/labctl/constraints.txt " if constraints(spec) else ""
 
     def lock(self, layer: str) -> str:
@@ -149,12 +165,13 @@ class _Plan:
         return [f"labctl/lock-{layer}.txt"] if layer in self.inputs.locked else []
 
     def fetching(self, *commands: str) -> str:
-        """A RUN that downloads: with served credentials, it fetches them first and
-        removes them last, so they are in no layer (a failed RUN leaves no layer)."""
-        if not self.inputs.secrets:
-            return run(*commands)
-        return run(f"python3 /opt/labctl/system/fetch_secret.py netrc {NETRC}"
-                   f" && export NETRC={NETRC}", *commands, f"rm -f {NETRC}")
+        """A RUN that downloads with uv. Classic builder: served credentials are fetched
+        first and removed last, so they are in no layer (a failed RUN leaves no layer).
+        BuildKit: uv's cache, the credentials and the wheelhouse are mounts."""
+        return fetching(self.inputs, *commands)
+
+    def apt(self, *packages: str) -> str:
+        return apt(self.inputs.backend, *packages)
 
     def layers(self) -> list[Layer]:
         spec = self.spec
@@ -172,10 +189,7 @@ class _Plan:
                 self.fetching(f"uv pip install {self.find_links}{index}{self.lock('torch')}"
                               "-r /opt/labctl/requirements-torch.txt"),
             )))
-        out.append(Layer("fonts", (run(
-            "apt-get update",
-            f"apt-get install -y --no-install-recommends {' '.join(FONT_PACKAGES)}",
-            "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"),), (
+        out.append(Layer("fonts", (self.apt(*FONT_PACKAGES),), (
             "The CJK font of every lab's matplotlib (labctl's matplotlibrc lists it first).",)))
         startup = "/home/lab/.ipython/profile_default/startup"
         out.append(Layer("runtime", (
@@ -187,6 +201,10 @@ class _Plan:
                 f" {startup}",
                 f"install -o lab -g lab -m 0644 /opt/labctl/lib/ipython_startup.py"
                 f" {startup}/00-labctl.py",
+                # jupyter_server_config.d/ holds only extension switches; other settings
+                # are read from jupyter_server_config.json itself.
+                "install -D -m 0644 /opt/labctl/lib/jupyter_tensorboard.json"
+                " /opt/venv/etc/jupyter/jupyter_server_config.json",
                 f"mkdir -p {spec.workdir}", f"chown lab:lab {spec.workdir}"),
             "ENV MATPLOTLIBRC=/opt/labctl/lib/matplotlibrc \\\n    PIP_USER=1",
             'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]',
@@ -194,10 +212,7 @@ class _Plan:
             "book shims) come before the lab's packages, so a package change never reruns them.",
             "`pip install` in a running lab installs for the learner (PIP_USER: ~/.local).")))
         if spec.apt:
-            out.append(Layer("apt", (run(
-                "apt-get update",
-                f"apt-get install -y --no-install-recommends {' '.join(spec.apt)}",
-                "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"),)))
+            out.append(Layer("apt", (self.apt(*spec.apt),)))
         if spec.lab_packages or spec.pip_nodeps:
             out.append(self._pip())
         out.append(self._extras())
@@ -252,6 +267,30 @@ class _Plan:
         return Layer("env", tuple(steps), (
             "The spec's runtime settings last: they never reach an install, and changing"
             " them reruns", "none."))
+
+
+def fetching(inputs: Inputs, *commands: str) -> str:
+    """A RUN whose commands download (see _Plan.fetching)."""
+    if inputs.backend == "classic":
+        if not inputs.secrets:
+            return run(*commands)
+        return run(f"python3 /opt/labctl/system/fetch_secret.py netrc {NETRC}"
+                   f" && export NETRC={NETRC}", *commands, f"rm -f {NETRC}")
+    mounts = [BK_UV] + ([BK_SECRET] if inputs.secrets else []) + (
+        [BK_WHEELS] if inputs.wheelhouse else [])
+    env = f"export UV_NO_CACHE=0 UV_CACHE_DIR={UV_CACHE} UV_LINK_MODE=copy" + (
+        f" NETRC={NETRC}" if inputs.secrets else "")
+    return "RUN " + " ".join(mounts) + " " + " \\\n && ".join([env, *commands])
+
+
+def apt(backend: Backend, *packages: str) -> str:
+    """A RUN that installs Debian packages: lists and archives in no layer (removed, or
+    BuildKit cache mounts that the next build reuses)."""
+    install = ["apt-get update",
+               f"apt-get install -y --no-install-recommends {' '.join(packages)}"]
+    if backend == "classic":
+        return run(*install, APT_CLEAN)
+    return f"RUN {BK_APT} " + " \\\n && ".join(install)
 
 
 def lab_layers(spec: ImageSpec, inputs: Inputs) -> list[Layer]:

@@ -46,17 +46,20 @@ class BuildContext:
     # Served to the RUN steps while the build runs (never in the context or the hash):
     # "netrc" with the index credentials.
     secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
+    # The same layers written for BuildKit (cache, secret and bind mounts). The classic
+    # one (`dockerfile`) is the one hashed: both build the same image.
+    buildkit_dockerfile: str = ""
 
     @property
     def needs_helper(self) -> bool:
         """The build's RUN steps need the helper container (wheelhouse or credentials)."""
         return self.wheelhouse is not None or bool(self.secrets)
 
-    def step_keys(self) -> list[str]:
+    def step_keys(self, dockerfile: str | None = None) -> list[str]:
         """For each Dockerfile instruction, the spec key it came from (for build errors)."""
         keys: list[str] = []
         current = "base"
-        for line in _instructions(self.dockerfile):
+        for line in _instructions(dockerfile or self.dockerfile):
             if line.startswith("# labctl-key:"):
                 current = line.split(":", 1)[1].strip()
             elif not line.startswith("#"):
@@ -68,8 +71,9 @@ class BuildContext:
         the digest, so they cannot be part of what the digest covers."""
         text = _dockerfile("_labels.j2", {"labels": labels})
         dockerfile = self.dockerfile + text
-        return replace(self, dockerfile=dockerfile,
-                       files={**self.files, "Dockerfile": dockerfile.encode()})
+        return replace(self, dockerfile=dockerfile, buildkit_dockerfile=(
+            self.buildkit_dockerfile + text if self.buildkit_dockerfile else ""),
+            files={**self.files, "Dockerfile": dockerfile.encode()})
 
     def tar(self) -> io.BytesIO:
         """The context as an in-memory tar, deterministic (fixed mtimes and owners)."""
@@ -226,11 +230,25 @@ def _system(lab: Lab, secrets: bool) -> tuple[dict[str, object], dict[str, bytes
     ca = _ca(lab)
     values = {"labctl_version": __version__, "system_packages": L.SYSTEM_PACKAGES,
               "uv_version": L.UV_VERSION, "ca_bundle": bool(ca), "image_env": IMAGE_ENV,
-              "secrets": secrets, "netrc": L.NETRC}
+              "secrets": secrets}
     files = _template_files("system")
     if ca:
         files["labctl/ca-extra.crt"] = ca
     return values, files
+
+
+def _backend_values(backend: L.Backend, secrets: bool) -> dict[str, str | bool]:
+    """What differs between the classic builder and BuildKit in the shared first layers:
+    apt's lists and archives (removed, or cache mounts) and the credentials uv's installer
+    needs (fetched from the helper and removed, or a secret mount)."""
+    if backend == "classic":
+        prefix = (f"python3 /opt/labctl/system/fetch_secret.py netrc {L.NETRC} && export"
+                  f" NETRC={L.NETRC} \\\n && ") if secrets else ""
+        return {"apt_mounts": "", "apt_clean": True, "python_prefix": prefix,
+                "python_suffix": f" \\\n && rm -f {L.NETRC}" if secrets else ""}
+    prefix = f"{L.BK_SECRET} export NETRC={L.NETRC} \\\n && " if secrets else ""
+    return {"apt_mounts": f"{L.BK_APT} ", "apt_clean": False, "python_prefix": prefix,
+            "python_suffix": ""}
 
 
 def _dockerfile(template: str, values: dict[str, object]) -> str:
@@ -314,9 +332,14 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     inputs = L.Inputs(locked=frozenset(lock_files), wheelhouse=wheelhouse is not None,
                       torch_index=index_args.get("LABCTL_TORCH_INDEX") or None,
                       secrets=bool(netrc))
-    values = {**system_values, "spec": spec, "spec_file": f"images/{spec.name}.yaml",
-              "layers": L.lab_layers(spec, inputs)}
-    dockerfile = _dockerfile("Dockerfile.j2", values)
+
+    def dockerfile_for(backend: L.Backend) -> str:
+        return _dockerfile("Dockerfile.j2", {
+            **system_values, **_backend_values(backend, bool(netrc)), "spec": spec,
+            "spec_file": f"images/{spec.name}.yaml",
+            "layers": L.lab_layers(spec, replace(inputs, backend=backend))})
+
+    dockerfile = dockerfile_for("classic")
     files: dict[str, bytes] = {"Dockerfile": dockerfile.encode(), **system_files}
     files.update(_template_files("image"))
     files["labctl/image/datasets.json"] = _datasets_json()
@@ -329,7 +352,8 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     args = buildargs(lab, spec)
     ctx = BuildContext(spec=spec, dockerfile=dockerfile, files=files, buildargs=args,
                        lock_state=lock_state, lock_notes=lock_notes, wheelhouse=wheelhouse,
-                       secrets={"netrc": netrc} if netrc else {})
+                       secrets={"netrc": netrc} if netrc else {},
+                       buildkit_dockerfile=dockerfile_for("buildkit"))
     ctx.digest = content_hash(files, args)
     return ctx
 
@@ -350,11 +374,13 @@ def _first_layers(lab: Lab, spec: ImageSpec, template: str, name: str) -> BuildC
     # The lab's spec files (chain), so that a failing first layer names their line.
     base = ImageSpec(name=name, base=spec.base, python=spec.python, chain=spec.chain,
                      source=spec.source, where=spec.where)
-    dockerfile = _dockerfile(template, {**values, "spec": base})
+    dockerfile, buildkit = (_dockerfile(template, {
+        **values, **_backend_values(b, bool(netrc)), "spec": base})
+        for b in ("classic", "buildkit"))
     files: dict[str, bytes] = {"Dockerfile": dockerfile.encode(), **system_files}
     args = buildargs(lab, spec)
     ctx = BuildContext(spec=base, dockerfile=dockerfile, files=files, buildargs=args,
-                       secrets={"netrc": netrc} if netrc else {})
+                       secrets={"netrc": netrc} if netrc else {}, buildkit_dockerfile=buildkit)
     ctx.digest = content_hash(files, args)
     return ctx
 

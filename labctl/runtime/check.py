@@ -16,7 +16,7 @@ from labctl.config.spec import CheckSpec
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.runtime.plan import Mount
-from labctl.runtime.run import create, make_plan, state_dir
+from labctl.runtime.run import create, make_plan
 
 SPEC_DIR = "/opt/labctl/spec"  # the lab's images/ folder, read-only, for check scripts
 
@@ -50,7 +50,7 @@ def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = Non
         on_start(check.name)
         # Each check works in a scratch source folder of its own inside the lab, so the
         # learner's work/ folder is never touched; the scratch folder is removed after.
-        scratch = Path(tempfile.mkdtemp(prefix=f"check-{check.name}-", dir=state_dir(lab)))
+        scratch = Path(tempfile.mkdtemp(prefix=f"check-{check.name}-", dir=lab.state_dir()))
         for sub in spec.src_volumes.values():  # labctl's own folder: the book's ../data
             (scratch / sub).mkdir()
         try:

@@ -58,6 +58,7 @@ class RunPlan:
     shm_size: str = SHM_SIZE
     network: str | None = None  # None: the engine's default bridge; "none" for offline checks
     name_base: str = ""  # names tried when two labs start at once: base, base-2, ...
+    tensorboard: bool = False  # TensorBoard is served through Jupyter
 
     def publish(self) -> dict[int, list[tuple[str, int]]]:
         """Container port -> every (host address, host port) it is published on."""
@@ -74,6 +75,14 @@ class RunPlan:
     def url(self) -> str | None:
         base = self.base_url
         return f"{base}?token={self.token}" if base and self.token else base
+
+    @property
+    def tensorboard_url(self) -> str | None:
+        """TensorBoard through Jupyter (jupyter-server-proxy), behind the same token."""
+        if not self.tensorboard or self.base_url is None:
+            return None
+        base = self.base_url.removesuffix("/lab") + "/tensorboard/"
+        return f"{base}?token={self.token}" if self.token else base
 
     @property
     def gpu_mode(self) -> str:
@@ -402,6 +411,7 @@ def plan_run(
         warnings=warnings, jupyter_port=jupyter_port if runs_jupyter else None,
         token=token if runs_jupyter else None,
         token_file=token_file if runs_jupyter else None, name_base=f"labctl-{spec.name}",
+        tensorboard=runs_jupyter and bool(spec.jupyter and spec.jupyter.tensorboard),
     )
     if plan.base_url:
         plan.labels[labels.URL] = plan.base_url

@@ -31,7 +31,6 @@ from labctl.runtime.plan import (
 from labctl.runtime.ports import port_free
 
 READY_TIMEOUT = 120.0
-STATE_DIR = ".labctl"  # in the lab folder: scratch folders of checks, Jupyter tokens
 
 
 def has_ipv6_loopback() -> bool:
@@ -43,44 +42,40 @@ def has_ipv6_loopback() -> bool:
         return False
 
 
-def state_dir(lab: Lab, *parts: str) -> Path:
-    """lab/.labctl/PARTS, made private to the user (0700) and kept out of git."""
-    root = lab.root / STATE_DIR
-    root.mkdir(mode=0o700, exist_ok=True)
-    ignore = root / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n", encoding="utf-8")
-    folder = root.joinpath(*parts)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return folder
-
-
-def _token_file(lab: Lab, token: str) -> Path:
+def _token_file(lab: Lab, token: str, name: str | None = None) -> Path:
     """The token in a file of its own, in a folder only the user can enter: mounted into
     the lab (JUPYTER_TOKEN_FILE), it never appears in the container's configuration."""
-    folder = state_dir(lab, "tokens")
-    path = folder / f"{secrets.token_hex(8)}.token"
+    path = lab.state_dir("tokens") / (name or f"{secrets.token_hex(8)}.token")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(fd, "w") as f:
         f.write(token)
     return path
 
 
+def kept_token_file(lab: Lab, name: str) -> Path:
+    """A token file that stays between runs (a devcontainer, a Compose service)."""
+    path = lab.state_dir("tokens") / name
+    return path if path.exists() else _token_file(lab, secrets.token_hex(24), name)
+
+
 def make_plan(engine: Engine, lab: Lab, name: str, *, user: bool, srcs: list[str],
-              command: list[str] | None, gpus: str, bind: str | None, port: int | None
-              ) -> RunPlan:
+              command: list[str] | None, gpus: str, bind: str | None, port: int | None,
+              token_file: Path | None = None) -> RunPlan:
+    """The plan of `labctl run NAME`; ``token_file``: a token kept between runs (the
+    devcontainer's), instead of a new one."""
     spec = lab.spec(name)
     image = lab.image_tag(name)
     if engine.image(image) is None:
         raise LabError(f"the image {image} is not built yet", fix=f"labctl build {name}")
     addresses = bind_addresses(lab.settings.bind if bind is None else bind, has_ipv6_loopback())
     runs_jupyter = bool(spec.jupyter and spec.jupyter.enabled and not command)
-    token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
+    token = (token_file.read_text(encoding="utf-8").strip() if token_file else
+             os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24))
     return plan_run(
         lab, spec, image=image, user=user, uid=os.getuid(), gid=os.getgid(),
         home=Path.home(), rootless=engine.is_rootless(), srcs=srcs, command=command,
         gpus=gpus, gpu_access=gpu_mode(engine), bind=addresses, port=port, token=token,
-        token_file=_token_file(lab, token) if runs_jupyter else None,
+        token_file=(token_file or _token_file(lab, token)) if runs_jupyter else None,
         name=free_name(f"labctl-{spec.name}", lambda n: engine.container(n) is not None),
         port_free=lambda p: all(port_free(a, p) for a in addresses),
     )
@@ -148,6 +143,8 @@ def run(engine: Engine, plan: RunPlan, *, detach: bool, keep: bool,
             say(f"waiting for Jupyter in {plan.name} ...")
             wait_ready(engine, container, plan)
             say(f"JupyterLab is ready: {plan.url}")
+            if plan.tensorboard_url:
+                say(f"TensorBoard (logs in $TENSORBOARD_LOGDIR): {plan.tensorboard_url}")
         on_ready(plan)
         if detach:
             say(f"running in the background as {plan.name}; stop it with "

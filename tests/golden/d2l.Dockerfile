@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Rendered by labctl 0.1.0 from images/d2l.yaml. Do not edit: edit the spec.
 # Layers follow change frequency: system, Python + uv, torch, labctl's runtime files, lab
 # apt packages, lab Python packages (pip, then pip_nodeps), extras, prepare scripts, then
@@ -68,6 +67,7 @@ RUN install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoi
  && ln -s /opt/labctl/lib/labctl.pth "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/labctl.pth" \
  && install -d -o lab -g lab /home/lab/.ipython /home/lab/.ipython/profile_default /home/lab/.ipython/profile_default/startup \
  && install -o lab -g lab -m 0644 /opt/labctl/lib/ipython_startup.py /home/lab/.ipython/profile_default/startup/00-labctl.py \
+ && install -D -m 0644 /opt/labctl/lib/jupyter_tensorboard.json /opt/venv/etc/jupyter/jupyter_server_config.json \
  && mkdir -p /workspace \
  && chown lab:lab /workspace
 ENV MATPLOTLIBRC=/opt/labctl/lib/matplotlibrc \

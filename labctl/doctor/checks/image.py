@@ -1,7 +1,8 @@
-"""`--image`: checks inside each built image through one short container run: the CUDA
-and GPU code torch really has, whether CUDA works with the GPU attached, and glibc for
-the VS Code server. What an image contains can differ from its spec (an old build, a
-base image with its own torch), so the doctor asks the image itself."""
+"""`--image`: checks inside each built image through one short container run: the
+CUDA and GPU code torch and TensorFlow really have, whether CUDA works with the GPU
+attached, and glibc for the VS Code server. What an image contains can differ from its
+spec (an old build, a base image with its own torch), so the doctor asks the image
+itself."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class ImageFacts:
     libc_line: str = ""
     python: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, bool] = field(default_factory=dict)  # tar, bash: what VS Code needs
+    home: tuple[str, str] | None = None  # the lab user's HOME and its owner
 
     @property
     def torch(self) -> str | None:
@@ -52,6 +55,13 @@ def parse_probe(output: str) -> ImageFacts:
         if line.startswith(LDD_MARK):
             facts.libc_line = line[len(LDD_MARK):].strip()
             facts.glibc = parse_glibc(facts.libc_line)
+        elif line.startswith("LABCTL_TOOL "):
+            _, tool, have = line.split()[:3]
+            facts.tools[tool] = have == "yes"
+        elif line.startswith("LABCTL_HOME "):
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] != "-":
+                facts.home = (parts[1], parts[2])
         elif line.startswith(MARK):
             try:
                 facts.data = json.loads(line[len(MARK):])
@@ -75,6 +85,26 @@ def glibc_finding(facts: ImageFacts) -> Finding:
         return Finding("fail", f"glibc {ver}: the VS Code server needs >= 2.28",
                        "use a newer base image (debian:bookworm, ubuntu:22.04 or later)")
     return Finding("ok", f"glibc {ver} (VS Code needs >= 2.28)")
+
+
+def vscode_finding(facts: ImageFacts) -> Finding:
+    """Can VS Code's Dev Containers attach: glibc >= 2.28 for its server (since 1.86), tar
+    and bash to install and run it, a HOME the lab user owns to install it in."""
+    problems = []
+    if facts.glibc is None or facts.glibc < VSCODE_GLIBC:
+        have = f"{facts.glibc[0]}.{facts.glibc[1]}" if facts.glibc else "none"
+        problems.append(f"glibc {have} (the VS Code server needs >= 2.28)")
+    problems += [f"no {t}" for t, ok in sorted(facts.tools.items()) if not ok]
+    if facts.home is None:
+        problems.append("no user 'lab' with a HOME")
+    elif facts.home[1] not in ("lab", "root"):
+        problems.append(f"{facts.home[0]} belongs to {facts.home[1]}, not the lab user")
+    if problems:
+        return Finding("fail", "VS Code cannot attach: " + "; ".join(problems),
+                       "build the lab with labctl (Debian bookworm base), or use a base with"
+                       " glibc >= 2.28, tar and bash")
+    return Finding("ok", "VS Code can attach (glibc >= 2.28, tar, bash, a HOME of the lab"
+                   " user's)")
 
 
 def torch_findings(facts: ImageFacts, spec: Any, name: str, gpus: tuple[Any, ...],
@@ -124,6 +154,34 @@ def torch_findings(facts: ImageFacts, spec: Any, name: str, gpus: tuple[Any, ...
     return out
 
 
+def tf_findings(facts: ImageFacts, spec: Any, gpus: tuple[Any, ...],
+                attached: bool) -> list[tuple[str, Finding]]:
+    """(suffix, finding) pairs from what TensorFlow reported inside the image (pure); none
+    for an image without TensorFlow or a CPU spec."""
+    tf = facts.data.get("tensorflow")
+    if not tf or (spec is not None and compat.gpu_use(spec) == "no"):
+        return []
+    if "error" in tf:
+        return [("tf", Finding("fail", f"import tensorflow failed: {tf['error']}",
+                               "rebuild the image with `labctl build --force`"))]
+    label = f"tensorflow {tf['version']}"
+    archs = compat.parse_torch_arch_list(tf.get("archs") or [])
+    out = [("tf", Finding("ok", f"{label}, CUDA {tf.get('cuda') or 'none'}, "
+                          f"{archs.describe()}"))]
+    if tf.get("cuda"):
+        for g in gpus:
+            a = compat.assess(tf["cuda"], archs, g, label)
+            out.append((f"tf-gpu{g.index}", Finding(
+                a.status, "; ".join(a.problems if a.status == "fail" else a.notes),
+                "" if a.status == "ok" else "`labctl doctor` on the spec says what works")))
+    if attached:
+        seen = tf.get("gpus") or []
+        out.append(("tf-cuda", Finding("ok", f"TensorFlow sees {', '.join(seen)}") if seen else
+                    Finding("fail", "TensorFlow sees no GPU with the GPU attached",
+                            "install tensorflow[and-cuda] (CUDA libraries from PyPI)")))
+    return out
+
+
 def _image(ctx: Context) -> bool:
     return ctx.image
 
@@ -164,9 +222,13 @@ def image_probe(ctx: Context) -> list[Finding]:
             out.append(Finding("fail", f"the probe did not finish within {PROBE_TIMEOUT} s", "",
                                name, f"{name} image"))
             continue
-        for suffix, f in torch_findings(facts, spec, name, gpus, attach != "none", why):
+        for suffix, f in (torch_findings(facts, spec, name, gpus, attach != "none", why)
+                          + tf_findings(facts, spec, gpus, attach != "none")):
             out.append(Finding(f.status, f.message, f.fix, f"{name}.{suffix}",
                                f"{name} image: {suffix}"))
         g = glibc_finding(facts)
         out.append(Finding(g.status, g.message, g.fix, f"{name}.glibc", f"{name} image: glibc"))
+        v = vscode_finding(facts)
+        out.append(Finding(v.status, v.message, v.fix, f"{name}.vscode",
+                           f"{name} image: VS Code"))
     return out or [Finding("skip", "the lab has no specs")]

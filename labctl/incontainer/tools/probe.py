@@ -1,7 +1,10 @@
-"""doctor --image: what the image's torch really has (its CUDA, its compiled GPU code,
-whether CUDA works with the GPU attached), printed as one JSON line after LABCTL_PROBE."""
+"""doctor --image: what the image's torch and TensorFlow really have (their CUDA, their
+compiled GPU code, whether CUDA works with the GPU attached), printed as one JSON line
+after LABCTL_PROBE."""
 
+import importlib.util
 import json
+import os
 import platform
 import sys
 import warnings
@@ -22,4 +25,15 @@ try:
         out["warnings"] = [str(w.message)[:300] for w in caught]
 except Exception as e:
     out["error"] = (type(e).__name__ + ": " + str(e))[:500]
+if importlib.util.find_spec("tensorflow") is not None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+
+        info = tf.sysconfig.get_build_info()
+        out["tensorflow"] = {"version": tf.__version__, "cuda": info.get("cuda_version"),
+                             "archs": list(info.get("cuda_compute_capabilities") or []),
+                             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+    except Exception as e:
+        out["tensorflow"] = {"error": (type(e).__name__ + ": " + str(e))[:500]}
 print("LABCTL_PROBE " + json.dumps(out), flush=True)

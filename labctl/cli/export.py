@@ -1,0 +1,112 @@
+"""VS Code and Compose: `labctl devcontainer` and `labctl compose`, front doors to the
+same labs as `labctl run`, generated from the same run plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from labctl.cli.common import engine, friendly, json_option, lab_option, load
+
+
+@click.command()
+@click.argument("name")
+@click.option("--src", default=".", show_default=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="The folder VS Code opens: mounted as the lab's workspace.")
+@click.option("--single", is_flag=True,
+              help="Write .devcontainer/devcontainer.json (VS Code's default) instead of"
+                   " .devcontainer/NAME/devcontainer.json.")
+@json_option
+@lab_option
+@friendly
+def devcontainer(name: str, src: str, single: bool, as_json: bool, lab_dir: str | None
+                 ) -> None:
+    """Write a devcontainer.json for lab NAME: VS Code opens SRC inside the lab, as you."""
+    from labctl.cli import ui
+    from labctl.export import devcontainer as dc
+    from labctl.gpu.access import gpu_mode
+    from labctl.gpu.compat import gpu_use
+    from labctl.runtime.run import create_host_dirs, kept_token_file, make_plan
+
+    lab = load(lab_dir)
+    e = engine(lab)
+    folder = Path(src).resolve()
+    plan = make_plan(e, lab, name, user=True, srcs=[str(folder)], command=None, gpus="none",
+                     bind=None, port=None,
+                     token_file=kept_token_file(lab, f"devcontainer-{name}.token"))
+    create_host_dirs(plan.host_dirs)  # the lab's folders, yours, before VS Code starts it
+    gpu = gpu_use(lab.spec(name)) != "no" and gpu_mode(e) != "none"
+    path = folder / ".devcontainer" / ("devcontainer.json" if single else
+                                       f"{name}/devcontainer.json")
+    changes = dc.write(path, dc.document(plan, folder, gpu))
+    if as_json:
+        ui.dump_json({"file": str(path), "changes": changes, "image": plan.image,
+                      "workspace": plan.workdir, "gpu": gpu})
+        return
+    ui.console.print(f"{path}: {'; '.join(changes) or 'unchanged'}")
+    ui.console.print(f"next: open {folder} in VS Code and run 'Dev Containers: Reopen in"
+                     " Container'")
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Where to write it (default: compose.yaml in the lab folder).")
+@json_option
+@lab_option
+@friendly
+def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: str | None
+            ) -> None:
+    """Write a Compose file with one service per lab (default: every built lab)."""
+    import os
+    import secrets
+
+    import yaml
+
+    from labctl.cli import ui
+    from labctl.export import compose as cp
+    from labctl.gpu.compat import gpu_use
+    from labctl.runtime.ports import port_free
+    from labctl.runtime.run import create_host_dirs, make_plan
+
+    lab = load(lab_dir)
+    e = engine(lab)
+    names = names or tuple(n for n in lab.spec_names() if e.image(lab.image_tag(n)))
+    env_file = lab.root / cp.ENV_FILE
+    lab.state_dir()
+    if not env_file.exists():  # 0600, in .labctl (kept out of git): the token lives here
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"JUPYTER_TOKEN={secrets.token_hex(24)}\n")
+    services, taken = {}, set()
+    for name in names:
+        spec = lab.spec(name)
+        port = None
+        if spec.jupyter and spec.jupyter.enabled:  # one host port each, all free now
+            port = spec.jupyter.port
+            while port in taken or not port_free(lab.settings.bind, port):
+                port += 1
+            taken.add(port)
+        plan = make_plan(e, lab, name, user=True, srcs=[], command=None, gpus="none",
+                         bind=None, port=port)
+        if plan.token_file is not None:
+            plan.token_file.unlink(missing_ok=True)  # compose reads the env file instead
+        create_host_dirs(plan.host_dirs)
+        services[name] = cp.service(plan, gpu_use(spec) in ("required", "wanted"))
+    out = Path(output).resolve() if output else lab.root / "compose.yaml"
+    doc = cp.document(services)
+    if out.parent != lab.root:  # the env file relative to the compose file's folder
+        for svc in services.values():
+            if "env_file" in svc:
+                svc["env_file"] = [str(env_file)]
+    text = ("# Written by `labctl compose`; `docker compose up` (or docker-compose up)"
+            " starts the labs.\n# The Jupyter token is in " + cp.ENV_FILE + " (0600).\n"
+            + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    out.write_text(text, encoding="utf-8")
+    if as_json:
+        ui.dump_json({"file": str(out), "services": list(services), "env_file": str(env_file)})
+        return
+    ui.console.print(f"wrote {out}: {', '.join(services) or 'no services'} (the token: "
+                     f"{env_file})")

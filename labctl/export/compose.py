@@ -1,0 +1,42 @@
+"""`labctl compose`: a Compose file with one service per lab, from the run plans of
+`labctl run NAME --user`: the same image, user mapping, mounts, environment and
+loopback-only ports; the Jupyter token comes from an env file of its own (0600, kept out
+of git), never from the Compose file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labctl.runtime.plan import TOKEN_IN_CONTAINER, RunPlan
+
+ENV_FILE = ".labctl/compose.env"  # relative to the lab folder (and so to the file's dir)
+
+
+def service(plan: RunPlan, gpu: bool) -> dict[str, Any]:
+    """One service: what `labctl run` would start. The token is not in it: the service
+    reads JUPYTER_TOKEN from the env file."""
+    env = {k: v for k, v in plan.env.items() if k not in ("JUPYTER_TOKEN",
+                                                            "JUPYTER_TOKEN_FILE")}
+    svc: dict[str, Any] = {
+        "image": plan.image,
+        "command": plan.command,
+        "working_dir": plan.workdir,
+        "environment": env,
+        "volumes": [f"{m.source}:{m.target}" + (":ro" if m.read_only else "")
+                    for m in plan.mounts if m.target != TOKEN_IN_CONTAINER],
+        "ports": [f"{ip}:{host}:{cport}" if ":" not in ip else f"[{ip}]:{host}:{cport}"
+                  for cport, binds in plan.publish().items() for ip, host in binds],
+        "shm_size": plan.shm_size,
+        "security_opt": ["no-new-privileges:true"],
+        "labels": dict(plan.labels),
+    }
+    if plan.jupyter_port is not None:
+        svc["env_file"] = [ENV_FILE]
+    if gpu:
+        svc["deploy"] = {"resources": {"reservations": {"devices": [
+            {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
+    return svc
+
+
+def document(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"services": services}
