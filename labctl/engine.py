@@ -3,6 +3,7 @@ messages a learner can act on."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -191,6 +192,57 @@ class Engine:
             out = self.api.import_image_from_stream(chunks, repository=repo, tag=tag,
                                                     changes=changes)
         return str(out)
+
+    def save_images(self, refs: list[str], chunk: int = 1 << 20) -> Iterator[bytes]:
+        """`docker save` of several images as one stream: the engine stores each layer once
+        however many of them share it. docker-py saves one image at a time, so this calls
+        the API's multi-image form itself."""
+        with translated():
+            res = self.api._get(self.api._url("/images/get"), params={"names": refs},
+                                stream=True)
+            self.api._raise_for_status(res)
+            yield from res.iter_content(chunk)
+
+    def load_images(self, chunks: Iterator[bytes]) -> list[str]:
+        """`docker load` from a stream (a generator, so the body is sent chunked); the
+        engine's "Loaded image" lines. A layer the engine already has is not read again."""
+        out: list[str] = []
+        with translated():
+            for ev in self.api.load_image(chunks):
+                if ev.get("error") or ev.get("errorDetail"):
+                    raise LabError(f"the engine refused the images: {ev.get('error')}",
+                                   fix="see `labctl doctor`; nothing of this lab was tagged")
+                if "stream" in ev and ev["stream"].strip():
+                    out.append(ev["stream"].strip())
+        return out
+
+    def unique_size(self, image_ids: list[str]) -> int:
+        """About how many bytes these images hold together, each shared layer once (from
+        the engine's disk usage: an image's size and the part it shares)."""
+        with translated():
+            rows = {i["Id"]: i for i in self.api.df().get("Images") or []}
+        sizes = [(int(rows[i]["Size"]), max(int(rows[i].get("SharedSize") or 0), 0))
+                 for i in image_ids if i in rows]
+        if not sizes:
+            return 0
+        return sum(size - shared for size, shared in sizes) + max(sh for _, sh in sizes)
+
+    def layers_present(self, diff_ids: list[str]) -> int:
+        """How many leading layers of this stack the engine already has (under any image):
+        what a bundle that leaves out layers can rely on. Layers are compared by chain
+        id, the digest of the whole stack below them, as the engine's load does."""
+        def chains(diffs: list[str]) -> list[str]:
+            out: list[str] = []
+            for d in diffs:
+                out.append(d if not out else "sha256:" + hashlib.sha256(
+                    f"{out[-1]} {d}".encode()).hexdigest())
+            return out
+
+        with translated():
+            have = {c for img in self.client.images.list(all=True)
+                    for c in chains((img.attrs.get("RootFS") or {}).get("Layers") or [])}
+        wanted = chains(diff_ids)
+        return next((i for i, c in enumerate(wanted) if c not in have), len(wanted))
 
     def containers(self, with_labels: list[str], all: bool = True) -> list[Any]:
         """Containers carrying every label of ``with_labels`` ("key" or "key=value")."""

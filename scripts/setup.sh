@@ -67,6 +67,11 @@ ensure_test_tools() {
         apt_install docker-compose
     fi
     command -v npm >/dev/null || apt_install nodejs npm
+    # The save/load test starts a second, rootless engine as the test user (its own
+    # data-root, exec-root and socket): rootlesskit and newuidmap.
+    if ! command -v rootlesskit >/dev/null || ! command -v newuidmap >/dev/null; then
+        apt_install rootlesskit uidmap
+    fi
     if [ ! -x "$VENV/bin/devcontainer" ]; then
         say "installing @devcontainers/cli $DEVCONTAINER_CLI_VERSION into $VENV/node"
         npm install --silent --no-fund --no-audit --prefix "$VENV/node" \

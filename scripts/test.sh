@@ -20,6 +20,9 @@ if is_root && [ -z "${LABCTL_TEST_AS_ROOT:-}" ]; then
         getent passwd 1234 >/dev/null || getent group 1234 >/dev/null || uid_opt=(--uid 1234)
         useradd --create-home --shell /bin/bash --user-group "${uid_opt[@]}" "$user"
     fi
+    # Subordinate ids for the rootless second engine of the save/load test.
+    grep -q "^$user:" /etc/subuid 2>/dev/null || usermod --add-subuids 200000-265535 "$user"
+    grep -q "^$user:" /etc/subgid 2>/dev/null || usermod --add-subgids 200000-265535 "$user"
     getent group docker >/dev/null || groupadd docker
     usermod -aG docker "$user"
     chgrp docker /var/run/docker.sock && chmod g+rw /var/run/docker.sock

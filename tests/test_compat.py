@@ -436,3 +436,10 @@ def test_shipped_tf_lab_is_a_cpu_lab() -> None:
 def test_unknown_tf_release_warns() -> None:
     v = compat.verdict(spec(pip=["tensorflow[and-cuda]==2.99.0"], gpu={"cuda": "12.8"}), H100)
     assert v.status == "warn" and "not in labctl's table" in v.message
+
+
+def test_tf_gpu_on_hopper_with_driver_550_cannot_jit_its_ptx() -> None:
+    v = compat.verdict(load_spec("tf-gpu", SHIPPED),
+                       G("NVIDIA H100 80GB HBM3", "9.0", "550.127.05", "12.4"))
+    assert v.status == "fail" and "cannot JIT the PTX" in v.message
+    assert v.fix.startswith("update the NVIDIA driver to >= 555.42.02 for CUDA 12.5.1")

@@ -159,6 +159,16 @@ def test_h100(lab: Path, fake_bin: Path) -> None:
     assert d.rc == 1
 
 
+def test_h100_on_driver_550_and_tensorflow(lab: Path, fake_bin: Path) -> None:
+    """TF 2.21 bundles CUDA 12.5.1 and only PTX for CC 9.0: a CUDA 12.4 driver runs it under
+    minor-version compatibility, which cannot JIT that PTX. The torch lab is unaffected."""
+    d = Doctor("h100-550", fake_bin, lab)
+    d.expect("spec.gpu.tf-gpu.gpu0", "fail", "driver 550.127.05 (CUDA <= 12.4) runs CUDA "
+             "12.5.1 only under minor-version compatibility, which cannot JIT the PTX",
+             fix="update the NVIDIA driver to >= 555.42.02 for CUDA 12.5.1")
+    d.expect("spec.gpu.d2l.gpu0", "warn", "minor-version compatibility")
+
+
 def test_470_driver_rejects_compute_cap(lab: Path, fake_bin: Path) -> None:
     d = Doctor("gtx1080-470", fake_bin, lab)
     d.expect("gpu.driver", "ok", "driver 470.256.02, CUDA <= 11.4", "cannot report compute_cap")

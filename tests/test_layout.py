@@ -71,7 +71,8 @@ def test_the_cli_object_has_every_command() -> None:
 
     names = {c.name for _, cmds in SECTIONS for c in cmds}
     assert {"init", "base", "list", "render", "build", "run", "shell", "ps", "logs", "stop",
-            "check", "lock", "freeze", "diff", "doctor"} <= names
+            "check", "lock", "freeze", "diff", "doctor", "devcontainer", "compose", "save",
+            "load", "data", "add"} <= names
     assert set(cli.commands) == names
 
 
@@ -81,7 +82,8 @@ def test_help_is_grouped_by_what_a_learner_does_and_not_cut_off() -> None:
     out = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
     sections = [line.rstrip(":") for line in out.splitlines() if line and not line[0].isspace()
                 and line.endswith(":")]
-    assert sections[-5:] == ["Set up", "Build", "Run", "Reproduce", "Diagnose"]
+    assert sections[-6:] == ["Set up", "Build", "Run", "Reproduce", "Move to another machine",
+                             "Diagnose"]
     for name, cmd in cli.commands.items():
         summary = " ".join((cmd.help or "").split("\n\n")[0].split())
         line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))

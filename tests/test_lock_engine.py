@@ -50,7 +50,9 @@ def test_lock_build_reproduce_stale_upgrade(docker_client, lab_factory):
     # Two builds from a clean cache install exactly the locked versions.
     first = labctl("build", "small", "--no-cache", "--locked", "--progress", "plain",
                    cwd=root, check=True)
-    assert "-c /opt/labctl/lock-pip.txt" in first.stdout
+    assert "small: step" in first.stdout
+    assert "-c /opt/labctl/lock-pip.txt" in labctl("render", "small", cwd=root,
+                                                     check=True).stdout
     installed = freeze(root)
     assert {k: installed[k] for k in pins} == pins
     labctl("build", "small", "--no-cache", "--locked", cwd=root, check=True)

@@ -2,7 +2,7 @@
 
 Every command is registered here, under the section of what a learner does with it, so
 `from labctl.cli import cli` is the whole command line and `labctl --help` reads as the
-order of a learner's day: set up, build, run, reproduce, diagnose.
+order of a learner's day: set up, build, run, reproduce, move, diagnose.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import signal
 import click
 
 from labctl import __version__
-from labctl.cli import data, diagnose, export, images, reproduce, running, setup
+from labctl.cli import bundle, data, diagnose, export, images, reproduce, running, setup
 
 SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
     ("Set up", (setup.init, setup.base, data.data)),
@@ -20,6 +20,7 @@ SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
     ("Run", (running.run, running.shell, running.ps, running.logs, running.stop,
              running.check, export.devcontainer, export.compose)),
     ("Reproduce", (reproduce.lock, reproduce.freeze, reproduce.diff)),
+    ("Move to another machine", (bundle.save, bundle.load_bundle)),
     ("Diagnose", (diagnose.doctor,)),
 )
 

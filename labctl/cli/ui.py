@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -86,7 +87,9 @@ class BuildProgress:
             return
         if ev.kind == "step":
             where = f" [{ev.key}]" if ev.key else ""
-            self.header = f"{self.name}: step {ev.step}/{ev.total}{where} {ev.text[:100]}"
+            # BuildKit's cache and secret mounts say nothing to a learner: the command does
+            text = re.sub(r"--mount=\S+\s+", "", ev.text)
+            self.header = f"{self.name}: step {ev.step}/{ev.total}{where} {text[:100]}"
             self.lines = []
             if self.mode == "plain":
                 self.out.print(Text(self.header, style="bold"), soft_wrap=True)

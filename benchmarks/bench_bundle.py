@@ -1,0 +1,153 @@
+"""`labctl save` / `labctl load` against the docker CLI pipeline, side by side in one run:
+two labs that share their system and Python layers, built here, then
+
+- bundle size against the sum of the unique layers (raw, and each compressed alone with
+  the same zstd level) and against `docker save A B | zstd -T0`;
+- save and load time against `docker save A B | zstd -T0 > f` and
+  `zstd -dc f | docker load` (each load into an engine without the two labs' images);
+- the size of an update (`--since`) after a one-package change, against the full bundle.
+
+    python benchmarks/bench_bundle.py [--base debian:bookworm] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import zstandard
+from rich.console import Console
+from rich.table import Table
+
+from labctl.bundle import format as fmt
+
+PREFIX = "labctl-bench-bundle/"
+SPECS = {
+    "jup": 'base: {base}\npip: ["jupyterlab>=4.4,<5", "numpy>=1.26,<2"]\njupyter: true\n',
+    "sci": 'base: {base}\npip: ["numpy>=1.26,<2", "pandas>=2.2,<3", "matplotlib>=3.8,<3.11"]\n',
+}
+console = Console(stderr=True)
+
+
+def sh(cmd: str, **kw: object) -> float:
+    t0 = time.monotonic()
+    subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, **kw)  # type: ignore
+    return time.monotonic() - t0
+
+
+def labctl(lab: Path, *args: str) -> float:
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "labctl", *args, "--lab", str(lab)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.monotonic() - t0
+
+
+def unique_layers(client: docker.DockerClient, tags: list[str]) -> tuple[int, int]:
+    """(raw bytes, bytes compressed one by one) of the layers `docker save` holds."""
+    raw = packed = 0
+    cctx = zstandard.ZstdCompressor(level=3, threads=-1)
+    from labctl.bundle.transfer import _Stream
+    from labctl.engine import Engine
+
+    stream = Engine(client).save_images(tags)
+    with tarfile.open(fileobj=_Stream(stream), mode="r|") as tar:
+        for info in tar:
+            if info.isfile() and fmt.is_layer(info.name, set()):
+                f = tar.extractfile(info)
+                assert f is not None
+                out = cctx.compressobj()
+                for chunk in fmt.chunks(f):
+                    raw += len(chunk)
+                    packed += len(out.compress(chunk))
+                packed += len(out.flush())
+    return raw, packed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="debian:bookworm")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    zstd = shutil.which("zstd")
+    if not zstd:
+        sys.exit("the docker CLI pipeline needs zstd: sudo apt-get install zstd")
+    client = docker.from_env(timeout=3600)
+    tags = [f"{PREFIX}{n}:latest" for n in SPECS]
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        lab = t / "lab"
+        (lab / "images").mkdir(parents=True)
+        (lab / "volumes.yaml").write_text("volumes: {}\n")
+        (lab / "labctl.yaml").write_text(f"tag_prefix: {PREFIX}\n")
+        for name, text in SPECS.items():
+            (lab / "images" / f"{name}.yaml").write_text(text.format(base=args.base))
+        console.print("[bold]building the two labs[/bold]")
+        labctl(lab, "build", *SPECS)
+        console.print("[bold]labctl save, and docker save | zstd[/bold]")
+        bundle, cli_file = t / "labs.labctl.zst", t / "labs.tar.zst"
+        save_s = labctl(lab, "save", *SPECS, "-o", str(bundle))
+        cli_save_s = sh(f"docker save {' '.join(tags)} | {zstd} -q -T0 -3 -o {cli_file}")
+        raw, packed = unique_layers(client, tags)
+        console.print("[bold]an update after one more package[/bold]")
+        spec = lab / "images" / "jup.yaml"
+        spec.write_text(spec.read_text() + 'extras: ["tqdm==4.67.1"]\n')
+        labctl(lab, "build", "jup")
+        update = t / "update.labctl.zst"
+        labctl(lab, "save", "jup", "-o", str(update), "--since", str(bundle))
+        console.print("[bold]loads into an engine without these images[/bold]")
+
+        def forget() -> None:
+            for tag in tags:
+                client.images.remove(tag, force=True)
+        forget()
+        target = t / "there"
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "labctl", "load", str(bundle), "--lab",
+                        str(target)], check=True, stdout=subprocess.DEVNULL)
+        load_s = time.monotonic() - t0
+        forget()
+        cli_load_s = sh(f"{zstd} -q -dc {cli_file} | docker load", stdout=subprocess.DEVNULL)
+        forget()
+        sizes = {"bundle": bundle.stat().st_size, "cli": cli_file.stat().st_size,
+                 "update": update.stat().st_size}
+    out = {"bundle_bytes": sizes["bundle"], "unique_layers_bytes": raw,
+           "unique_layers_zstd_bytes": packed, "docker_save_zstd_bytes": sizes["cli"],
+           "update_bytes": sizes["update"], "save_s": save_s, "cli_save_s": cli_save_s,
+           "load_s": load_s, "cli_load_s": cli_load_s}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    table = Table(title="labctl save / load against the docker CLI (two labs, shared layers)")
+    for col in ("measure", "labctl", "docker CLI / reference", "ratio"):
+        table.add_column(col, justify="right" if col != "measure" else "left")
+
+    def mb(v: int) -> str:
+        return f"{v / 1e6:.1f} MB"
+    table.add_row("bundle vs unique layers, each zstd -3", mb(out["bundle_bytes"]),
+                  mb(packed), f"{out['bundle_bytes'] / packed:.3f}x")
+    table.add_row("bundle vs unique layers, raw", mb(out["bundle_bytes"]), mb(raw),
+                  f"{out['bundle_bytes'] / raw:.3f}x")
+    table.add_row("bundle vs docker save | zstd -T0 -3", mb(out["bundle_bytes"]),
+                  mb(out["docker_save_zstd_bytes"]),
+                  f"{out['bundle_bytes'] / out['docker_save_zstd_bytes']:.3f}x")
+    table.add_row("save", f"{save_s:.1f} s", f"{cli_save_s:.1f} s",
+                  f"{save_s / cli_save_s:.2f}x")
+    table.add_row("load", f"{load_s:.1f} s", f"{cli_load_s:.1f} s",
+                  f"{load_s / cli_load_s:.2f}x")
+    table.add_row("save + load", f"{save_s + load_s:.1f} s",
+                  f"{cli_save_s + cli_load_s:.1f} s",
+                  f"{(save_s + load_s) / (cli_save_s + cli_load_s):.2f}x")
+    table.add_row("update (+1 package, --since) vs full bundle", mb(out["update_bytes"]),
+                  mb(out["bundle_bytes"]), f"{out['update_bytes'] / out['bundle_bytes']:.4f}x")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

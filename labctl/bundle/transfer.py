@@ -1,0 +1,354 @@
+"""`labctl save` and `labctl load`: carry labs to another machine as one file.
+
+save: the lab folder's files (labctl.yaml without credentials), the chosen datasets and
+wheels, and the images through the engine's multi-image `docker save` stream, into one
+bundle (bundle/format.py), written under a temporary name and renamed when complete.
+`since` leaves out the layers an earlier bundle already carried.
+
+load: verify every checksum first (one read of the whole file), refuse when a file of
+the learner's would change or a left-out layer is missing on this engine, then load the
+images (a second read, streamed to the engine), write the files and tag the images for
+this lab folder, so that `labctl list` shows them current.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from labctl import __version__, labels
+from labctl.bundle import format as fmt
+from labctl.config.lab import SETTINGS_FILE, VOLUMES_FILE, Lab, load_lab
+from labctl.data import catalogue, store
+from labctl.engine import Engine
+from labctl.errors import LabError
+
+Progress = Callable[[str, int, int | None], None]  # (what, bytes done, bytes in all)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@")
+
+
+def strip_credentials(text: str) -> str:
+    """Every URL's user:password@ removed, comments and layout kept."""
+    return _USERINFO.sub(r"\1", text)
+
+
+def lab_files(lab: Lab) -> list[str]:
+    """What of the lab folder travels: specs, locks, checks and prepare scripts, the
+    volumes, settings and the lab's own catalogue. Never .labctl/ (tokens) or volumes."""
+    root = lab.root
+    out = [p.relative_to(root).as_posix() for p in sorted(lab.images_dir.rglob("*"))
+           if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc")]
+    out += [n for n in (VOLUMES_FILE, SETTINGS_FILE, catalogue.LAB_FILE) if (root / n).is_file()]
+    return out
+
+
+class _Stream(io.RawIOBase):
+    """A file over an iterator of byte chunks (the engine's save stream), for tarfile."""
+
+    def __init__(self, it: Iterator[bytes]) -> None:
+        self._it, self._buf = it, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n], self._buf = self._buf[:n], self._buf[n:]
+        return n
+
+
+@dataclass
+class SaveResult:
+    path: Path
+    size: int
+    images: list[fmt.BundleImage]
+    layers: int
+    omitted: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_manifest(path: Path, progress: Progress | None = None) -> fmt.Manifest:
+    """A bundle's manifest, verified; or a manifest JSON (`labctl load --list --json`)."""
+    if path.suffix == ".json":
+        try:
+            return fmt.Manifest.model_validate_json(path.read_bytes())
+        except ValueError as e:
+            raise LabError(f"{path}: not a labctl bundle manifest ({str(e).splitlines()[0]})",
+                           fix="give the bundle itself, or `labctl load --list FILE --json`"
+                               " output") from e
+    if not path.is_file():
+        raise LabError(f"{path}: no such file", fix="give the path of a labctl save bundle")
+    total = path.stat().st_size
+    with path.open("rb") as f:
+        return fmt.verify(f, _counter("verifying", total, progress, lambda: f.tell()))
+
+
+def _counter(what: str, total: int | None, progress: Progress | None,
+             position: Callable[[], int] | None = None) -> Callable[[int], None]:
+    done = 0
+
+    def note(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(what, position() if position else done, total)
+    return note
+
+
+def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
+         since: fmt.Manifest | None = None, data: list[str] | None = None,
+         wheelhouse: bool = False, progress: Progress | None = None) -> SaveResult:
+    from labctl.image.build import state
+    from labctl.image.render import render
+
+    t0 = time.monotonic()
+    images, warnings = [], []
+    for name in names:
+        tag = lab.image_tag(name)
+        img = engine.image(tag)
+        if img is None:
+            raise LabError(f"{tag} is not built: there is nothing of {name} to save",
+                           fix=f"labctl build {name}")
+        if state(engine, tag, render(lab, lab.spec(name)).digest) != "current":
+            warnings.append(f"{name}: the image is older than its spec; it travels as it is"
+                            f" (run `labctl build {name}` first to carry the new one)")
+        images.append(fmt.BundleImage(
+            name=name, tag=tag, id=img.id, hash=(img.labels or {}).get(labels.HASH),
+            diff_ids=list(img.attrs["RootFS"]["Layers"]), size=int(img.attrs["Size"])))
+    diff_ids = {d for i in images for d in i.diff_ids}
+    entries = _data_files(lab, data or [])
+    wheels = _wheels(lab) if wheelhouse else []
+    skip = dict(since.layers) | dict(since.omitted) if since else {}
+    total = engine.unique_size([i.id for i in images]) + \
+        sum(p.stat().st_size for _, _, p in entries) + sum(p.stat().st_size for p in wheels)
+    note = _counter("saving", total, progress)
+    part = out.with_name(f".{out.name}.partial")
+    layers: dict[str, str] = {}
+    omitted: dict[str, str] = {}
+    try:
+        with part.open("wb") as sink:
+            w = fmt.Writer(sink, on_bytes=note)
+            rels = lab_files(lab)
+            for rel in rels:
+                text = (lab.root / rel).read_bytes()
+                if rel == SETTINGS_FILE:
+                    text = strip_credentials(text.decode("utf-8")).encode("utf-8")
+                mode = 0o755 if os.access(lab.root / rel, os.X_OK) else 0o644
+                w.add_bytes(f"lab/{rel}", text, mode=mode)
+            bundled = []
+            for entry, f, path in entries:
+                member = f"data/{entry}/{f.name}"
+                with path.open("rb") as src:
+                    w.add(member, fmt.chunks(src), path.stat().st_size)
+                bundled.append(fmt.BundleData(entry=entry, file=f.name, member=member))
+            for p in wheels:
+                with p.open("rb") as src:
+                    w.add(f"wheelhouse/{p.name}", fmt.chunks(src), p.stat().st_size)
+            with tarfile.open(fileobj=_Stream(engine.save_images([i.tag for i in images])),
+                              mode="r|") as tar:
+                for info in tar:
+                    _save_member(w, tar, info, diff_ids, skip, layers, omitted, note)
+            manifest = w.close({
+                "labctl": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                time.gmtime()),
+                "images": images, "lab_files": rels, "data": bundled,
+                "wheels": [p.name for p in wheels], "layers": layers, "omitted": omitted,
+                "replaces": {r: since.members[f"lab/{r}"].sha256 for r in since.lab_files}
+                if since else {}})
+        os.replace(part, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise
+    return SaveResult(out, out.stat().st_size, list(manifest.images), len(layers),
+                      len(omitted), time.monotonic() - t0, warnings)
+
+
+def _save_member(w: fmt.Writer, tar: tarfile.TarFile, info: tarfile.TarInfo,
+                 diff_ids: set[str], skip: dict[str, str], layers: dict[str, str],
+                 omitted: dict[str, str], note: Callable[[int], None]) -> None:
+    name = f"docker/{info.name}"
+    if info.isdir():
+        w.add_dir(name)
+    elif info.issym():
+        w.add_link(name, info.linkname)
+    elif not info.isfile():
+        raise LabError(f"the engine's save holds {info.name}, which is neither a file, a"
+                       " folder nor a link", fix="report this with `labctl doctor --json`")
+    elif fmt.is_layer(info.name, diff_ids) and info.name in skip:
+        omitted[info.name] = skip[info.name]  # the target has it: an earlier bundle held it
+        note(info.size)
+    else:
+        src = tar.extractfile(info)
+        assert src is not None
+        sha = w.add(name, fmt.chunks(src), info.size, mode=info.mode)
+        if fmt.is_layer(info.name, diff_ids):
+            layers[info.name] = f"sha256:{sha}"
+
+
+def _data_files(lab: Lab, names: list[str]) -> list[tuple[str, catalogue.DataFile, Path]]:
+    cat = catalogue.load(lab.root)
+    out = []
+    for name in names:
+        entry = cat.entries.get(name)
+        if entry is None:
+            raise LabError(f"--with-data {name}: no such catalogue entry",
+                           fix="`labctl data list` shows the names")
+        root = store.volume_root(lab, name, entry)
+        for f in entry.files:
+            st = store.state(root, name, f, verify=True)
+            if not st.present:
+                raise LabError(f"--with-data {name}: {f.name} is not in {lab.rel(st.path)}"
+                               + (f" ({st.problem})" if st.problem else ""),
+                               fix=f"labctl data get {name}")
+            out.append((name, f, st.path))
+    return out
+
+
+def _wheels(lab: Lab) -> list[Path]:
+    where = lab.settings.wheelhouse
+    if not where:
+        raise LabError("--wheelhouse: this lab has no wheelhouse",
+                       fix="set wheelhouse: DIR in labctl.yaml (or LABCTL_WHEELHOUSE)")
+    folder = lab.resolve_path(where)
+    return sorted(p for p in folder.glob("*.whl") if p.is_file())
+
+
+# --- load ------------------------------------------------------------------------------
+@dataclass
+class LoadResult:
+    lab: Path
+    images: list[tuple[str, str]]  # (spec, tag here)
+    written: list[str]
+    unchanged: list[str]
+    data: list[str]
+    engine_lines: list[str]
+    seconds: float
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in fmt.chunks(f):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _target(root: Path, rel: str) -> Path:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts:
+        raise fmt.damaged(f"a member would be written outside the lab folder: {rel}")
+    return root / p
+
+
+def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | None = None
+         ) -> LoadResult:
+    t0 = time.monotonic()
+    manifest = read_manifest(bundle, progress)  # every checksum, before anything is touched
+    conflicts, unchanged = [], []
+    for rel in manifest.lab_files:
+        dest = _target(target, rel)
+        if not (dest.is_file() or dest.is_symlink()):
+            continue
+        have = _sha(dest) if dest.is_file() and not dest.is_symlink() else None
+        if rel == SETTINGS_FILE or have == manifest.members[f"lab/{rel}"].sha256:
+            unchanged.append(rel)  # this machine's settings (mirrors, proxies) stay
+        elif have is None or have != manifest.replaces.get(rel):
+            conflicts.append(rel)  # the learner's own change (or not labctl's file)
+    if conflicts:
+        raise LabError(f"{len(conflicts)} file(s) of the lab folder {target} differ from the"
+                       " bundle's: " + ", ".join(conflicts[:8])
+                       + (" ..." if len(conflicts) > 8 else ""),
+                       fix="nothing was loaded; load into a new folder (`labctl load FILE"
+                           " --lab NEWDIR`), or move those files aside and load again")
+    for img in manifest.images:
+        needed = [i for i, d in enumerate(img.diff_ids) if d in manifest.omitted.values()]
+        if needed and engine.layers_present(img.diff_ids) <= max(needed):
+            raise LabError(f"the bundle leaves out layers of {img.name} that this engine does"
+                           " not have (it was saved with --since an earlier bundle)",
+                           fix="nothing was loaded; load the earlier bundle first, or save a"
+                               " full one (without --since)")
+    size = bundle.stat().st_size
+    with bundle.open("rb") as f:
+        lines = engine.load_images(fmt.docker_stream(
+            f, _counter("loading", size, progress, lambda: f.tell())))
+    written = _write_files(bundle, target, manifest, set(unchanged))
+    lab = load_lab(str(target))
+    placed = _place_data(lab, bundle, manifest)
+    images = []
+    for img in manifest.images:
+        here = lab.image_tag(img.name)
+        if here != img.tag:
+            engine.tag(img.id, here)
+        images.append((img.name, here))
+    return LoadResult(target, images, written, unchanged, placed, lines,
+                      time.monotonic() - t0)
+
+
+def _write_files(bundle: Path, target: Path, manifest: fmt.Manifest,
+                 unchanged: set[str]) -> list[str]:
+    written = []
+    wheel_dir = target / "wheelhouse"
+    with bundle.open("rb") as f, fmt.reading():
+        for info, src in fmt.read(f):
+            if src is None:
+                continue
+            if info.name.startswith("lab/") and info.name[4:] not in unchanged:
+                dest = _target(target, info.name[4:])
+            elif info.name.startswith("wheelhouse/"):
+                dest = _target(wheel_dir, info.name[len("wheelhouse/"):])
+                if dest.is_file():
+                    continue
+            else:
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.labctl-tmp")
+            with tmp.open("wb") as out:
+                for chunk in fmt.chunks(src):
+                    out.write(chunk)
+            tmp.chmod(info.mode & 0o755 | 0o644)
+            os.replace(tmp, dest)
+            written.append(dest.relative_to(target).as_posix())
+    return written
+
+
+def _place_data(lab: Lab, bundle: Path, manifest: fmt.Manifest) -> list[str]:
+    """The bundle's datasets, each verified by its library's checks as it is placed; a
+    file already in place and valid is kept."""
+    if not manifest.data:
+        return []
+    cat = catalogue.load(lab.root)
+    wanted = {d.member: d for d in manifest.data}
+    placed = []
+    with bundle.open("rb") as f, fmt.reading():
+        for info, src in fmt.read(f):
+            d = wanted.get(info.name)
+            if d is None or src is None or d.entry not in cat.entries:
+                continue
+            entry = cat.entries[d.entry]
+            df = next(x for x in entry.files if x.name == d.file)
+            root = store.volume_root(lab, d.entry, entry)
+            if store.file_path(root, df).exists():  # the learner's file stays as it is
+                continue
+            tmp = store.partial_path(root, d.entry, df)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as out:
+                for chunk in fmt.chunks(src):
+                    out.write(chunk)
+            store.place(root, d.entry, df, tmp, move=True)
+            placed.append(d.entry)
+    return sorted(set(placed))
