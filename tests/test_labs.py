@@ -1,6 +1,6 @@
 """The shipped labs, built from this repository's specs and proven by their own checks.
 
-d2l runs on every test run; fastai, yolo-cpu, yolo-gpu, tf and tf-gpu with --slow.
+d2l runs on every test run; fastai, yolo-cpu, yolo-gpu, yolov5, tf and tf-gpu with --slow.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def test_the_book_at_any_level_shares_its_data(shipped_lab: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["fastai", "yolo-cpu", "yolo-gpu", "tf", "tf-gpu"])
+@pytest.mark.parametrize("name", ["fastai", "yolo-cpu", "yolo-gpu", "yolov5", "tf", "tf-gpu"])
 def test_slow_labs(shipped_lab: Path, docker_client, name: str) -> None:
     results = build_and_check(shipped_lab, name, docker_client)
     if name == "tf-gpu":  # the wheel's own build facts are the row labctl's verdicts use

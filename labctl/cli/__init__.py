@@ -18,7 +18,7 @@ SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
     ("Set up", (setup.init, setup.base, data.data)),
     ("Build", (images.list_, images.render, images.build, images.add)),
     ("Run", (running.run, running.shell, running.ps, running.logs, running.stop,
-             running.check, export.devcontainer, export.compose)),
+             running.check, export.devcontainer, export.compose, export.export_group)),
     ("Reproduce", (reproduce.lock, reproduce.freeze, reproduce.diff)),
     ("Move to another machine", (bundle.save, bundle.load_bundle)),
     ("Diagnose", (diagnose.doctor,)),

@@ -110,3 +110,83 @@ def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: 
         return
     ui.console.print(f"wrote {out}: {', '.join(services) or 'no services'} (the token: "
                      f"{env_file})")
+
+
+@click.group(name="export")
+def export_group() -> None:
+    """Write the labs for a cluster: Kubernetes manifests, a JupyterHub profile list."""
+
+
+def _images(lab: object, names: tuple[str, ...], registry: str | None) -> dict[str, str]:
+    """The image each cluster node pulls: REGISTRY/NAME:latest (`labctl push`), else the
+    local tag (which a cluster can only use when its nodes have the image)."""
+    return {n: f"{registry.rstrip('/')}/{n}:latest" if registry else lab.image_tag(n)  # type: ignore[attr-defined]
+            for n in names}
+
+
+def _write(docs: list[dict], output: str | None) -> None:
+    import yaml
+
+    from labctl.cli import ui
+
+    text = yaml.safe_dump_all(docs, sort_keys=False)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        ui.err_console.print(f"wrote {output}")
+    else:
+        ui.console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+
+
+@export_group.command(name="k8s")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+@click.option("--registry", metavar="HOST[:PORT][/PREFIX]",
+              help="Where the cluster pulls the image from (see `labctl push`).")
+@click.option("--namespace", help="The namespace of every object.")
+@lab_option
+@friendly
+def k8s(name: str, output: str | None, registry: str | None, namespace: str | None,
+        lab_dir: str | None) -> None:
+    """Kubernetes manifests for lab NAME: Deployment, Service, claims, token Secret."""
+    import secrets
+
+    from labctl.cli import ui
+    from labctl.export import k8s as kube
+
+    lab = load(lab_dir)
+    spec = lab.spec(name)
+    docs = kube.manifests(kube.kube_lab(lab, spec, _images(lab, (name,), registry)[name]),
+                          secrets.token_hex(24), namespace)
+    if not registry:
+        ui.err_console.print("warning: no --registry: the cluster's nodes must already have"
+                             f" {lab.image_tag(name)}")
+    if any(d["kind"] == "Secret" for d in docs):
+        ui.err_console.print("note: the Secret holds a new Jupyter token: keep the file out"
+                             " of git")
+    _write(docs, output)
+
+
+@export_group.command(name="jupyterhub")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+@click.option("--registry", metavar="HOST[:PORT][/PREFIX]",
+              help="Where the cluster pulls the images from (see `labctl push`).")
+@lab_option
+@friendly
+def jupyterhub(names: tuple[str, ...], output: str | None, registry: str | None,
+               lab_dir: str | None) -> None:
+    """A zero-to-jupyterhub values snippet: one profile per lab in NAMES."""
+    from labctl.cli import ui
+    from labctl.export import k8s as kube
+
+    lab = load(lab_dir)
+    images = _images(lab, names, registry)
+    labs = []
+    for n in names:
+        spec = lab.spec(n)
+        if not any(str(p).lower().startswith("jupyterhub") for p in spec.lab_packages):
+            ui.err_console.print(f"warning: {n} has no jupyterhub package, which JupyterHub"
+                                 " starts the server with: add jupyterhub to its pip:"
+                                 " (the hub's own version)")
+        labs.append(kube.kube_lab(lab, spec, images[n]))
+    _write([kube.jupyterhub_values(labs)], output)

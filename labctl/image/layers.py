@@ -46,7 +46,11 @@ BK_APT = ("--mount=type=cache,id=labctl-apt-lists,target=/var/lib/apt/lists,shar
           "sharing=locked")
 BK_SECRET = f"--mount=type=secret,id=netrc,target={NETRC}"
 BK_WHEELS = "--mount=type=bind,source=wheelhouse,target=/wheelhouse"
-APT_CLEAN = "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"
+# apt's package caches (pkgcache.bin, srcpkgcache.bin: 78 MB, rewritten by every update)
+# are rebuilt on demand: no layer keeps them. Under BuildKit lists and archives are mounts.
+APT_CACHES = "/var/cache/apt/*.bin"
+APT_CLEAN = f"rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb {APT_CACHES}"
+APT_CLEAN_MOUNTED = f"rm -f {APT_CACHES}"
 Backend = Literal["classic", "buildkit"]
 # --allow-root: a lab runs as root only when the host user is root or Docker is rootless
 # (container root is then the host user); Jupyter would refuse to start otherwise.
@@ -290,7 +294,7 @@ def apt(backend: Backend, *packages: str) -> str:
                f"apt-get install -y --no-install-recommends {' '.join(packages)}"]
     if backend == "classic":
         return run(*install, APT_CLEAN)
-    return f"RUN {BK_APT} " + " \\\n && ".join(install)
+    return f"RUN {BK_APT} " + " \\\n && ".join([*install, APT_CLEAN_MOUNTED])
 
 
 def lab_layers(spec: ImageSpec, inputs: Inputs) -> list[Layer]:

@@ -244,10 +244,11 @@ def _backend_values(backend: L.Backend, secrets: bool) -> dict[str, str | bool]:
     if backend == "classic":
         prefix = (f"python3 /opt/labctl/system/fetch_secret.py netrc {L.NETRC} && export"
                   f" NETRC={L.NETRC} \\\n && ") if secrets else ""
-        return {"apt_mounts": "", "apt_clean": True, "python_prefix": prefix,
+        return {"apt_mounts": "", "apt_clean": L.APT_CLEAN, "python_prefix": prefix,
                 "python_suffix": f" \\\n && rm -f {L.NETRC}" if secrets else ""}
     prefix = f"{L.BK_SECRET} export NETRC={L.NETRC} \\\n && " if secrets else ""
-    return {"apt_mounts": f"{L.BK_APT} ", "apt_clean": False, "python_prefix": prefix,
+    return {"apt_mounts": f"{L.BK_APT} ", "apt_clean": L.APT_CLEAN_MOUNTED,
+            "python_prefix": prefix,
             "python_suffix": ""}
 
 

@@ -14,9 +14,14 @@ M = TypeVar("M", bound=BaseModel)
 FOLDER = Path(__file__).resolve().parent
 
 
+# libyaml's loader where PyYAML has it: the dataset catalogue is read on every render,
+# and the pure-Python loader takes a quarter of a second over it.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @cache
 def _raw(name: str) -> object:
-    return yaml.safe_load((FOLDER / name).read_text(encoding="utf-8"))
+    return yaml.load((FOLDER / name).read_text(encoding="utf-8"), Loader=_LOADER)
 
 
 @cache

@@ -28,7 +28,8 @@ RUN if [ -n "$LABCTL_APT_MIRROR" ]; then \
     fi \
  && apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates python3 tini util-linux \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/cache/apt/*.bin
+
 
 # labctl-key: python
 # uv is one static binary, taken from its wheel on the index by a script that needs only
@@ -56,7 +57,7 @@ RUN uv pip install -c /opt/labctl/lock-torch.txt -r /opt/labctl/requirements-tor
 # The CJK font of every lab's matplotlib (labctl's matplotlibrc lists it first).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends fonts-wqy-microhei \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/cache/apt/*.bin
 
 # labctl-key: runtime
 # labctl's own files (entrypoint, hooks, the dependency check, the offline hint and

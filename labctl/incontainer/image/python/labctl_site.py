@@ -57,9 +57,28 @@ def _gen_doc_stub(name: str) -> types.ModuleType:
     return mod
 
 
+def _yolov5_hub_offline(module: types.ModuleType) -> None:
+    """YOLOv5 (the yolov5 7.0 package) asks the Hugging Face Hub about every weights
+    argument before it looks on disk: a local best.pt too. Offline that is an uncaught
+    ConnectionError. A path that exists, or no answer from the Hub, means "not a Hub
+    model", as the package means None."""
+    ask = module.attempt_download_from_hub
+
+    def attempt_download_from_hub(repo_id, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if not repo_id or Path(str(repo_id)).exists():
+            return None
+        try:
+            return ask(repo_id, *args, **kwargs)
+        except OSError:  # requests' ConnectionError and huggingface_hub's offline mode
+            return None
+
+    module.attempt_download_from_hub = attempt_download_from_hub
+
+
 # shim -> (the module it patches right after it is imported, the patch)
 PATCHES: dict[str, tuple[str, Callable[[types.ModuleType], None]]] = {
     "plot_partial_dependence": ("sklearn.inspection", _plot_partial_dependence),
+    "yolov5_hub_offline": ("yolov5.utils.downloads", _yolov5_hub_offline),
 }
 # shim -> (the modules it provides where the library has none, the factory)
 PROVIDES: dict[str, tuple[tuple[str, ...], Callable[[str], types.ModuleType]]] = {

@@ -1,0 +1,158 @@
+"""`labctl export k8s` and `labctl export jupyterhub`: the same lab for a cluster, from the
+spec and lab folder `labctl run` uses. Pure: manifests as data, validated by the tests
+against Kubernetes' own OpenAPI schemas and loaded by KubeSpawner's profile handling.
+
+On Kubernetes the image's own `lab` user runs it (runAsUser, and fsGroup makes the volumes
+writable); nothing is remapped and nothing runs as root. Shared volumes (data, cache) are
+ReadWriteMany claims several learners mount; the work folder and models are each learner's
+own (ReadWriteOnce). The Jupyter token is a Secret mounted where the image reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from labctl.config.lab import Lab
+from labctl.config.spec import ImageSpec
+from labctl.gpu.compat import gpu_use
+from labctl.image.layers import command
+from labctl.runtime.plan import SHM_SIZE, TOKEN_IN_CONTAINER
+
+LAB_UID = 1000  # the image's lab user (templates/_system.j2)
+SHARED = ("data", "cache")  # read by every learner of a class: ReadWriteMany
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class KubeLab:
+    """What a cluster needs to know of one lab (built from its spec and the lab folder)."""
+
+    name: str
+    image: str
+    description: str
+    env: dict[str, str]
+    volumes: dict[str, str]  # volume name -> container path
+    workdir: str
+    jupyter_port: int | None
+    command: list[str]
+    gpu: bool
+    cpu: str = "2"
+    memory: str = "8Gi"
+    storage: dict[str, str] = field(default_factory=lambda: {"data": "50Gi", "cache": "50Gi",
+                                                              "models": "20Gi",
+                                                              "work": "10Gi"})
+
+
+def kube_lab(lab: Lab, spec: ImageSpec, image: str) -> KubeLab:
+    """The lab as `labctl run` would start it: the spec's volumes at the same paths with
+    the same variables, its command and Jupyter port, a GPU when the spec uses one."""
+    env: dict[str, str] = {}
+    volumes = {}
+    for name in spec.volumes:
+        env.update(lab.volumes[name].env)
+        volumes[name] = lab.volumes[name].container
+    jupyter = spec.jupyter.port if spec.jupyter and spec.jupyter.enabled else None
+    return KubeLab(spec.name, image, spec.description or spec.name, env, volumes,
+                   spec.workdir, jupyter, command(spec), gpu_use(spec) != "no")
+
+
+def dns_name(text: str) -> str:
+    """A Kubernetes object name (RFC 1123 label) from a spec name."""
+    out = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return out or "lab"
+
+
+def _claim(name: str, size: str, shared: bool, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name,
+                                                                          **meta},
+            "spec": {"accessModes": ["ReadWriteMany" if shared else "ReadWriteOnce"],
+                     "resources": {"requests": {"storage": size}}}}
+
+
+def manifests(lab: KubeLab, token: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    """Secret, claims, Deployment and Service of one lab."""
+    name = f"labctl-{dns_name(lab.name)}"
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "labctl"}
+    meta = {"labels": labels, **({"namespace": namespace} if namespace else {})}
+    docs: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    claims = {**lab.volumes, "work": lab.workdir}
+    for vol, path in claims.items():
+        shared = vol in SHARED
+        claim = f"labctl-{dns_name(vol)}" if shared else f"{name}-{dns_name(vol)}"
+        # a shared claim belongs to no one lab: only the part-of label
+        docs.append(_claim(claim, lab.storage.get(vol, "10Gi"), shared, {
+            **meta, "labels": {"app.kubernetes.io/part-of": "labctl"}} if shared else meta))
+        volumes.append({"name": dns_name(vol), "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": dns_name(vol), "mountPath": path})
+    volumes.append({"name": "shm", "emptyDir": {"medium": "Memory",
+                                                 "sizeLimit": SHM_SIZE.upper() + "i"}})
+    mounts.append({"name": "shm", "mountPath": "/dev/shm"})
+    container: dict[str, Any] = {
+        "name": "lab", "image": lab.image, "args": list(lab.command),  # the entrypoint stays
+        "workingDir": lab.workdir,
+        "env": [{"name": k, "value": v} for k, v in sorted(lab.env.items())],
+        "volumeMounts": mounts,
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                      "limits": {"cpu": lab.cpu, "memory": lab.memory,
+                                 **({GPU_RESOURCE: "1"} if lab.gpu else {})}},
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    if lab.jupyter_port is not None:
+        secret = f"{name}-token"
+        docs.insert(0, {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                        "metadata": {"name": secret, **meta}, "stringData": {"token": token}})
+        folder, file = TOKEN_IN_CONTAINER.rsplit("/", 1)
+        volumes.append({"name": "token", "secret": {
+            "secretName": secret, "defaultMode": 0o400, "items": [{"key": "token",
+                                                                   "path": file}]}})
+        mounts.append({"name": "token", "mountPath": folder, "readOnly": True})
+        container["env"].append({"name": "JUPYTER_TOKEN_FILE", "value": TOKEN_IN_CONTAINER})
+        container["ports"] = [{"name": "jupyter", "containerPort": lab.jupyter_port}]
+        container["readinessProbe"] = {"httpGet": {"path": "/api", "port": "jupyter"},
+                                       "initialDelaySeconds": 5, "periodSeconds": 10}
+    pod: dict[str, Any] = {
+        "securityContext": {"runAsUser": LAB_UID, "runAsGroup": LAB_UID, "fsGroup": LAB_UID,
+                            "fsGroupChangePolicy": "OnRootMismatch",
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False,
+        "containers": [container], "volumes": volumes,
+    }
+    if lab.gpu:
+        pod["runtimeClassName"] = "nvidia"
+    docs.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                 "metadata": {"name": name, **meta},
+                 "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                          "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                          "template": {"metadata": {"labels": labels}, "spec": pod}}})
+    if lab.jupyter_port is not None:
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, **meta},
+                     "spec": {"type": "ClusterIP",
+                              "selector": {"app.kubernetes.io/name": name},
+                              "ports": [{"name": "jupyter", "port": lab.jupyter_port,
+                                         "targetPort": "jupyter"}]}})
+    return docs
+
+
+def jupyterhub_values(labs: list[KubeLab]) -> dict[str, Any]:
+    """A zero-to-jupyterhub values snippet: one profile per lab. JupyterHub starts the
+    single-user server itself (the image's jupyterlab has jupyterhub-singleuser once the
+    spec lists jupyterhub), as the image's lab user; shared folders come from the chart's
+    own storage settings."""
+    profiles = []
+    for i, lab in enumerate(labs):
+        override: dict[str, Any] = {"image": lab.image, "cpu_limit": float(lab.cpu),
+                                    "mem_limit": lab.memory.replace("Gi", "G"),
+                                    "uid": LAB_UID, "fs_gid": LAB_UID,
+                                    "environment": dict(sorted(lab.env.items()))}
+        if lab.gpu:
+            override["extra_resource_limits"] = {GPU_RESOURCE: "1"}
+            override["extra_pod_config"] = {"runtimeClassName": "nvidia"}
+        profiles.append({"display_name": lab.name, "slug": dns_name(lab.name),
+                         "description": lab.description, "default": i == 0,
+                         "kubespawner_override": override})
+    return {"singleuser": {"uid": LAB_UID, "fsGid": LAB_UID, "profileList": profiles}}
