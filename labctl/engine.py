@@ -89,6 +89,16 @@ def translated() -> Iterator[None]:
         raise explain(e) from None
 
 
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The chain id of each layer of a stack: the digest of the whole stack below it, the
+    way the engine names a layer it has (a layer's content alone is not enough)."""
+    out: list[str] = []
+    for d in diff_ids:
+        out.append(d if not out else "sha256:" + hashlib.sha256(
+            f"{out[-1]} {d}".encode()).hexdigest())
+    return out
+
+
 class Engine:
     """A connected Docker engine. Create with :meth:`connect`."""
 
@@ -229,19 +239,11 @@ class Engine:
 
     def layers_present(self, diff_ids: list[str]) -> int:
         """How many leading layers of this stack the engine already has (under any image):
-        what a bundle that leaves out layers can rely on. Layers are compared by chain
-        id, the digest of the whole stack below them, as the engine's load does."""
-        def chains(diffs: list[str]) -> list[str]:
-            out: list[str] = []
-            for d in diffs:
-                out.append(d if not out else "sha256:" + hashlib.sha256(
-                    f"{out[-1]} {d}".encode()).hexdigest())
-            return out
-
+        what a bundle that leaves out layers can rely on."""
         with translated():
             have = {c for img in self.client.images.list(all=True)
-                    for c in chains((img.attrs.get("RootFS") or {}).get("Layers") or [])}
-        wanted = chains(diff_ids)
+                    for c in chain_ids((img.attrs.get("RootFS") or {}).get("Layers") or [])}
+        wanted = chain_ids(diff_ids)
         return next((i for i, c in enumerate(wanted) if c not in have), len(wanted))
 
     def containers(self, with_labels: list[str], all: bool = True) -> list[Any]:

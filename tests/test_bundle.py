@@ -13,13 +13,15 @@ from labctl.bundle import format as fmt
 from labctl.bundle.transfer import strip_credentials
 from labctl.errors import LabError
 
-MANIFEST = {"labctl": "0.1.0", "created": "2026-12-01T00:00:00Z", "images": [],
-            "lab_files": ["images/a.yaml"], "layers": {"abc/layer.tar": "sha256:x"}}
+HEAD = fmt.Head(labctl="0.1.0", created="2026-12-01T00:00:00Z", images=[],
+                lab_files=["images/a.yaml"])
 
 
-def bundle(extra: list[tuple[str, bytes]] | None = None) -> bytes:
+def bundle(extra: list[tuple[str, bytes]] | None = None, head: bool = True) -> bytes:
     out = io.BytesIO()
     w = fmt.Writer(out, threads=0)
+    if head:
+        w.head(HEAD)
     w.add_bytes("lab/images/a.yaml", b"pip: [six]\n")
     w.add_dir("docker/abc")
     big = b"layer" * 300_000  # 1.5 MB: more than one chunk
@@ -27,7 +29,7 @@ def bundle(extra: list[tuple[str, bytes]] | None = None) -> bytes:
     w.add_link("docker/def/layer.tar", "../abc/layer.tar")
     for name, data in extra or []:
         w.add_bytes(name, data)
-    w.close(MANIFEST)
+    w.close(HEAD, {"abc/layer.tar": "sha256:x"}, {})
     return out.getvalue()
 
 
@@ -38,19 +40,37 @@ def plain(data: bytes) -> bytes:
 def test_round_trip_with_checksums() -> None:
     m = fmt.verify(io.BytesIO(bundle()))
     assert m.lab_files == ["images/a.yaml"]
-    assert set(m.members) == {"lab/images/a.yaml", "docker/abc/layer.tar",
+    assert set(m.members) == {fmt.HEAD, "lab/images/a.yaml", "docker/abc/layer.tar",
                               "docker/def/layer.tar"}
     assert m.members["docker/def/layer.tar"].link == "../abc/layer.tar"
     assert m.docker_bytes() == 1_500_000
 
 
 def test_the_docker_members_come_back_as_a_tar_the_engine_reads() -> None:
-    stream = b"".join(fmt.docker_stream(io.BytesIO(bundle())))
-    with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+    reader = fmt.Reader(io.BytesIO(bundle()))
+    parts = []
+    for info, data in reader.members():
+        if info.name == fmt.HEAD:
+            reader.read_head(info, data)
+        elif info.name.startswith("docker/"):
+            parts.extend(fmt.docker_member(info, data))
+    reader.check()
+    with tarfile.open(fileobj=io.BytesIO(b"".join(parts) + fmt.END)) as tar:
         names = {m.name: m for m in tar.getmembers()}
         assert set(names) == {"abc", "abc/layer.tar", "def/layer.tar"}
         assert names["def/layer.tar"].issym()
         assert tar.extractfile("abc/layer.tar").read() == b"layer" * 300_000
+
+
+def test_the_refusal_is_no_tar_header() -> None:
+    with pytest.raises(tarfile.TarError), tarfile.open(
+            fileobj=io.BytesIO(fmt.REFUSE + fmt.END)) as tar:
+        tar.getmembers()
+
+
+def test_a_bundle_without_its_head_is_refused() -> None:
+    with pytest.raises(LabError, match="not with its head"):
+        fmt.verify(io.BytesIO(bundle(head=False)))
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, -1])

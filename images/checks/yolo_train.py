@@ -5,8 +5,7 @@ runs land in the lab's shared folders."""
 import os
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from tiny_boxes import make
 from ultralytics import YOLO, settings
 from ultralytics.utils import ASSETS
 
@@ -20,23 +19,8 @@ results = model.predict([str(ASSETS / "bus.jpg"), str(ASSETS / "zidane.jpg")], i
                         device="cpu", verbose=False)
 assert len(results) == 2 and results[0].orig_shape == (1080, 810), results[0].orig_shape
 
-# A tiny detection dataset: coloured boxes on noise, YOLO label format.
-data = root / "datasets" / "labctl-check"
-rng = np.random.default_rng(0)
-for split in ("train", "val"):
-    (data / "images" / split).mkdir(parents=True, exist_ok=True)
-    (data / "labels" / split).mkdir(parents=True, exist_ok=True)
-    for i in range(8):
-        img = rng.integers(0, 60, (96, 96, 3), dtype=np.uint8)
-        x0, y0 = rng.integers(8, 48, 2)
-        img[y0:y0 + 32, x0:x0 + 32] = (230, 40, 40)
-        Image.fromarray(img).save(data / "images" / split / f"{i}.jpg")
-        cx, cy = (x0 + 16) / 96, (y0 + 16) / 96
-        (data / "labels" / split / f"{i}.txt").write_text(f"0 {cx:.4f} {cy:.4f} 0.3333 0.3333\n")
-(data / "data.yaml").write_text(
-    f"path: {data}\ntrain: images/train\nval: images/val\nnames:\n  0: box\n")
-
-model.train(data=str(data / "data.yaml"), epochs=1, imgsz=96, batch=4, workers=0,
+data = make(root / "datasets" / "labctl-check", 96)
+model.train(data=str(data), epochs=1, imgsz=96, batch=4, workers=0,
             device="cpu", name="labctl-check", exist_ok=True, amp=False, plots=True)
 run = root / "runs" / "detect" / "labctl-check"
 assert (run / "weights" / "last.pt").is_file(), sorted(p.name for p in run.rglob("*"))

@@ -9,29 +9,16 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import yolov5
-from PIL import Image
+from tiny_boxes import make
 from yolov5 import detect, export, train
 from yolov5.models.experimental import attempt_load
 
 pkg = Path(yolov5.__file__).parent
 root = Path(os.environ["LAB_ULTRALYTICS"]) / "yolov5"
-data = root / "datasets" / "labctl-check"
-rng = np.random.default_rng(0)
-for split in ("train", "val"):  # coloured boxes on noise, YOLO label format
-    (data / "images" / split).mkdir(parents=True, exist_ok=True)
-    (data / "labels" / split).mkdir(parents=True, exist_ok=True)
-    for i in range(8):
-        img = rng.integers(0, 60, (128, 128, 3), dtype=np.uint8)
-        x0, y0 = rng.integers(8, 80, 2)
-        img[y0:y0 + 40, x0:x0 + 40] = (230, 40, 40)
-        Image.fromarray(img).save(data / "images" / split / f"{i}.jpg")
-        cx, cy = (x0 + 20) / 128, (y0 + 20) / 128
-        (data / "labels" / split / f"{i}.txt").write_text(f"0 {cx:.4f} {cy:.4f} 0.3125 0.3125\n")
-(data / "data.yaml").write_text(
-    f"path: {data}\ntrain: images/train\nval: images/val\nnames:\n  0: box\n")
+data = make(root / "datasets" / "labctl-check", 128)  # coloured boxes on noise
 
 runs = root / "runs"
-train.run(data=str(data / "data.yaml"), cfg=str(pkg / "models" / "yolov5s.yaml"), weights="",
+train.run(data=str(data), cfg=str(pkg / "models" / "yolov5s.yaml"), weights="",
           epochs=1, imgsz=128, batch_size=4, workers=0, device="cpu", project=str(runs),
           name="labctl-check", exist_ok=True)
 best = runs / "labctl-check" / "weights" / "best.pt"

@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import queue
 import tarfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -26,6 +29,7 @@ from labctl.errors import LabError
 
 FORMAT = "labctl-bundle/1"
 MANIFEST = "labctl-bundle.json"
+HEAD = "labctl-bundle-head.json"
 BLOCK = 512
 CHUNK = 1 << 20
 LEGACY_LAYER = "/layer.tar"  # docker save before 25: <v1 id>/layer.tar
@@ -57,7 +61,10 @@ class BundleData(_Model):
     member: str
 
 
-class Manifest(_Model):
+class Head(_Model):
+    """What the bundle holds, known before its layers: the first member, so that a load
+    decides what it may write before the images stream to the engine."""
+
     format: str = FORMAT
     labctl: str
     created: str
@@ -65,15 +72,46 @@ class Manifest(_Model):
     lab_files: list[str]  # paths relative to the lab folder
     data: list[BundleData] = Field(default_factory=list)
     wheels: list[str] = Field(default_factory=list)
-    layers: dict[str, str]  # docker member -> diff id, for the layers in this bundle
-    omitted: dict[str, str] = Field(default_factory=dict)  # left out (--since): member -> diff id
     # --since: the lab files as the earlier bundle had them (path -> SHA-256): a file the
     # learner left as it was loaded is updated, one they changed is theirs
     replaces: dict[str, str] = Field(default_factory=dict)
+    # --since: the chain ids of the layer stacks of the earlier bundle's images: the layers
+    # this bundle leaves out are among them, so the target must have those
+    since_chains: list[str] = Field(default_factory=list)
+
+
+class Manifest(Head):
+    layers: dict[str, str]  # docker member -> diff id, for the layers in this bundle
+    omitted: dict[str, str] = Field(default_factory=dict)  # left out (--since): member -> diff id
     members: dict[str, Member]
 
     def docker_bytes(self) -> int:
         return sum(m.size for n, m in self.members.items() if n.startswith("docker/"))
+
+
+class _Hash:
+    """SHA-256 on a worker thread: hashlib lets go of the GIL on large updates, so hashing
+    a layer overlaps with reading, decompressing and compressing it (on two cores the
+    difference between keeping up with the docker CLI or not)."""
+
+    _pool = ThreadPoolExecutor(1, thread_name_prefix="labctl-sha256")
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+        self._last: Future[None] | None = None
+
+    def update(self, chunk: bytes) -> None:
+        if len(chunk) < 1 << 16:  # a small one costs less here than a hand-over
+            if self._last is not None:
+                self._last.result()
+            self._h.update(chunk)
+            return
+        self._last = self._pool.submit(self._h.update, chunk)
+
+    def hexdigest(self) -> str:
+        if self._last is not None:
+            self._last.result()
+        return self._h.hexdigest()
 
 
 def is_layer(member: str, diff_ids: set[str]) -> bool:
@@ -107,7 +145,7 @@ class Writer:
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = size, mode, mtime
         self._out.write(_header(info))
-        h, done = hashlib.sha256(), 0
+        h, done = _Hash(), 0
         for chunk in chunks:
             h.update(chunk)
             self._out.write(chunk)
@@ -135,9 +173,13 @@ class Writer:
         info.type, info.mode = tarfile.DIRTYPE, 0o755
         self._out.write(_header(info))
 
-    def close(self, manifest: dict[str, Any]) -> Manifest:
+    def head(self, head: Head) -> None:
+        self.add_bytes(HEAD, head.model_dump_json(indent=1).encode())
+
+    def close(self, head: Head, layers: dict[str, str], omitted: dict[str, str]) -> Manifest:
         """Write the manifest (with every member's checksum) and end the stream."""
-        m = Manifest(**manifest, members=dict(self.members))
+        m = Manifest(**head.model_dump(), layers=layers, omitted=omitted,
+                     members=dict(self.members))
         data = m.model_dump_json(indent=1).encode()
         info = tarfile.TarInfo(MANIFEST)
         info.size = len(data)
@@ -147,29 +189,70 @@ class Writer:
 
 
 class _Decompressed(io.RawIOBase):
-    """The bundle's zstd frame, decompressed as it is read. The end of the file before
-    the end of the frame is an error: a cut file is never taken for a whole one."""
+    """The bundle's zstd frame, decompressed as it is read, on a worker thread a few
+    blocks ahead (zstd lets go of the GIL: it overlaps with hashing and sending). The end
+    of the file before the end of the frame is an error: a cut file is never taken for a
+    whole one."""
+
+    AHEAD = 8
 
     def __init__(self, source: IO[bytes]) -> None:
-        self._src, self._d, self._buf = source, zstandard.ZstdDecompressor().decompressobj(), b""
+        self._src, self._d = source, zstandard.ZstdDecompressor().decompressobj()
+        self._buf, self._pos = memoryview(b""), 0
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(self.AHEAD)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
 
     def readable(self) -> bool:
         return True
 
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._d.eof:
+                    if self._d.unused_data or self._src.read(1):
+                        raise damaged("data after the end of the bundle")
+                    self._put(None)
+                    return
+                block = self._src.read(CHUNK)
+                if not block:
+                    raise damaged("the file ends before its compressed stream does: it was"
+                                  " cut short")
+                data = self._d.decompress(block)
+                if data:
+                    self._put(data)
+        except BaseException as e:  # handed to the reader, raised there
+            self._put(e)
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
     def readinto(self, b: Any) -> int:
-        while not self._buf:
-            if self._d.eof:
-                if self._d.unused_data or self._src.read(1):
-                    raise damaged("data after the end of the bundle")
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._produce, daemon=True,
+                                            name="labctl-unzstd")
+            self._worker.start()
+        while self._pos >= len(self._buf):
+            item = self._queue.get()
+            if item is None:
+                self._queue.put(None)  # the end stays the end
                 return 0
-            block = self._src.read(CHUNK)
-            if not block:
-                raise damaged("the file ends before its compressed stream does: it was cut"
-                              " short")
-            self._buf = self._d.decompress(block)
-        n = min(len(b), len(self._buf))
-        b[:n], self._buf = self._buf[:n], self._buf[n:]
+            if isinstance(item, BaseException):
+                raise item
+            self._buf, self._pos = memoryview(item), 0
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos:self._pos + n]
+        self._pos += n
         return n
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
 
 
 @contextmanager
@@ -185,12 +268,15 @@ def read(source: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]
     """The members of a bundle in order, each with a reader of its data, streamed. Read
     their data inside ``reading()``."""
     raw = io.BufferedReader(_Decompressed(source), CHUNK)
-    with reading():
-        with tarfile.open(fileobj=raw, mode="r|") as tar:
-            for info in tar:
-                yield info, tar.extractfile(info) if info.isfile() else None
-        while raw.read(CHUNK):  # to the end of the frame and its checksum
-            pass
+    try:
+        with reading():
+            with tarfile.open(fileobj=raw, mode="r|", bufsize=CHUNK) as tar:
+                for info in tar:
+                    yield info, tar.extractfile(info) if info.isfile() else None
+            while raw.read(CHUNK):  # to the end of the frame and its checksum
+                pass
+    finally:
+        raw.close()  # stops the worker thread
 
 
 def chunks(f: IO[bytes]) -> Iterator[bytes]:
@@ -203,67 +289,99 @@ def damaged(why: str) -> LabError:
                         " again with `labctl save`")
 
 
-def verify(source: IO[bytes], on_bytes: Callable[[int], None] | None = None) -> Manifest:
-    """Read the whole bundle once: every member's SHA-256 and size against the manifest,
-    which must come last, and nothing missing or extra. Raises LabError otherwise."""
-    with reading():
-        return _verify(source, on_bytes or (lambda n: None))
+class Reader:
+    """One pass over a bundle: each member hashed as it is read, the head first, the
+    manifest last; ``check()`` compares the two ends. A load streams the docker members
+    on to the engine and holds the rest until the check has passed."""
 
+    def __init__(self, source: IO[bytes], on_bytes: Callable[[int], None] | None = None
+                 ) -> None:
+        self._members = read(source)
+        self._note = on_bytes or (lambda n: None)
+        self.seen: dict[str, Member] = {}
+        self.head: Head | None = None
+        self.manifest: Manifest | None = None
 
-def _verify(source: IO[bytes], note: Callable[[int], None]) -> Manifest:
-    seen: dict[str, Member] = {}
-    manifest: Manifest | None = None
-    for info, f in read(source):
-        if manifest is not None:
-            raise damaged(f"{info.name} after the manifest")
-        if info.name == MANIFEST and f is not None:
-            try:
-                manifest = Manifest.model_validate(json.loads(f.read()))
-            except (ValueError, ValidationError) as e:
-                raise damaged(f"unreadable manifest: {str(e).splitlines()[0]}") from e
-            continue
-        if info.isdir():
-            continue
-        h = hashlib.sha256()
+    def members(self) -> Iterator[tuple[tarfile.TarInfo, Iterator[bytes]]]:
+        """(member, its data in chunks, hashed as they are taken); directories have none.
+        The head comes first: the caller reads it (read_head) before the next member."""
+        for info, f in self._members:
+            if not self.seen and info.name != HEAD:
+                raise damaged(f"it starts with {info.name}, not with its head")
+            if self.manifest is not None:
+                raise damaged(f"{info.name} after the manifest")
+            if info.name == MANIFEST and f is not None:
+                self.manifest = _model(Manifest, f.read(), "manifest")
+                continue
+            if info.isdir():
+                yield info, iter(())
+                continue
+            data = self._hashed(info, f)
+            yield info, data
+            for _ in data:  # whatever the caller left unread still counts
+                pass
+            if info.name == HEAD and self.head is None:
+                raise damaged("the head was not read")
+
+    def _hashed(self, info: tarfile.TarInfo, f: IO[bytes] | None) -> Iterator[bytes]:
+        h = _Hash()
         if f is not None:
             for chunk in chunks(f):
                 h.update(chunk)
-                note(len(chunk))
-        seen[info.name] = Member(sha256=h.hexdigest(), size=info.size,
-                                 link=info.linkname if info.issym() else None)
-    if manifest is None:
-        raise damaged("no manifest at its end: the file was cut short")
-    if manifest.format != FORMAT:
-        raise LabError(f"this bundle is {manifest.format}; this labctl reads {FORMAT}",
-                       fix=f"load it with labctl {manifest.labctl}")
-    bad = sorted(n for n in set(seen) | set(manifest.members)
-                 if seen.get(n) != manifest.members.get(n))
-    if bad:
-        raise damaged(f"{len(bad)} member(s) differ from the manifest: {', '.join(bad[:5])}")
-    return manifest
-
-
-def docker_stream(source: IO[bytes], on_bytes: Callable[[int], None] | None = None
-                  ) -> Iterator[bytes]:
-    """The `docker/` members again as one tar stream, for the engine's image load."""
-    note = on_bytes or (lambda n: None)
-    with reading():
-        yield from _docker_members(source, note)
-    yield b"\0" * (2 * BLOCK)
-
-
-def _docker_members(source: IO[bytes], note: Callable[[int], None]) -> Iterator[bytes]:
-    for info, f in read(source):
-        if not info.name.startswith("docker/"):
-            continue
-        out = tarfile.TarInfo(info.name[len("docker/"):])
-        out.type, out.mode, out.size, out.linkname = info.type, info.mode, info.size, \
-            info.linkname
-        if not out.name:
-            continue
-        yield _header(out)
-        if f is not None:
-            for chunk in chunks(f):
-                note(len(chunk))
+                self._note(len(chunk))
                 yield chunk
-            yield _pad(info.size)
+        self.seen[info.name] = Member(sha256=h.hexdigest(), size=info.size,
+                                      link=info.linkname if info.issym() else None)
+
+    def read_head(self, info: tarfile.TarInfo, data: Iterator[bytes]) -> Head:
+        self.head = _model(Head, b"".join(data), "head")
+        if self.head.format != FORMAT:
+            raise LabError(f"this bundle is {self.head.format}; this labctl reads {FORMAT}",
+                           fix=f"load it with labctl {self.head.labctl}")
+        return self.head
+
+    def check(self) -> Manifest:
+        """After the last member: every member as the manifest says, nothing missing or
+        extra, and the head the one the manifest describes."""
+        m = self.manifest
+        if m is None:
+            raise damaged("no manifest at its end: the file was cut short")
+        bad = sorted(n for n in set(self.seen) | set(m.members)
+                     if self.seen.get(n) != m.members.get(n))
+        if bad:
+            raise damaged(f"{len(bad)} member(s) differ from the manifest: {', '.join(bad[:5])}")
+        if self.head is None or self.head != Head(**m.model_dump(include=set(Head.model_fields))):
+            raise damaged("its head and its manifest disagree")
+        return m
+
+
+def _model(model: type[Any], data: bytes, what: str) -> Any:
+    try:
+        return model.model_validate(json.loads(data))
+    except (ValueError, ValidationError) as e:
+        raise damaged(f"unreadable {what}: {str(e).splitlines()[0]}") from e
+
+
+def verify(source: IO[bytes], on_bytes: Callable[[int], None] | None = None) -> Manifest:
+    """Read the whole bundle once and check it (LabError if it is not whole)."""
+    with reading():
+        r = Reader(source, on_bytes)
+        for info, data in r.members():
+            if info.name == HEAD:
+                r.read_head(info, data)
+        return r.check()
+
+
+def docker_member(info: tarfile.TarInfo, data: Iterator[bytes]) -> Iterator[bytes]:
+    """A `docker/` member as the engine's tar stream holds it (the prefix taken off)."""
+    out = tarfile.TarInfo(info.name[len("docker/"):])
+    out.type, out.mode, out.size, out.linkname = info.type, info.mode, info.size, info.linkname
+    yield _header(out)
+    yield from data
+    yield _pad(info.size if info.isfile() else 0)
+
+
+END = b"\0" * (2 * BLOCK)  # the end of a tar
+# Not a tar header (its checksum is wrong): the engine's load fails on it before it loads
+# anything, since it unpacks the whole stream first.
+REFUSE = b"labctl: refused" + b"\xff" * (BLOCK - 15)

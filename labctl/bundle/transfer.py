@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from labctl import __version__, labels
 from labctl.bundle import format as fmt
 from labctl.config.lab import SETTINGS_FILE, VOLUMES_FILE, Lab, load_lab
 from labctl.data import catalogue, store
-from labctl.engine import Engine
+from labctl.engine import Engine, chain_ids
 from labctl.errors import LabError
 
 Progress = Callable[[str, int, int | None], None]  # (what, bytes done, bytes in all)
@@ -54,19 +55,20 @@ class _Stream(io.RawIOBase):
     """A file over an iterator of byte chunks (the engine's save stream), for tarfile."""
 
     def __init__(self, it: Iterator[bytes]) -> None:
-        self._it, self._buf = it, b""
+        self._it, self._buf, self._pos = it, memoryview(b""), 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-        while not self._buf:
+        while self._pos >= len(self._buf):
             try:
-                self._buf = next(self._it)
+                self._buf, self._pos = memoryview(next(self._it)), 0
             except StopIteration:
                 return 0
-        n = min(len(b), len(self._buf))
-        b[:n], self._buf = self._buf[:n], self._buf[n:]
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos:self._pos + n]
+        self._pos += n
         return n
 
 
@@ -132,50 +134,51 @@ def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
     diff_ids = {d for i in images for d in i.diff_ids}
     entries = _data_files(lab, data or [])
     wheels = _wheels(lab) if wheelhouse else []
-    skip = dict(since.layers) | dict(since.omitted) if since else {}
+    skip = dict(since.layers) | dict(since.omitted) if since else {}  # what the target has
     total = engine.unique_size([i.id for i in images]) + \
         sum(p.stat().st_size for _, _, p in entries) + sum(p.stat().st_size for p in wheels)
     note = _counter("saving", total, progress)
+    rels = lab_files(lab)
+    head = fmt.Head(
+        labctl=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        images=images, lab_files=rels,
+        data=[fmt.BundleData(entry=e, file=f.name, member=f"data/{e}/{f.name}")
+              for e, f, _ in entries],
+        wheels=[p.name for p in wheels],
+        replaces={r: since.members[f"lab/{r}"].sha256 for r in since.lab_files} if since else {},
+        since_chains=sorted({c for i in since.images for c in chain_ids(i.diff_ids)})
+        if since else [])
     part = out.with_name(f".{out.name}.partial")
     layers: dict[str, str] = {}
     omitted: dict[str, str] = {}
     try:
         with part.open("wb") as sink:
             w = fmt.Writer(sink, on_bytes=note)
-            rels = lab_files(lab)
+            w.head(head)
             for rel in rels:
                 text = (lab.root / rel).read_bytes()
                 if rel == SETTINGS_FILE:
                     text = strip_credentials(text.decode("utf-8")).encode("utf-8")
                 mode = 0o755 if os.access(lab.root / rel, os.X_OK) else 0o644
                 w.add_bytes(f"lab/{rel}", text, mode=mode)
-            bundled = []
-            for entry, f, path in entries:
-                member = f"data/{entry}/{f.name}"
+            for d, (_, _, path) in zip(head.data, entries, strict=True):
                 with path.open("rb") as src:
-                    w.add(member, fmt.chunks(src), path.stat().st_size)
-                bundled.append(fmt.BundleData(entry=entry, file=f.name, member=member))
+                    w.add(d.member, fmt.chunks(src), path.stat().st_size)
             for p in wheels:
                 with p.open("rb") as src:
                     w.add(f"wheelhouse/{p.name}", fmt.chunks(src), p.stat().st_size)
             with tarfile.open(fileobj=_Stream(engine.save_images([i.tag for i in images])),
-                              mode="r|") as tar:
+                              mode="r|", bufsize=fmt.CHUNK) as tar:
                 for info in tar:
                     _save_member(w, tar, info, diff_ids, skip, layers, omitted, note)
-            manifest = w.close({
-                "labctl": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                time.gmtime()),
-                "images": images, "lab_files": rels, "data": bundled,
-                "wheels": [p.name for p in wheels], "layers": layers, "omitted": omitted,
-                "replaces": {r: since.members[f"lab/{r}"].sha256 for r in since.lab_files}
-                if since else {}})
+            w.close(head, layers, omitted)
         os.replace(part, out)
     except BaseException:
         with contextlib.suppress(OSError):
             part.unlink()
         raise
-    return SaveResult(out, out.stat().st_size, list(manifest.images), len(layers),
-                      len(omitted), time.monotonic() - t0, warnings)
+    return SaveResult(out, out.stat().st_size, images, len(layers), len(omitted),
+                      time.monotonic() - t0, warnings)
 
 
 def _save_member(w: fmt.Writer, tar: tarfile.TarFile, info: tarfile.TarInfo,
@@ -257,98 +260,152 @@ def _target(root: Path, rel: str) -> Path:
 
 def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | None = None
          ) -> LoadResult:
+    """One read of the bundle. The head and the lab's files come first: what would
+    overwrite a learner's change is refused before any image moves. The images stream to
+    the engine, which unpacks all of them before it loads one; the end of that stream is
+    sent only once every checksum has matched, so a damaged bundle loads nothing. The
+    files are held (small ones in memory, data and wheels in a staging folder) and put
+    in place after that."""
     t0 = time.monotonic()
-    manifest = read_manifest(bundle, progress)  # every checksum, before anything is touched
-    conflicts, unchanged = [], []
-    for rel in manifest.lab_files:
-        dest = _target(target, rel)
+    size = bundle.stat().st_size
+    stage = target.parent / f".{target.name}.labctl-staging"  # beside it: same file system
+    with bundle.open("rb") as f, fmt.reading():
+        reader = fmt.Reader(f, _counter("loading", size, progress, lambda: f.tell()))
+        members = reader.members()
+        files: dict[str, tuple[bytes, int]] = {}
+        staged: dict[str, Path] = {}
+        first_docker = None
+        for info, data in members:
+            if info.name == fmt.HEAD:
+                head = reader.read_head(info, data)
+            elif info.name.startswith("lab/"):
+                _target(target, info.name[4:])
+                files[info.name[4:]] = (b"".join(data), info.mode)
+            elif info.name.startswith(("data/", "wheelhouse/")) and info.isfile():
+                staged[info.name] = _stage(stage, info.name, data)
+            elif info.name.startswith("docker/"):
+                first_docker = (info, data)
+                break
+        unchanged = _refuse_conflicts(target, head, files)
+        _refuse_missing_layers(engine, head)
+        failure: list[LabError] = []
+
+        def images() -> Iterator[bytes]:
+            try:
+                if first_docker:
+                    yield from fmt.docker_member(*first_docker)
+                for info, data in members:
+                    if info.name.startswith("docker/") and info.name != "docker/":
+                        yield from fmt.docker_member(info, data)
+                    elif info.isfile():
+                        raise fmt.damaged(f"{info.name} among the images")
+                reader.check()
+            except LabError as e:
+                failure.append(e)
+                yield fmt.REFUSE
+                return
+            yield fmt.END
+
+        try:
+            lines = engine.load_images(images())
+        except LabError:
+            shutil.rmtree(stage, ignore_errors=True)
+            if failure:
+                raise failure[0] from None
+            raise
+    try:
+        written = _write_files(target, files, unchanged)
+        lab = load_lab(str(target))
+        placed = _place(lab, target, head, staged)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    tagged = []
+    for img in head.images:
+        here = lab.image_tag(img.name)
+        if here != img.tag:
+            engine.tag(img.id, here)
+        tagged.append((img.name, here))
+    return LoadResult(target, tagged, written, sorted(unchanged), placed, lines,
+                      time.monotonic() - t0)
+
+
+def _stage(stage: Path, member: str, data: Iterator[bytes]) -> Path:
+    path = stage / member
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        for chunk in data:
+            out.write(chunk)
+    return path
+
+
+def _refuse_conflicts(target: Path, head: fmt.Head, files: dict[str, tuple[bytes, int]]
+                      ) -> set[str]:
+    """The lab files already there as the bundle has them; LabError when one the learner
+    changed would be replaced. This machine's own labctl.yaml always stays."""
+    conflicts, unchanged = [], set()
+    for rel, (content, _) in files.items():
+        dest = target / rel
         if not (dest.is_file() or dest.is_symlink()):
             continue
         have = _sha(dest) if dest.is_file() and not dest.is_symlink() else None
-        if rel == SETTINGS_FILE or have == manifest.members[f"lab/{rel}"].sha256:
-            unchanged.append(rel)  # this machine's settings (mirrors, proxies) stay
-        elif have is None or have != manifest.replaces.get(rel):
-            conflicts.append(rel)  # the learner's own change (or not labctl's file)
+        if rel == SETTINGS_FILE or have == hashlib.sha256(content).hexdigest():
+            unchanged.add(rel)
+        elif have is None or have != head.replaces.get(rel):
+            conflicts.append(rel)
     if conflicts:
         raise LabError(f"{len(conflicts)} file(s) of the lab folder {target} differ from the"
-                       " bundle's: " + ", ".join(conflicts[:8])
+                       " bundle's: " + ", ".join(sorted(conflicts)[:8])
                        + (" ..." if len(conflicts) > 8 else ""),
                        fix="nothing was loaded; load into a new folder (`labctl load FILE"
                            " --lab NEWDIR`), or move those files aside and load again")
-    for img in manifest.images:
-        needed = [i for i, d in enumerate(img.diff_ids) if d in manifest.omitted.values()]
+    return unchanged
+
+
+def _refuse_missing_layers(engine: Engine, head: fmt.Head) -> None:
+    left_out = set(head.since_chains)
+    for img in head.images:
+        needed = [i for i, c in enumerate(chain_ids(img.diff_ids)) if c in left_out]
         if needed and engine.layers_present(img.diff_ids) <= max(needed):
             raise LabError(f"the bundle leaves out layers of {img.name} that this engine does"
                            " not have (it was saved with --since an earlier bundle)",
                            fix="nothing was loaded; load the earlier bundle first, or save a"
                                " full one (without --since)")
-    size = bundle.stat().st_size
-    with bundle.open("rb") as f:
-        lines = engine.load_images(fmt.docker_stream(
-            f, _counter("loading", size, progress, lambda: f.tell())))
-    written = _write_files(bundle, target, manifest, set(unchanged))
-    lab = load_lab(str(target))
-    placed = _place_data(lab, bundle, manifest)
-    images = []
-    for img in manifest.images:
-        here = lab.image_tag(img.name)
-        if here != img.tag:
-            engine.tag(img.id, here)
-        images.append((img.name, here))
-    return LoadResult(target, images, written, unchanged, placed, lines,
-                      time.monotonic() - t0)
 
 
-def _write_files(bundle: Path, target: Path, manifest: fmt.Manifest,
-                 unchanged: set[str]) -> list[str]:
+def _write_files(target: Path, files: dict[str, tuple[bytes, int]], unchanged: set[str]
+                 ) -> list[str]:
     written = []
-    wheel_dir = target / "wheelhouse"
-    with bundle.open("rb") as f, fmt.reading():
-        for info, src in fmt.read(f):
-            if src is None:
-                continue
-            if info.name.startswith("lab/") and info.name[4:] not in unchanged:
-                dest = _target(target, info.name[4:])
-            elif info.name.startswith("wheelhouse/"):
-                dest = _target(wheel_dir, info.name[len("wheelhouse/"):])
-                if dest.is_file():
-                    continue
-            else:
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.labctl-tmp")
-            with tmp.open("wb") as out:
-                for chunk in fmt.chunks(src):
-                    out.write(chunk)
-            tmp.chmod(info.mode & 0o755 | 0o644)
-            os.replace(tmp, dest)
-            written.append(dest.relative_to(target).as_posix())
+    for rel, (content, mode) in files.items():
+        if rel in unchanged:
+            continue
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.labctl-tmp")
+        tmp.write_bytes(content)
+        tmp.chmod(mode & 0o755 | 0o644)
+        os.replace(tmp, dest)
+        written.append(rel)
     return written
 
 
-def _place_data(lab: Lab, bundle: Path, manifest: fmt.Manifest) -> list[str]:
-    """The bundle's datasets, each verified by its library's checks as it is placed; a
-    file already in place and valid is kept."""
-    if not manifest.data:
-        return []
-    cat = catalogue.load(lab.root)
-    wanted = {d.member: d for d in manifest.data}
+def _place(lab: Lab, target: Path, head: fmt.Head, staged: dict[str, Path]) -> list[str]:
+    """Wheels into the lab's wheelhouse/ (kept where one is there), datasets where their
+    library looks, each verified by its library's checks; a file already there stays."""
+    for member, path in staged.items():
+        if member.startswith("wheelhouse/"):
+            dest = _target(target / "wheelhouse", member[len("wheelhouse/"):])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.exists():
+                os.replace(path, dest)
+    cat = catalogue.load(lab.root) if head.data else None
     placed = []
-    with bundle.open("rb") as f, fmt.reading():
-        for info, src in fmt.read(f):
-            d = wanted.get(info.name)
-            if d is None or src is None or d.entry not in cat.entries:
-                continue
-            entry = cat.entries[d.entry]
-            df = next(x for x in entry.files if x.name == d.file)
-            root = store.volume_root(lab, d.entry, entry)
-            if store.file_path(root, df).exists():  # the learner's file stays as it is
-                continue
-            tmp = store.partial_path(root, d.entry, df)
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("wb") as out:
-                for chunk in fmt.chunks(src):
-                    out.write(chunk)
-            store.place(root, d.entry, df, tmp, move=True)
+    for d in head.data:
+        entry = cat.entries.get(d.entry) if cat else None
+        if entry is None or d.member not in staged:
+            continue
+        df = next(x for x in entry.files if x.name == d.file)
+        root = store.volume_root(lab, d.entry, entry)
+        if not store.file_path(root, df).exists():  # the learner's file stays as it is
+            store.place(root, d.entry, df, staged[d.member], move=True)
             placed.append(d.entry)
     return sorted(set(placed))
