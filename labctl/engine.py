@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 import docker
 import docker.errors
 import requests
+from docker.utils import version_gte
 
 from labctl import labels
 from labctl.errors import LabError, advise
@@ -109,8 +110,17 @@ class Engine:
 
     @classmethod
     def connect(cls, timeout: int = 600) -> Engine:
+        """The engine DOCKER_HOST or the docker context names (docker-py alone reads only
+        DOCKER_HOST); ssh:// through the system ssh client, so ~/.ssh/config, keys and
+        agents work as they do for `docker`."""
+        address, source = endpoint()
         with translated():
-            client = docker.from_env(timeout=timeout)
+            if address.startswith("ssh://"):
+                client = _ssh_client(address, timeout)
+            elif source.startswith("docker context"):
+                client = docker.DockerClient(base_url=address, timeout=timeout)
+            else:
+                client = docker.from_env(timeout=timeout)
             client.ping()
         return cls(client)
 
@@ -130,7 +140,8 @@ class Engine:
 
     def is_local(self) -> bool:
         """Reached through a unix socket on this machine (docker-py names that base URL
-        http+docker://localhost), so host paths mean the same to the engine."""
+        http+docker://localhost), so host paths mean the same to the engine. (ssh:// is
+        http+docker://ssh: another machine, even when it is this one under another name.)"""
         return str(self.api.base_url).startswith("http+docker://localhost")
 
     def config_no_proxy(self) -> str:
@@ -154,6 +165,26 @@ class Engine:
     def image_labels(self, ref: str) -> dict[str, str] | None:
         img = self.image(ref)
         return None if img is None else dict(img.labels or {})
+
+    def push(self, ref: str, on_progress: Callable[[str, int, int | None], None] | None = None
+             ) -> str:
+        """Push ``ref``; returns its digest in the registry. The registry's credentials come
+        from the docker config (docker-py reads it), and are never printed."""
+        repo, _, tag = ref.rpartition(":")
+        digest = ""
+        with translated():
+            for ev in self.api.push(repo, tag=tag, stream=True, decode=True):
+                if ev.get("error"):
+                    raise LabError(f"pushing {ref} failed: {ev['error']}",
+                                   fix="log in to the registry (`docker login HOST`), or"
+                                       " check --registry / registry: in labctl.yaml")
+                detail = ev.get("progressDetail") or {}
+                if on_progress and ev.get("id") and detail.get("current") is not None:
+                    on_progress(f"layer {ev['id']}", int(detail["current"]),
+                                detail.get("total"))
+                aux = ev.get("aux") or {}
+                digest = aux.get("Digest", digest)
+        return digest
 
     def pull(self, ref: str) -> bool:
         """Try to pull; False (not an error) when no registry answers."""
@@ -228,9 +259,21 @@ class Engine:
 
     def unique_size(self, image_ids: list[str]) -> int:
         """About how many bytes these images hold together, each shared layer once (from
-        the engine's disk usage: an image's size and the part it shares)."""
+        the engine's disk usage: an image's size and the part it shares). It only sizes a
+        progress bar, so when the engine cannot answer (20.10 fails the whole report when
+        one build-cache record is stale) the images' summed sizes stand in."""
+        params = {"type": "image"} if version_gte(self.api.api_version, "1.42") else None
+        try:
+            with translated():
+                res = self.api._get(self.api._url("/system/df"), params=params)
+                rows = {i["Id"]: i for i in self.api._result(res, json=True).get("Images")
+                        or []}
+        except LabError:
+            rows = {}
+        missing = [i for i in image_ids if i not in rows]
         with translated():
-            rows = {i["Id"]: i for i in self.api.df().get("Images") or []}
+            for i in missing:
+                rows[i] = {"Id": i, "Size": self.api.inspect_image(i)["Size"], "SharedSize": 0}
         sizes = [(int(rows[i]["Size"]), max(int(rows[i].get("SharedSize") or 0), 0))
                  for i in image_ids if i in rows]
         if not sizes:
@@ -347,7 +390,8 @@ class Engine:
         with the engine's socket, no-new-privileges set. When its name is taken meanwhile
         (two labs started at once), ``next_name`` gives the next one to try."""
         mounts = [
-            docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
+            docker.types.Mount(m.target, str(m.source), type="volume" if m.volume else "bind",
+                               read_only=m.read_only)
             for m in plan.mounts
         ]
         ports = {f"{cport}/tcp": binds if len(binds) > 1 else binds[0]
@@ -449,6 +493,68 @@ class Engine:
             err += f"\nno answer within {timeout:.0f} s"
         return status, out, err
 
+    def make_host_folders(self, image: str, folders: list[str], archive: bytes | None,
+                          user: str) -> None:
+        """Make folders on the engine's machine (mkdir -p) as ``user``, in a throw-away
+        container with that machine's / at /host, no network and no capabilities; then
+        put ``archive`` (a tar of absolute paths) there. For an engine on another machine,
+        where labctl cannot mkdir itself and the engine would make a missing bind source
+        as root."""
+        root = docker.types.Mount("/host", "/", type="bind")
+        with self._throwaway("folders") as name, translated():
+            c = self.client.containers.create(
+                image, ["-p", "--", *(f"/host{f}" for f in folders)], entrypoint=["mkdir"],
+                name=name, mounts=[root], user=user, network_disabled=True,
+                cap_drop=["ALL"], security_opt=["no-new-privileges"], read_only=True,
+                labels={labels.throwaway("folders"): "1"}, detach=True)
+            c.start()
+            status = int(c.wait(timeout=120).get("StatusCode", 1))
+            if status != 0:
+                raise LabError(
+                    "could not make the lab's folders on the engine's machine",
+                    details=c.logs().decode(errors="replace").strip().splitlines()[-3:],
+                    fix="set remote_root: in labctl.yaml to a folder of yours there")
+            if archive is not None:
+                c.put_archive("/host", archive)
+
+    def fill_volume(self, image: str, volume: str, chunks: Iterator[bytes], owner: str,
+                    labels_: dict[str, str]) -> None:
+        """A new named volume holding the tar ``chunks`` (what --sync copies in), its top
+        folder owned by ``owner`` (uid:gid) as the folder it stands for is."""
+        with translated():
+            self.client.volumes.create(volume, labels=labels_)
+            with self._volume_helper(image, volume, ["chown", owner, "/sync"]) as c:
+                c.start()
+                if int(c.wait(timeout=120).get("StatusCode", 1)) != 0:
+                    raise LabError(f"could not prepare the volume {volume}",
+                                   details=c.logs().decode(errors="replace").splitlines()[-3:],
+                                   fix="see `labctl doctor`")
+                c.put_archive("/sync", chunks)
+
+    def volume_tar(self, image: str, volume: str) -> Iterator[bytes]:
+        """The volume's files as a tar stream (what --sync copies back)."""
+        with translated(), self._volume_helper(image, volume) as c:
+            stream, _ = c.get_archive("/sync")
+            yield from stream
+
+    def remove_volume(self, volume: str) -> None:
+        with translated(), _ignore_missing():
+            self.client.volumes.get(volume).remove(force=True)
+
+    @contextmanager
+    def _volume_helper(self, image: str, volume: str, command: list[str] | None = None
+                       ) -> Iterator[Any]:
+        """A container with ``volume`` at /sync, for archives (and ``command``, as root
+        with no capability but CHOWN, when started)."""
+        command = command or ["true"]
+        with self._throwaway("sync") as name:
+            yield self.client.containers.create(
+                image, command[1:], entrypoint=command[:1], name=name, user="0:0",
+                network_disabled=True, cap_drop=["ALL"], cap_add=["CHOWN"],
+                security_opt=["no-new-privileges"],
+                mounts=[docker.types.Mount("/sync", volume, type="volume")],
+                labels={labels.throwaway("sync"): "1"})
+
     def attach_cli(self, container: Any) -> int:
         """Start an interactive (TTY) container through the docker CLI, which handles the
         terminal; the SDK has no interactive TTY attach."""
@@ -460,6 +566,21 @@ class Engine:
         for k, val in env.items():
             args += ["--env", f"{k}={val}"]
         return _docker_cli(args + [container.id, *command])
+
+
+def _ssh_client(address: str, timeout: int) -> docker.DockerClient:
+    """A client of ssh://[user@]host[:port] through the system ssh. docker-py writes the
+    address as host:22 and passes `-p 22`, which beats the Port of ~/.ssh/config (the
+    docker CLI passes no port unless the address names one): the client is made with a
+    fixed API version (made, it would already have dialled), given the address as it was
+    written, and then asks the engine its version."""
+    client = docker.DockerClient(base_url=address, version="1.24", timeout=timeout,
+                                 use_ssh_client=True)
+    adapter = getattr(client.api, "_custom_adapter", None)
+    if adapter is not None and hasattr(adapter, "ssh_host"):
+        adapter.ssh_host = address.removeprefix("ssh://").rstrip("/")
+    client.api._version = client.api._retrieve_server_version()
+    return client
 
 
 def _docker_cli(args: list[str]) -> int:

@@ -16,6 +16,7 @@ RUN = f"{PREFIX}run"  # the labctl that started it (marks a lab container)
 OWNER = f"{PREFIX}owner"  # the host uid that started it: commands act on their own labs
 URL = f"{PREFIX}url"  # Jupyter's URL, without the token
 FOREGROUND = f"{PREFIX}foreground"  # "host:pid" of a foreground labctl that removes it
+SYNC = f"{PREFIX}sync"  # --sync on a remote engine: [[local folder, volume], ...] (JSON)
 
 
 def throwaway(kind: str) -> str:

@@ -72,6 +72,18 @@ ensure_test_tools() {
     if ! command -v rootlesskit >/dev/null || ! command -v newuidmap >/dev/null; then
         apt_install rootlesskit uidmap
     fi
+    # The push test runs a registry on 127.0.0.1 as the test user; the package's own
+    # service (an open registry on :5000) is not wanted.
+    if ! command -v docker-registry >/dev/null; then
+        apt_install docker-registry
+        systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+    # The remote-engine test reaches that second engine over ssh: an sshd the test user
+    # starts on 127.0.0.1 with its own host key; the package's own service is not wanted.
+    if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
+        apt_install openssh-server openssh-client
+        systemctl disable --now ssh >/dev/null 2>&1 || true
+    fi
     if [ ! -x "$VENV/bin/devcontainer" ]; then
         say "installing @devcontainers/cli $DEVCONTAINER_CLI_VERSION into $VENV/node"
         npm install --silent --no-fund --no-audit --prefix "$VENV/node" \

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +16,6 @@ from conftest import BASE, labctl, write_lab
 
 pytestmark = pytest.mark.engine
 
-ROOTLESS = [Path("/usr/share/docker.io/contrib/dockerd-rootless.sh"),
-            Path("/usr/bin/dockerd-rootless.sh")]
 SMALL = f"""\
 description: a small lab that travels
 base: {BASE}
@@ -31,49 +25,6 @@ checks:
   - name: offline
     run: "python -c 'import six; print(six.__version__)' && touch /data/made-on-engine-2"
 """
-
-
-@pytest.fixture(scope="module")
-def second_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """DOCKER_HOST of a rootless engine started for this module and removed after it."""
-    script = next((p for p in ROOTLESS if p.exists()), None)
-    missing = [t for t in ("rootlesskit", "newuidmap", "dockerd") if not shutil.which(t)]
-    if script is None or missing:
-        pytest.fail(f"the second engine needs {missing or 'dockerd-rootless.sh'}; "
-                    "./scripts/test.sh installs them (rootlesskit, uidmap)")
-    root = tmp_path_factory.mktemp("e2")
-    for d in ("run", "data", "exec"):
-        (root / d).mkdir()
-    sock = root / "run" / "docker.sock"
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(root / "run"), "HOME": str(root),
-           "DOCKERD_ROOTLESS_ROOTLESSKIT_NET": "host",  # its containers get no network
-           "DOCKERD_ROOTLESS_ROOTLESSKIT_PORT_DRIVER": "none"}
-    env.pop("DOCKER_HOST", None)
-    log = (root / "dockerd.log").open("w")
-    proc = subprocess.Popen(
-        [str(script), "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-         "-H", f"unix://{sock}", "--pidfile", str(root / "run" / "docker.pid"),
-         "--bridge", "none", "--iptables=false", "--ip-masq=false", "--userland-proxy=false"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    host = f"unix://{sock}"
-    try:
-        deadline = time.monotonic() + 90
-        while subprocess.run(["docker", "-H", host, "info"], capture_output=True
-                             ).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the second engine did not start:\n"
-                            + (root / "dockerd.log").read_text()[-3000:])
-            time.sleep(1)
-        yield host
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        # its layers belong to the user's subordinate ids: remove them from its namespace
-        subprocess.run(["rootlesskit", "rm", "-rf", str(root / "data"), str(root / "exec")],
-                       capture_output=True, timeout=300)
 
 
 def images_of(host: str) -> set[str]:

@@ -378,6 +378,10 @@ def test_volume_values_are_validated(tmp_path: Path, body: str, key: str) -> Non
     ("tag_prefix: 'Bad Prefix/'\n", "tag_prefix"),
     ("bind: localhostt\n", "bind"),
     ("bind: ''\n", "bind"),
+    ("registry: 'https://registry.example.edu/labs'\n", "registry"),
+    ("registry: 'reg.example:5000/Class'\n", "registry"),
+    ("registry: 'reg.example/labs\nRUN id'\n", "registry"),
+    ("registry: 'myschool/labs'\n", "registry"),  # a Docker Hub account, not a host
 ])
 def test_settings_values_are_validated(tmp_path: Path, settings: str, key: str) -> None:
     root = make_lab(tmp_path / "lab", settings)
@@ -427,3 +431,13 @@ def test_init_json(tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert out["lab"] == str((tmp_path / "new").resolve())
     assert any(f["path"].endswith("volumes.yaml") and f["written"] for f in out["files"])
+
+
+@pytest.mark.parametrize(("value", "ref"), [
+    ("127.0.0.1:5000", "127.0.0.1:5000/d2l:latest"),
+    ("registry.example.edu/class/2026/", "registry.example.edu/class/2026/d2l:latest"),
+    ("localhost:5000/labs", "localhost:5000/labs/d2l:latest"),
+])
+def test_a_registry_names_the_pushed_image(tmp_path: Path, value: str, ref: str) -> None:
+    root = make_lab(tmp_path / "lab", f"registry: '{value.rstrip('/')}'\n")
+    assert load_lab(str(root), environ={}).registry_ref("d2l") == ref

@@ -20,7 +20,7 @@ SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
     ("Run", (running.run, running.shell, running.ps, running.logs, running.stop,
              running.check, export.devcontainer, export.compose, export.export_group)),
     ("Reproduce", (reproduce.lock, reproduce.freeze, reproduce.diff)),
-    ("Move to another machine", (bundle.save, bundle.load_bundle)),
+    ("Move to another machine", (bundle.save, bundle.load_bundle, images.push)),
     ("Diagnose", (diagnose.doctor,)),
 )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from labctl.cli.common import engine, friendly, json_option, lab_option, load
+from labctl.errors import LabError
 
 
 @click.command()
@@ -89,6 +90,10 @@ def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: 
             while port in taken or not port_free(lab.settings.bind, port):
                 port += 1
             taken.add(port)
+        if not e.is_local():
+            raise LabError("a Compose file describes an engine on this machine; this one"
+                           " is another machine's", fix="unset DOCKER_HOST (or `docker"
+                           " context use default`) to export")
         plan = make_plan(e, lab, name, user=True, srcs=[], command=None, gpus="none",
                          bind=None, port=port)
         if plan.token_file is not None:

@@ -122,6 +122,9 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
             ui.dump_json(res.__dict__)
         elif not as_json and res.status == "current":
             ui.console.print(f"{res.tag} is current (hash {ctx.digest}): nothing to build")
+        elif not as_json and res.status == "pulled":
+            ui.console.print(f"{res.tag}: pulled from {lab.registry_ref(ctx.spec.name)}, the"
+                             f" same spec (hash {ctx.digest}): nothing to build")
         elif not as_json:
             ui.console.print(
                 f"built {res.tag} in {res.seconds:.0f}s ({res.backend}): {res.steps} steps, "
@@ -192,3 +195,49 @@ def add(name: str, packages: tuple[str, ...], no_build: bool, as_json: bool,
             f" {built.steps} steps from cache)")
     if as_json:
         ui.dump_json(result)
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--registry", metavar="HOST[:PORT][/PREFIX]",
+              help="Where to push (default: registry: in labctl.yaml).")
+@json_option
+@lab_option
+@friendly
+def push(names: tuple[str, ...], registry: str | None, as_json: bool, lab_dir: str | None
+         ) -> None:
+    """Push lab images (default: every current one) to a registry, for other machines."""
+    from labctl.cli import ui
+    from labctl.config import validators
+    from labctl.image.build import state
+    from labctl.image.render import render as do_render
+
+    lab = load(lab_dir)
+    if registry:
+        try:
+            validators.registry(registry)
+        except ValueError as e:
+            raise LabError(f"--registry: {e}",
+                           fix="e.g. --registry registry.example.edu/labs") from None
+    elif not lab.settings.registry:
+        raise LabError("no registry to push to", fix="pass --registry HOST[:PORT][/PREFIX], or"
+                       " set registry: in labctl.yaml")
+    e = engine(lab)
+    names = names or tuple(n for n in lab.spec_names() if e.image(lab.image_tag(n)))
+    rows = []
+    for name in names:
+        tag = lab.image_tag(name)
+        if state(e, tag, do_render(lab, lab.spec(name)).digest) != "current":
+            raise LabError(f"{tag} is not current: the registry would get an old {name}",
+                           fix=f"labctl build {name}, then push again")
+        ref = lab.registry_ref(name, registry)
+        assert ref is not None
+        e.tag(e.image(tag).id, ref)
+        with ui.DownloadProgress() as bar:
+            digest = e.push(ref, bar.update)
+        rows.append({"name": name, "ref": ref, "digest": digest})
+    if as_json:
+        ui.dump_json(rows)
+        return
+    ui.table("pushed", ["lab", "image", "digest"],
+             [[r["name"], r["ref"], r["digest"][:19]] for r in rows])

@@ -21,7 +21,11 @@ GPUS = click.option("--gpus", type=click.Choice(["auto", "all", "none"]), defaul
 @click.option("--user", is_flag=True,
               help="Run as your own uid/gid: files on mounts are owned by you.")
 @click.option("--src", "srcs", multiple=True, metavar="PATH[:DEST]",
-              help="Mount your folder (default under the spec's workdir). Repeatable.")
+              help="Mount your folder (default under the spec's workdir). Repeatable. On an"
+                   " engine of another machine: remote:PATH, a folder there.")
+@click.option("--sync", is_flag=True,
+              help="Engine on another machine: copy the --src folders there, and back when"
+                   " the lab stops.")
 @click.option("--port", type=click.IntRange(1, 65535),
               help="Host port for Jupyter (default: the next free one).")
 @click.option("--bind", help="Host address to publish ports on (default 127.0.0.1).")
@@ -34,7 +38,7 @@ GPUS = click.option("--gpus", type=click.Choice(["auto", "all", "none"]), defaul
 @json_option
 @lab_option
 @friendly
-def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...],
+def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...], sync: bool,
         port: int | None, bind: str | None, gpus: str, no_compat: bool, detach: bool,
         keep: bool, verbose: bool, as_json: bool, lab_dir: str | None) -> None:
     """Run lab NAME (JupyterLab, or COMMAND after --)."""
@@ -44,7 +48,7 @@ def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...],
 
     lab = load(lab_dir)
     e = engine(lab)
-    plan = make_plan(e, lab, name, user=user, srcs=list(srcs),
+    plan = make_plan(e, lab, name, user=user, srcs=list(srcs), sync=sync,
                      command=list(command) or None, gpus=gpus, bind=bind, port=port)
     if no_compat:
         plan.env["LABCTL_COMPAT"] = "off"
@@ -175,7 +179,7 @@ def stop(names: tuple[str, ...], all_: bool, as_json: bool, lab_dir: str | None)
     from pathlib import Path
 
     from labctl.cli import ui
-    from labctl.runtime import containers
+    from labctl.runtime import containers, remote
     from labctl.runtime.plan import TOKEN_IN_CONTAINER
 
     if not names and not all_:
@@ -194,7 +198,9 @@ def stop(names: tuple[str, ...], all_: bool, as_json: bool, lab_dir: str | None)
     stopped = []
     for c in targets:
         e.stop_container(c)
-        e.remove_container(c)
+        e.remove_container(c)  # then its --sync volumes, no longer in use, come back
+        remote.sync_back(e, c.attrs["Config"]["Image"], remote.syncs_of(c),
+                         ui.err_console.print)
         for m in c.attrs.get("Mounts") or []:  # its token file goes with it
             if m.get("Destination") == TOKEN_IN_CONTAINER:
                 Path(m["Source"]).unlink(missing_ok=True)

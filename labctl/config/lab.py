@@ -36,6 +36,8 @@ Proxy = Annotated[str, AfterValidator(v.proxy)]
 NoProxy = Annotated[str, AfterValidator(v.no_proxy)]
 Bind = Annotated[str, AfterValidator(v.bind_address)]
 TagPrefix = Annotated[str, AfterValidator(v.tag_prefix)]
+Registry = Annotated[str, AfterValidator(v.registry)]
+HostFolder = Annotated[str, AfterValidator(v.host_folder)]
 Plain = Annotated[str, AfterValidator(v.plain_value)]
 
 
@@ -86,6 +88,15 @@ class LabSettings(_Strict):
     # How images are built: BuildKit through the docker CLI where there is one, else the
     # docker SDK's classic builder (auto); or one of them.
     builder: Literal["auto", "classic", "buildkit"] = "auto"
+    # The network of the build's RUN steps: the engine's default bridge, or the host's
+    # (an engine without a working bridge: rootless without slirp4netns, a VPN's DNS).
+    build_network: Literal["default", "host"] = "default"
+    # Where `labctl push` sends lab images and `build` / `run` look for a current one
+    # before building: HOST[:PORT][/PREFIX] (credentials come from the docker config).
+    registry: Registry | None = None
+    # This lab folder on an engine of another machine (DOCKER_HOST=ssh://...): where its
+    # volume folders are made there (default: ~/labctl/<this folder's name> on that host).
+    remote_root: HostFolder | None = None
 
 
 _FROM_ENV = {
@@ -165,6 +176,11 @@ class Lab:
 
     def image_tag(self, name: str) -> str:
         return f"{self.settings.tag_prefix}{name}:latest"
+
+    def registry_ref(self, name: str, registry: str | None = None) -> str | None:
+        """NAME's image in the registry (the setting, or ``registry``)."""
+        where = registry or self.settings.registry
+        return f"{where.rstrip('/')}/{name}:latest" if where else None
 
     def host_path(self, volume: Volume) -> Path:
         p = Path(os.path.expanduser(volume.host))

@@ -142,6 +142,17 @@ def system_folder(path: str, *, host: bool = False) -> str | None:
     return None
 
 
+def host_folder(value: str) -> str:
+    """A folder of another machine (a remote engine's): absolute, not a system one."""
+    abs_path(value)
+    value = value.rstrip("/")
+    if (top := system_folder(value, host=True)) is not None:
+        raise ValueError(f"{value!r} is {'the root' if top == '/' else 'a system folder'}"
+                         f"{'' if top == value else f' ({top})'}: name a folder of your own"
+                         " there, e.g. /home/you/labs")
+    return value
+
+
 def is_within(path: str, folder: str) -> bool:
     p, f = PurePosixPath(path), PurePosixPath(folder)
     return p == f or f in p.parents
@@ -227,6 +238,25 @@ def tag_prefix(value: str) -> str:
     if not _TAG_PREFIX.fullmatch(value) or not image_ref(f"{value}x:latest"):
         raise ValueError(f"{value!r} is not an image name prefix like 'labctl/' or"
                          " 'registry.example.org:5000/class/'")
+    return value
+
+
+_REGISTRY = re.compile(
+    r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
+
+
+def registry(value: str) -> str:
+    """Where lab images are pushed and pulled: HOST[:PORT][/PREFIX], no scheme."""
+    no_control(value)
+    host = value.split("/", 1)[0]
+    if not _REGISTRY.fullmatch(value) or not image_ref(f"{value}/x:latest"):
+        raise ValueError(f"{value!r} is not a registry like 'registry.example.edu/labs' or"
+                         " '127.0.0.1:5000' (no https://, lower-case path)")
+    if "." not in host and ":" not in host and host != "localhost":
+        # docker would read it as a Docker Hub account and push there
+        raise ValueError(f"{host!r} is not a registry host (a name with a dot, a port, or"
+                         " localhost); for Docker Hub write docker.io/ACCOUNT")
     return value
 
 

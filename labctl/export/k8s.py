@@ -18,9 +18,8 @@ from labctl.config.lab import Lab
 from labctl.config.spec import ImageSpec
 from labctl.gpu.compat import gpu_use
 from labctl.image.layers import command
-from labctl.runtime.plan import SHM_SIZE, TOKEN_IN_CONTAINER
+from labctl.runtime.plan import LAB_UID, SHM_SIZE, TOKEN_IN_CONTAINER
 
-LAB_UID = 1000  # the image's lab user (templates/_system.j2)
 SHARED = ("data", "cache")  # read by every learner of a class: ReadWriteMany
 GPU_RESOURCE = "nvidia.com/gpu"
 

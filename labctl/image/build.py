@@ -128,6 +128,10 @@ def build(
     if not force and not nocache and state(engine, tag, ctx.digest) == "current":
         img = engine.image(tag)
         return BuildResult(name, tag, "current", image_id=img.id, size=img.attrs.get("Size", 0))
+    if not force and not nocache:
+        pulled = from_registry(engine, lab, ctx, tag, on_event)
+        if pulled is not None:
+            return pulled
     ensure_base(engine, ctx.spec.base, pull)
     ctx = ctx.labelled(image_labels(lab, ctx))
     cli = backend(builder or lab.settings.builder)
@@ -143,7 +147,9 @@ def build(
             # come from the cache, as no earlier build had it as a parent.
             for event in engine.build(ctx.tar(), buildargs=args,
                                       nocache=nocache and not ctx.needs_helper,
-                                      pull=False, network_mode=network_mode):
+                                      pull=False, network_mode=network_mode or (
+                                          "host" if lab.settings.build_network == "host"
+                                          else None)):
                 if "error" in event:
                     key = keys[run.step - 1] if 0 < run.step <= len(keys) else "base"
                     msg = (event.get("errorDetail") or {}).get("message") or event["error"]
@@ -167,6 +173,28 @@ def build(
     )
 
 
+def from_registry(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
+                  on_event: Callable[[BuildEvent], None] = lambda e: None
+                  ) -> BuildResult | None:
+    """The lab's registry (`registry:` in labctl.yaml, filled by `labctl push`) holds an
+    image of this very spec: pull it and tag it, instead of building. The spec hash label
+    decides, as it does for a local image; None when there is none or it differs."""
+    ref = lab.registry_ref(ctx.spec.name)
+    if ref is None:
+        return None
+    on_event(BuildEvent("output", f"looking for {ref} (registry: in labctl.yaml)"))
+    if not engine.pull(ref):
+        on_event(BuildEvent("output", f"{ref}: not in the registry (or it does not answer)"))
+        return None
+    img = engine.image(ref)
+    if img is None or (img.labels or {}).get(labels.HASH) != ctx.digest:
+        on_event(BuildEvent("output", f"{ref} is another version of {ctx.spec.name}: building"))
+        return None
+    engine.tag(img.id, tag)
+    return BuildResult(ctx.spec.name, tag, "pulled", image_id=img.id,
+                       size=img.attrs.get("Size", 0))
+
+
 def _build_buildkit(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
                     cli: buildkit.Cli, *, nocache: bool,
                     on_event: Callable[[BuildEvent], None]) -> BuildResult:
@@ -179,7 +207,8 @@ def _build_buildkit(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
     with buildkit.context_folder(ctx.files, dockerfile, ctx.wheelhouse,
                                  lab.state_dir("build")) as folder:
         image_id = buildkit.run(cli, folder, buildargs=ctx.buildargs, secrets=ctx.secrets,
-                                nocache=nocache, progress=progress, on_event=on_event)
+                                nocache=nocache, progress=progress, on_event=on_event,
+                                network=lab.settings.build_network)
     if not image_id:
         step = progress.error_step or progress.current
         raise _step_error(lab, ctx, progress.errors[-1] if progress.errors else "failed",

@@ -149,7 +149,8 @@ def context_folder(files: dict[str, bytes], dockerfile: str, wheelhouse: Path | 
 
 
 def run(cli: Cli, folder: Path, *, buildargs: dict[str, str], secrets: dict[str, bytes],
-        nocache: bool, progress: Progress, on_event: Callable[[BuildEvent], None]) -> str:
+        nocache: bool, progress: Progress, on_event: Callable[[BuildEvent], None],
+        network: str = "default") -> str:
     """Build ``folder``; the image id. Nothing is tagged: the caller tags a success. Ctrl-C
     stops the CLI, and BuildKit cancels the build with it."""
     with tempfile.TemporaryDirectory(prefix="labctl-bk-") as tmp:
@@ -166,6 +167,8 @@ def run(cli: Cli, folder: Path, *, buildargs: dict[str, str], secrets: dict[str,
             cmd += ["--secret", f"id={sid},src={src}"]
         if nocache:
             cmd.append("--no-cache")
+        if network != "default":
+            cmd.append(f"--network={network}")
         cmd.append(str(folder))
         env = {**os.environ, **dict(cli.env)}
         try:

@@ -15,6 +15,7 @@ from labctl.config.lab import Lab
 from labctl.config.spec import CheckSpec
 from labctl.engine import Engine
 from labctl.errors import LabError
+from labctl.runtime import remote
 from labctl.runtime.plan import Mount
 from labctl.runtime.run import create, make_plan
 
@@ -55,8 +56,12 @@ def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = Non
             (scratch / sub).mkdir()
         try:
             plan = make_plan(engine, lab, name, user=True, srcs=[str(scratch)],
-                             command=command_for(check), gpus=gpus, bind=None, port=None)
-            plan.mounts.append(Mount(lab.images_dir, SPEC_DIR, read_only=True))
+                             command=command_for(check), gpus=gpus, bind=None, port=None,
+                             sync=not engine.is_local())
+            if plan.remote is not None:  # on another machine: the scripts are copied there
+                remote.copy_in(plan, lab.images_dir, SPEC_DIR)
+            else:
+                plan.mounts.append(Mount(lab.images_dir, SPEC_DIR, read_only=True))
             plan.env.setdefault("MPLBACKEND", "Agg")
             # Its own name: two `labctl check` of one lab at once must not collide.
             plan.name = plan.name_base = f"labctl-{spec.name}-check-{secrets.token_hex(3)}"
@@ -68,6 +73,7 @@ def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = Non
                 code, out = engine.run_to_end(container, timeout=check.timeout)
             finally:
                 engine.remove_container(container)
+                remote.sync_back(engine, plan.image, plan.syncs, lambda m: None, plan.copies)
             status = "timeout" if code is None else "pass" if code == 0 else "fail"
             results.append(CheckResult(check.name, status, time.monotonic() - start, out))
         finally:

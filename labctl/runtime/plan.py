@@ -12,7 +12,8 @@ import os
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from labctl import __version__, labels
 from labctl.config import validators
@@ -24,15 +25,17 @@ from labctl.image.layers import command as default_command
 
 DEFAULT_WORK = "work"  # lab-relative source folder when neither --src nor the spec names one
 SHM_SIZE = "2g"  # PyTorch DataLoader workers pass batches through /dev/shm (64 MB default)
+LAB_UID = 1000  # the image's lab user (templates/_system.j2)
 TOKEN_IN_CONTAINER = "/run/labctl/jupyter-token"  # the token file, mounted read-only
 LOOPBACK = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
 class Mount:
-    source: Path
+    source: Path  # a host folder; with volume, the name of a named volume
     target: str
     read_only: bool = False
+    volume: bool = False
 
 
 @dataclass
@@ -59,6 +62,12 @@ class RunPlan:
     network: str | None = None  # None: the engine's default bridge; "none" for offline checks
     name_base: str = ""  # names tried when two labs start at once: base, base-2, ...
     tensorboard: bool = False  # TensorBoard is served through Jupyter
+    # An engine on another machine (runtime.remote.Remote), and the local folders --sync
+    # copies into volumes there and back: (folder, volume); copies go in only.
+    remote: Any = None
+    syncs: list[tuple[Path, str]] = field(default_factory=list)
+    copies: list[tuple[Path, str]] = field(default_factory=list)  # copied in, not back
+    forward_port: int | None = None  # this machine's end of an ssh -L to Jupyter's port
 
     def publish(self) -> dict[int, list[tuple[str, int]]]:
         """Container port -> every (host address, host port) it is published on."""
@@ -69,6 +78,8 @@ class RunPlan:
         """Jupyter's address without the token (what labels and other users see)."""
         if self.jupyter_port is None:
             return None
+        if self.forward_port is not None:
+            return f"http://127.0.0.1:{self.forward_port}/lab"
         return f"http://{url_host(self.bind[0])}:{self.ports[self.jupyter_port]}/lab"
 
     @property
@@ -149,6 +160,20 @@ def parse_src(value: str, spec: ImageSpec, home: Path) -> tuple[Path, str, str |
         warning = (f"--src {value} mounts {what} read-write into the lab: code in the lab can"
                    " read and change it (keys, tokens, settings)")
     return host, dest, warning
+
+
+def parse_remote_src(value: str, spec: ImageSpec) -> Mount:
+    """'PATH[:DEST]' of a folder on the engine's machine (``--src remote:PATH``): nothing
+    here can check it exists; its path is validated as a host folder."""
+    path, sep, dest = value.partition(":")
+    try:
+        path = validators.host_folder(path)
+        dest = validators.mount_target(dest if sep else
+                                       f"{spec.workdir}/{PurePosixPath(path).name}")
+    except ValueError as e:
+        raise LabError(f"--src remote:{value}: {e}",
+                       fix="e.g. --src remote:/home/you/d2l-zh") from None
+    return Mount(Path(path), dest)
 
 
 CHAPTERS = "chapter_*"  # how the books (d2l-zh, the d2l notebooks) name chapter folders
@@ -301,6 +326,8 @@ def plan_run(
     token_file: Path | None,
     name: str,
     port_free: Callable[[int], bool],
+    there: list[Mount] | None = None,  # --src remote:...: folders of the engine's machine
+    owner: int | None = None,  # who labctl's commands let act on it (default: uid)
 ) -> RunPlan:
     notes: list[str] = []
     warnings: list[str] = []
@@ -337,7 +364,7 @@ def plan_run(
         sources.append((host, dest))
         if warning:
             warnings.append(warning)
-    if not sources:
+    if not sources and not there:
         for s in list(spec.src) or [DEFAULT_WORK]:
             host = lab.inside(lab.root / s, f"src {s!r}") if spec.src else lab.root / s
             if not host.exists():  # a folder labctl makes for the lab: the shared ones in it
@@ -352,6 +379,9 @@ def plan_run(
         warnings += book.warnings
         notes += book.notes
         workdirs.append(book.workdir)
+    for m in there or []:
+        mounts.append(m)
+        workdirs.append(m.target)
     _check_targets(mounts, spec)
     workdir = workdirs[0] if workdirs else spec.workdir
     # --- Jupyter and ports ------------------------------------------------------------
@@ -402,7 +432,7 @@ def plan_run(
         labels.RUN: __version__,
         labels.SPEC: spec.name,
         labels.LAB: str(lab.root),
-        labels.OWNER: str(uid),
+        labels.OWNER: str(uid if owner is None else owner),
     }
     plan = RunPlan(
         spec=spec.name, image=image, name=name, command=cmd, env=env, mounts=mounts,

@@ -27,14 +27,31 @@ _URL = re.compile(r"https?://[^\s'\"<>)]+")
 
 def _plot_partial_dependence(module: types.ModuleType) -> None:
     """fastbook 09: sklearn.inspection.plot_partial_dependence, removed in scikit-learn 1.2;
-    PartialDependenceDisplay.from_estimator draws the same plot."""
+    PartialDependenceDisplay.from_estimator draws the same plot. The book's features
+    (YearMade, ProductSize's codes) are integer columns, which scikit-learn 1.9 refuses
+    ("convert numerical features to floating point dtypes"): they go in as floats, the
+    values the older releases used."""
     if hasattr(module, "plot_partial_dependence"):
         return
 
     def plot_partial_dependence(estimator, X, features, **kwargs):  # noqa: ANN001, ANN202, N803
-        return module.PartialDependenceDisplay.from_estimator(estimator, X, features, **kwargs)
+        return module.PartialDependenceDisplay.from_estimator(
+            estimator, _float_features(X, features), features, **kwargs)
 
     module.plot_partial_dependence = plot_partial_dependence
+
+
+def _float_features(X, features):  # noqa: ANN001, ANN202, N803
+    """X with the integer columns among ``features`` (names, indices, or pairs) as floats."""
+    features = [features] if isinstance(features, (str, int)) else features
+    names = [f for item in features for f in (item if isinstance(item, (list, tuple))
+                                               else [item])]
+    if hasattr(X, "columns"):  # a DataFrame
+        cols = [X.columns[f] if isinstance(f, int) else f for f in names]
+        ints = {c: "float64" for c in cols if c in X.columns and X[c].dtype.kind in "iu"}
+        return X.astype(ints) if ints else X
+    dtype = getattr(X, "dtype", None)
+    return X.astype("float64") if dtype is not None and dtype.kind in "iu" else X
 
 
 def _gen_doc_stub(name: str) -> types.ModuleType:
