@@ -254,6 +254,10 @@ def test_a_lab_on_a_gpu_server_over_ssh(box: Box, learner_tmp: Path) -> None:
         assert requests.get(f"{base}/api/status", params={"token": token},
                             timeout=10).status_code == 200
         assert requests.get(f"{base}/api/status", timeout=10).status_code == 403
+        # It is the learner's lab there (owned by their login there), and ps says where.
+        rows = json.loads(box.labctl("ps", "--json", cwd=lab).stdout)
+        assert [(r["spec"], r["engine"]) for r in rows] == [
+            ("small", f"ssh://{REMOTE_USER}@{box.address}")]
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the lab goes, and the forward
         proc.wait(timeout=120)

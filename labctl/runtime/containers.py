@@ -14,10 +14,20 @@ from labctl.engine import Engine
 from labctl.errors import LabError
 
 
+def my_uid(engine: Engine) -> int:
+    """Who "you" are to this engine: this user here; on another machine's, the uid of the
+    ssh login there (several students may share that engine, each their own login)."""
+    if engine.is_local():
+        return os.getuid()
+    from labctl.runtime.remote import login_uid
+
+    return login_uid()
+
+
 def mine(engine: Engine, lab: Lab | None, *, all: bool = False,
          uid: int | None = None) -> list[Any]:
     """This user's lab containers (of this lab folder, when ``lab`` is given)."""
-    uid = os.getuid() if uid is None else uid
+    uid = my_uid(engine) if uid is None else uid
     wanted = [labels.RUN, f"{labels.OWNER}={uid}"]
     if lab is not None:
         wanted.append(f"{labels.LAB}={lab.root}")
@@ -32,7 +42,7 @@ def owner(container: Any) -> int | None:
 def find(engine: Engine, name: str, lab: Lab | None, *, stopped: bool = False) -> Any | None:
     """A lab by exact container name (any lab of yours), or this lab's newest container of
     a spec name. ``stopped``: also containers kept with --keep that have ended."""
-    uid = os.getuid()
+    uid = my_uid(engine)
     c = engine.container(name)
     if c is not None and labels.RUN in (c.labels or {}):
         if owner(c) not in (uid, None) and uid != 0:

@@ -327,7 +327,6 @@ def plan_run(
     name: str,
     port_free: Callable[[int], bool],
     there: list[Mount] | None = None,  # --src remote:...: folders of the engine's machine
-    owner: int | None = None,  # who labctl's commands let act on it (default: uid)
 ) -> RunPlan:
     notes: list[str] = []
     warnings: list[str] = []
@@ -432,7 +431,7 @@ def plan_run(
         labels.RUN: __version__,
         labels.SPEC: spec.name,
         labels.LAB: str(lab.root),
-        labels.OWNER: str(uid if owner is None else owner),
+        labels.OWNER: str(uid),
     }
     plan = RunPlan(
         spec=spec.name, image=image, name=name, command=cmd, env=env, mounts=mounts,

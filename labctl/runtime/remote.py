@@ -6,6 +6,7 @@ an SSH port forward it starts itself."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -83,6 +84,13 @@ def discover(engine: Engine, lab: Lab) -> Remote | None:
     return Remote(address, ssh, uid, gid, home, root)
 
 
+def login_uid() -> int:
+    """The uid of the ssh login to the engine's machine (this user's for a tcp:// one)."""
+    ssh = ssh_of(endpoint()[0])
+    return _whoami(ssh)[0] if ssh else os.getuid()
+
+
+@functools.cache  # one ssh round trip per command
 def _whoami(ssh: Ssh) -> tuple[int, int, PurePosixPath]:
     cmd = ["ssh", "-o", "BatchMode=yes", *ssh.args(), 'id -u; id -g; printf "%s\\n" "$HOME"']
     try:

@@ -96,7 +96,7 @@ def make_plan(engine: Engine, lab: Lab, name: str, *, user: bool, srcs: list[str
     token = (token_file.read_text(encoding="utf-8").strip() if token_file else
              os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24))
     plan = plan_run(
-        lab, spec, image=image, user=user, uid=uid, gid=gid, owner=os.getuid(),
+        lab, spec, image=image, user=user, uid=uid, gid=gid,
         there=[parse_remote_src(s, spec) for s in elsewhere],
         home=Path.home(), rootless=engine.is_rootless(), srcs=local, command=command,
         gpus=gpus, gpu_access=gpu_mode(engine), bind=addresses, port=port, token=token,
