@@ -234,6 +234,9 @@ def test_fastai_untar_data_finds_an_imported_dataset(shipped_lab: Path, tmp_path
 
 @pytest.mark.slow
 def test_yolo_finds_imported_weights(shipped_lab: Path) -> None:
+    # The lab, built here or by test_slow_labs[yolo-cpu] before ("current" then).
+    built = labctl("build", "yolo-cpu", cwd=shipped_lab, timeout=3600)
+    assert built.returncode == 0, built.stderr[-3000:]
     # A checkpoint of the YOLO11n architecture (random weights: the real file is on GitHub).
     made = labctl("run", "yolo-cpu", "--user", "--", "python", "-c",
                   "import torch; from ultralytics import YOLO; m = YOLO('yolo11n.yaml');"
