@@ -4,11 +4,27 @@ same labs as `labctl run`, generated from the same run plan."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from labctl.cli.common import engine, friendly, json_option, lab_option, load
 from labctl.errors import LabError
+
+if TYPE_CHECKING:
+    from labctl.config.lab import Lab
+    from labctl.engine import Engine
+
+
+def _local_engine(lab: Lab, what: str) -> Engine:
+    """The engine, refused when it is another machine's: the file names this machine's
+    folders and ports."""
+    e = engine(lab)
+    if not e.is_local():
+        raise LabError(f"{what} describes an engine on this machine; this one is another"
+                       " machine's", fix="unset DOCKER_HOST (or `docker context use"
+                       " default`) to export; on the server, run `labctl run` or export there")
+    return e
 
 
 @click.command()
@@ -32,7 +48,7 @@ def devcontainer(name: str, src: str, single: bool, as_json: bool, lab_dir: str 
     from labctl.runtime.run import create_host_dirs, kept_token_file, make_plan
 
     lab = load(lab_dir)
-    e = engine(lab)
+    e = _local_engine(lab, "a devcontainer.json")
     folder = Path(src).resolve()
     plan = make_plan(e, lab, name, user=True, srcs=[str(folder)], command=None, gpus="none",
                      bind=None, port=None,
@@ -73,7 +89,7 @@ def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: 
     from labctl.runtime.run import create_host_dirs, make_plan
 
     lab = load(lab_dir)
-    e = engine(lab)
+    e = _local_engine(lab, "a Compose file")
     names = names or tuple(n for n in lab.spec_names() if e.image(lab.image_tag(n)))
     env_file = lab.root / cp.ENV_FILE
     lab.state_dir()
@@ -90,10 +106,6 @@ def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: 
             while port in taken or not port_free(lab.settings.bind, port):
                 port += 1
             taken.add(port)
-        if not e.is_local():
-            raise LabError("a Compose file describes an engine on this machine; this one"
-                           " is another machine's", fix="unset DOCKER_HOST (or `docker"
-                           " context use default`) to export")
         plan = make_plan(e, lab, name, user=True, srcs=[], command=None, gpus="none",
                          bind=None, port=port)
         if plan.token_file is not None:

@@ -77,5 +77,10 @@ def _alive(value: str) -> bool:
 def orphans(engine: Engine, lab: Lab | None) -> list[Any]:
     """Running labs of yours whose foreground labctl is gone (killed before it could stop
     them): they would run, and hold their port, forever."""
-    return [c for c in mine(engine, lab)
-            if (v := (c.labels or {}).get(labels.FOREGROUND)) and not _alive(v)]
+    wanted = [labels.RUN, labels.FOREGROUND] + ([f"{labels.LAB}={lab.root}"] if lab else [])
+    gone = [c for c in engine.containers(wanted, all=False)
+            if not _alive(c.labels[labels.FOREGROUND])]
+    if not gone:  # the usual case: no need to ask who you are (an ssh round trip there)
+        return []
+    uid = str(my_uid(engine))
+    return [c for c in gone if c.labels.get(labels.OWNER) == uid]

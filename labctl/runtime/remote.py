@@ -134,15 +134,12 @@ def split_srcs(srcs: list[str], sync: bool) -> tuple[list[str], list[str]]:
     return local, there
 
 
-def owner_there(remote: Remote, rootless: bool) -> tuple[int, int]:
-    """The container uid:gid whose files are the learner's there (rootless: root is them)."""
-    return (0, 0) if rootless else (remote.uid, remote.gid)
-
-
-def make_folders(engine: Engine, plan: RunPlan, remote: Remote, rootless: bool) -> None:
+def make_folders(engine: Engine, plan: RunPlan) -> None:
     """The plan's folders on the other machine, and its token file (0600), made there as
-    the learner by a throw-away container from the lab's own image."""
-    owner = owner_there(remote, rootless)
+    the learner by a throw-away container from the lab's own image (on a rootless engine
+    its root is the learner)."""
+    there = plan.remote
+    owner = (0, 0) if engine.is_rootless() else (there.uid, there.gid)
     dirs = [str(d) for d in plan.host_dirs]
     archive = None
     if plan.token_file is not None and plan.token:

@@ -81,11 +81,6 @@ def make_plan(engine: Engine, lab: Lab, name: str, *, user: bool, srcs: list[str
     if engine.image(image) is None and not _pulled(engine, lab, name, image):
         raise LabError(f"the image {image} is not built yet", fix=f"labctl build {name}")
     there = discover(engine, lab)
-    if there is not None and token_file is not None:
-        raise LabError(f"a devcontainer or Compose file describes an engine on this machine;"
-                       f" this one is {there.address}",
-                       fix="unset DOCKER_HOST (or `docker context use default`) to export;"
-                           " on the server, run `labctl run` there or export there")
     if sync and there is None:
         raise LabError("--sync copies folders to an engine on another machine; this engine"
                        " is on this one", fix="drop --sync: your folder is mounted as it is")
@@ -129,7 +124,7 @@ def create(engine: Engine, plan: RunPlan, *, tty: bool = False, foreground: bool
     """The plan's container, under the next free name if two labs start at once; a
     foreground one says which labctl will remove it (`labctl ps` tells orphans)."""
     if plan.remote is not None:
-        remote.make_folders(engine, plan, plan.remote, engine.is_rootless())
+        remote.make_folders(engine, plan)
         remote.sync_in(engine, plan)
     else:
         create_host_dirs(plan.host_dirs)
@@ -140,11 +135,12 @@ def create(engine: Engine, plan: RunPlan, *, tty: bool = False, foreground: bool
 
 
 def wait_ready(engine: Engine, container: Any, plan: RunPlan,
-               timeout: float = READY_TIMEOUT, at: str | None = None) -> None:
-    """Wait until Jupyter answers on its published port (GET /api needs no token);
-    ``at``: the HOST:PORT it is reached at instead (an SSH forward)."""
+               timeout: float = READY_TIMEOUT) -> None:
+    """Wait until Jupyter answers on its published port, or through the plan's SSH
+    forward (GET /api needs no token)."""
     assert plan.jupyter_port is not None
-    where = at or f"{url_host(plan.bind[0])}:{plan.ports[plan.jupyter_port]}"
+    where = (f"127.0.0.1:{plan.forward_port}" if plan.forward_port is not None else
+             f"{url_host(plan.bind[0])}:{plan.ports[plan.jupyter_port]}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         container.reload()
@@ -212,7 +208,8 @@ def _announce(engine: Engine, container: Any, plan: RunPlan, stack: ExitStack,
     if ssh is not None:
         plan.forward_port = stack.enter_context(
             remote.forward(ssh, port, url_host(plan.bind[0])))
-        wait_ready(engine, container, plan, at=f"127.0.0.1:{plan.forward_port}")
+    wait_ready(engine, container, plan)
+    if ssh is not None:
         if detach:
             say(f"JupyterLab is ready on {ssh.host}; reach it with `ssh -N -L"
                 f" {plan.forward_port}:127.0.0.1:{port} {' '.join(ssh.args())}`, then:")
@@ -221,7 +218,6 @@ def _announce(engine: Engine, container: Any, plan: RunPlan, stack: ExitStack,
                 f" {plan.forward_port}:127.0.0.1:{port}:")
         say(f"  {plan.url}")
     else:
-        wait_ready(engine, container, plan)
         say(f"JupyterLab is ready: {plan.url}")
     if plan.tensorboard_url:
         say(f"TensorBoard (logs in $TENSORBOARD_LOGDIR): {plan.tensorboard_url}")
