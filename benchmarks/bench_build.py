@@ -134,8 +134,11 @@ def labctl_side(backend: str, base: str, root: Path, wheels: Path | None,
                 client: docker.DockerClient) -> dict[str, object]:
     side = Side(backend, base, root, wheels)
     if backend == "buildkit":  # cold: no BuildKit cache, cache mounts included
-        subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True,
-                       env={**os.environ, "DOCKER_BUILDKIT": "1"})
+        cli = find_cli()
+        assert cli is not None
+        # the CLI that builds (a newer docker on PATH may hand `builder` to a missing buildx)
+        subprocess.run([cli.argv[0], "builder", "prune", "-af"], check=True,
+                       capture_output=True, env={**os.environ, **dict(cli.env)})
     say(f"labctl ({backend}): cold build")
     cold, res_cold = side.build("bench", PIP, [], nocache=True)
     say(f"labctl ({backend}): +1 package, no-op")
@@ -206,6 +209,14 @@ def host_floor(packages: list[str], wheels: Path | None) -> float:
     return took
 
 
+def forget(client: docker.DockerClient) -> None:
+    """Remove the images this benchmark tags (labctl-bench*/...)."""
+    for img in client.images.list():
+        for tag in img.tags:
+            if tag.startswith("labctl-bench"):
+                client.images.remove(tag, force=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="debian:bookworm")
@@ -221,10 +232,15 @@ def main() -> None:
     floor = host_floor([*torch, *PIP], wheels)
     second_floor = host_floor([*torch, *SECOND], wheels)
     results = []
-    for backend in backends:
-        with tempfile.TemporaryDirectory() as tmp:
-            results.append(labctl_side(backend, args.base, Path(tmp) / "lab", wheels, client))
-    naive = naive_side(args.base, client, wheels)
+    forget(client)  # an image left by an earlier run would make a build here a no-op
+    try:
+        for backend in backends:
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append(labctl_side(backend, args.base, Path(tmp) / "lab", wheels,
+                                           client))
+        naive = naive_side(args.base, client, wheels)
+    finally:
+        forget(client)
     for r in results:
         r.update(naive, floor_s=floor, second_lab_floor_s=second_floor)
     if args.json:

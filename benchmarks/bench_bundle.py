@@ -7,7 +7,11 @@ two labs that share their system and Python layers, built here, then
   `zstd -dc f | docker load` (each load into an engine without the two labs' images);
 - the size of an update (`--since`) after a one-package change, against the full bundle.
 
-    python benchmarks/bench_bundle.py [--base debian:bookworm] [--json]
+Times are the median of --runs pairs, the two sides taking turns to go first, after one
+`docker save` that warms the page cache for both (the first reader of the layer files
+would otherwise pay for the disk). Every run's figures are in --json.
+
+    python benchmarks/bench_bundle.py [--base debian:bookworm] [--runs 3] [--json]
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -54,11 +60,10 @@ def unique_layers(client: docker.DockerClient, tags: list[str]) -> tuple[int, in
     """(raw bytes, bytes compressed one by one) of the layers `docker save` holds."""
     raw = packed = 0
     cctx = zstandard.ZstdCompressor(level=3, threads=-1)
-    from labctl.bundle.transfer import _Stream
     from labctl.engine import Engine
 
     stream = Engine(client).save_images(tags)
-    with tarfile.open(fileobj=_Stream(stream), mode="r|") as tar:
+    with tarfile.open(fileobj=fmt.ChunkFile(stream), mode="r|") as tar:
         for info in tar:
             if info.isfile() and fmt.is_layer(info.name, set()):
                 f = tar.extractfile(info)
@@ -71,9 +76,25 @@ def unique_layers(client: docker.DockerClient, tags: list[str]) -> tuple[int, in
     return raw, packed
 
 
+def pairs(runs: int, ours: Callable[[], float], theirs: Callable[[], float]
+          ) -> tuple[list[float], list[float]]:
+    """Each side ``runs`` times, taking turns to go first."""
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(runs):
+        if i % 2:
+            b.append(theirs())
+            a.append(ours())
+        else:
+            a.append(ours())
+            b.append(theirs())
+    return a, b
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="debian:bookworm")
+    ap.add_argument("--runs", type=int, default=3, help="timed pairs (default 3)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     zstd = shutil.which("zstd")
@@ -93,8 +114,15 @@ def main() -> None:
         labctl(lab, "build", *SPECS)
         console.print("[bold]labctl save, and docker save | zstd[/bold]")
         bundle, cli_file = t / "labs.labctl.zst", t / "labs.tar.zst"
-        save_s = labctl(lab, "save", *SPECS, "-o", str(bundle))
-        cli_save_s = sh(f"docker save {' '.join(tags)} | {zstd} -q -T0 -3 -o {cli_file}")
+        sh(f"docker save {' '.join(tags)} > /dev/null")  # the page cache, for both sides
+
+        def our_save() -> float:
+            return labctl(lab, "save", *SPECS, "-o", str(bundle))
+
+        def cli_save() -> float:
+            cli_file.unlink(missing_ok=True)
+            return sh(f"docker save {' '.join(tags)} | {zstd} -q -T0 -3 -o {cli_file}")
+        saves = pairs(args.runs, our_save, cli_save)
         raw, packed = unique_layers(client, tags)
         console.print("[bold]an update after one more package[/bold]")
         spec = lab / "images" / "jup.yaml"
@@ -107,24 +135,35 @@ def main() -> None:
         def forget() -> None:
             for tag in tags:
                 client.images.remove(tag, force=True)
-        forget()
         target = t / "there"
-        t0 = time.monotonic()
-        subprocess.run([sys.executable, "-m", "labctl", "load", str(bundle), "--lab",
-                        str(target)], check=True, stdout=subprocess.DEVNULL)
-        load_s = time.monotonic() - t0
-        forget()
-        cli_load_s = sh(f"{zstd} -q -dc {cli_file} | docker load", stdout=subprocess.DEVNULL)
+
+        def our_load() -> float:
+            forget()
+            shutil.rmtree(target, ignore_errors=True)
+            t0 = time.monotonic()
+            subprocess.run([sys.executable, "-m", "labctl", "load", str(bundle), "--lab",
+                            str(target)], check=True, stdout=subprocess.DEVNULL)
+            return time.monotonic() - t0
+
+        def cli_load() -> float:
+            forget()
+            return sh(f"{zstd} -q -dc {cli_file} | docker load", stdout=subprocess.DEVNULL)
+        loads = pairs(args.runs, our_load, cli_load)
         forget()
         sizes = {"bundle": bundle.stat().st_size, "cli": cli_file.stat().st_size,
                  "update": update.stat().st_size}
+    save_s, cli_save_s = (statistics.median(r) for r in saves)
+    load_s, cli_load_s = (statistics.median(r) for r in loads)
     out = {"bundle_bytes": sizes["bundle"], "unique_layers_bytes": raw,
            "unique_layers_zstd_bytes": packed, "docker_save_zstd_bytes": sizes["cli"],
            "update_bytes": sizes["update"], "save_s": save_s, "cli_save_s": cli_save_s,
-           "load_s": load_s, "cli_load_s": cli_load_s}
+           "load_s": load_s, "cli_load_s": cli_load_s,
+           "runs": {"save_s": saves[0], "cli_save_s": saves[1], "load_s": loads[0],
+                    "cli_load_s": loads[1]}}
     if args.json:
         print(json.dumps(out, indent=2))
-    table = Table(title="labctl save / load against the docker CLI (two labs, shared layers)")
+    table = Table(title="labctl save / load against the docker CLI (two labs, shared layers;"
+                  f" times: median of {args.runs})")
     for col in ("measure", "labctl", "docker CLI / reference", "ratio"):
         table.add_column(col, justify="right" if col != "measure" else "left")
 

@@ -220,3 +220,37 @@ def test_add_keeps_a_package_and_rebuilds_only_its_layer(docker_client, lab_fact
     got = docker_client.containers.run(f"{TAG_PREFIX}small:latest", ["python", "-c",
                                        "import tomli_w, idna; print('ok')"], remove=True)
     assert got.decode().strip() == "ok"
+
+
+def test_a_buildkit_rebuild_sends_only_what_changed(docker_client, lab_factory):
+    """The BuildKit context folder is kept between builds (lab/.labctl/build/SPEC), so a
+    rebuild after a package change sends the changed files, not the wheelhouse again."""
+    import json
+    import os
+
+    from labctl.image.buildkit import find_cli
+
+    if find_cli() is None:
+        pytest.skip("no docker CLI here runs BuildKit builds")
+    spec = f"base: {BASE}\npip: [labctl-wheelhouse-probe]\nextras: []\n"
+    root = lab_factory({"kept": spec}, settings="wheelhouse: wheels\nbuilder: buildkit\n")
+    wheels = root / "wheels"
+    wheels.mkdir()
+    make_wheel(wheels, "labctl_wheelhouse_probe", "1.0")
+    (wheels / "labctl_pad-1.0-py3-none-any.whl").write_bytes(os.urandom(8 << 20))
+
+    def sent(*args: str) -> int:
+        out = labctl("build", "kept", "--json", *args, cwd=root, check=True).stdout
+        [res] = json.loads(out)
+        assert res["status"] == "built" and res["backend"] == "buildkit", res
+        return res["context_bytes"]
+
+    assert sent() >= 8 << 20
+    (root / "images" / "kept.yaml").write_text(spec.replace("extras: []", "extras: [idna]"))
+    assert sent() < 100_000  # the spec's changed files, not the 8 MB wheel again
+    # a wheel taken out of the wheelhouse leaves the context too
+    (wheels / "labctl_pad-1.0-py3-none-any.whl").unlink()
+    sent("--force")
+    folder = root / ".labctl" / "build" / "kept"
+    assert sorted(p.name for p in (folder / "wheelhouse").iterdir()) == [
+        "labctl_wheelhouse_probe-1.0-py3-none-any.whl"]

@@ -36,6 +36,12 @@ torch: {version: "2.11.0", variant: default, packages: ["torchvision==0.26.0"]}
 gpu: {cuda: "13.0"}
 """
 
+# TensorRT 10.7: the last release before Blackwell.
+TRT_YOLO = """\
+extends: yolo-gpu
+tensorrt: "10.7"
+"""
+
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -44,6 +50,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     labctl("init", str(root), check=True)
     (root / "images" / "old-yolo.yaml").write_text(OLD_YOLO)
     (root / "images" / "new-yolo.yaml").write_text(NEW_YOLO)
+    (root / "images" / "trt-yolo.yaml").write_text(TRT_YOLO)
     with (root / "labctl.yaml").open("a") as f:
         f.write(f"tag_prefix: {TAG_PREFIX}\n")
     return root
@@ -106,6 +113,9 @@ def test_no_gpu_command_missing(lab: Path, fake_bin: Path) -> None:
     d.expect("spec.gpu.yolo-gpu", "warn", "this machine has none", fix="install the NVIDIA driver")
     d.expect("spec.gpu.yolo-cpu", "ok", "CPU spec")
     d.expect("spec.gpu.old-yolo", "warn")
+    d.expect("spec.tensorrt.trt-yolo", "skip", "TensorRT 10.7 is in the image, but it needs an "
+             "NVIDIA GPU")
+    assert "spec.tensorrt.d2l" not in d.findings  # only the labs that deploy to a GPU
     assert not [f for f in d.findings.values()
                 if f["area"] in ("gpu", "gpu-in-containers", "spec") and f["status"] == "fail"]
 
@@ -144,6 +154,12 @@ def test_rtx_5070_ti_laptop_570(lab: Path, fake_bin: Path) -> None:
              fix="sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart "
                  "docker")
     d.expect("spec.engine-gpu.yolo-gpu", "fail", fix="nvidia-ctk runtime configure")
+    # TensorRT: Blackwell from 10.8 on; the lab without it is told it would work
+    d.expect("spec.tensorrt.trt-yolo.gpu0", "fail",
+             "TensorRT 10.7 (10.7.0.post1) has no code for CC 12.0 (Blackwell)",
+             fix='set tensorrt: "10.16" in images/trt-yolo.yaml')
+    d.expect("spec.tensorrt.yolo-gpu.gpu0", "ok", "not in this image", "can use TensorRT 10.16",
+             "add tensorrt: true to images/yolo-gpu.yaml")
     assert d.rc == 1
 
 
@@ -156,6 +172,8 @@ def test_h100(lab: Path, fake_bin: Path) -> None:
                  fix="variant: cu128")
         # TensorFlow runs on Hopper through the wheel's compute_90 PTX
         d.expect(f"spec.gpu.tf-gpu.gpu{i}", "warn", "no cubin for CC 9.0 (Hopper), only PTX")
+        d.expect(f"spec.tensorrt.trt-yolo.gpu{i}", "ok", "TensorRT 10.7 (10.7.0.post1) supports "
+                 "CC 9.0 (Hopper) on driver 570")
     assert d.rc == 1
 
 
@@ -180,6 +198,9 @@ def test_470_driver_rejects_compute_cap(lab: Path, fake_bin: Path) -> None:
              fix="torch: {version: '2.7.0', variant: cu126, packages: ['torchvision==0.22.0']}")
     d.expect("spec.gpu.old-yolo.gpu0", "warn", "has kernels for CC 6.1 (Pascal)",
              "minor-version compatibility", fix="update the NVIDIA driver to >= 515.43.04")
+    d.expect("spec.tensorrt.trt-yolo.gpu0", "fail", "has no code for CC 6.1 (Pascal)",
+             fix="remove tensorrt: from images/trt-yolo.yaml")
+    d.expect("spec.tensorrt.yolo-gpu.gpu0", "ok", "no TensorRT 10 release supports CC 6.1")
 
 
 def test_driver_too_old_for_cuda_128(lab: Path, fake_bin: Path) -> None:
@@ -275,10 +296,11 @@ def test_dead_engine_is_a_finding_not_a_crash(tmp_path: Path, fake_bin: Path) ->
 
 
 FAKE_PYTHON = """#!/bin/sh
-# Stands in for the image's python: prints what torch 2.0.0+cu117 reports.
+# Stands in for the image's python: prints what torch 2.0.0+cu117 and TensorRT 10.7 report.
 echo 'LABCTL_PROBE {"python": "3.11.2", "libc": ["glibc", "2.36"], "torch": "2.0.0+cu117", \
 "cuda": "11.7", "archs": ["sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86"], \
-"available": false, "devices": [], "warnings": []}'
+"available": false, "devices": [], "warnings": [], \
+"tensorrt": {"version": "10.7.0.post1"}}'
 """
 
 
@@ -308,6 +330,8 @@ def test_image_checks_inside_the_built_image(lab: Path, fake_bin: Path,
         d.expect("image.probe.old-yolo.gpu0", "fail", "needs CUDA >= 12.8",
                  fix="labctl doctor old-yolo")
         d.expect("image.probe.old-yolo.cuda", "skip", "the engine has no GPU runtime")
+        d.expect("image.probe.old-yolo.tensorrt-gpu0", "fail", "TensorRT 10.7.0.post1 has no code "
+                 "for NVIDIA GeForce RTX 5070 Ti Laptop GPU (CC 12.0)")
         d.expect("image.probe.old-yolo.glibc", "ok", "(VS Code needs >= 2.28)")
         assert re.search(r"glibc 2\.\d+", d["image.probe.old-yolo.glibc"]["message"])
         assert not client.containers.list(all=True, filters={"ancestor": tag})  # cleaned up

@@ -83,6 +83,7 @@ def everything_lab(root: Path) -> Lab:
     (root / "wheels" / "rich-13.0.0-py3-none-any.whl").write_bytes(b"wheel")
     (root / "labctl.yaml").write_text("network: {ca_bundle: ca.pem}\nwheelhouse: wheels\n")
     (root / "images" / "everything.yaml").write_text(yaml.safe_dump(EVERYTHING))
+    (root / "images" / "tensorrt.yaml").write_text("extends: yolo-gpu\ntensorrt: true\n")
     return load_lab(str(root), environ={})
 
 
@@ -94,7 +95,7 @@ def test_no_error_level_finding(tmp_path: Path, name: str) -> None:
     assert not errors, describe(errors)
 
 
-@pytest.mark.parametrize("name", [*SHIPPED, "everything"])
+@pytest.mark.parametrize("name", [*SHIPPED, "everything", "tensorrt"])
 def test_no_unaccepted_warning(tmp_path: Path, name: str) -> None:
     """Warnings are either fixed in the template or accepted, with a reason, in the config."""
     lab = everything_lab(tmp_path / "lab")

@@ -121,6 +121,25 @@ def is_layer(member: str, diff_ids: set[str]) -> bool:
     return member.startswith(OCI_BLOB) and "sha256:" + member[len(OCI_BLOB):] in diff_ids
 
 
+def layer_diff_ids(docs: dict[str, bytes]) -> dict[str, str]:
+    """Each layer member of a `docker save` and its diff id (the SHA-256 of the layer's
+    tar), from the save's own manifest.json and image configs: a layer's checksum need not
+    be computed again on the way into a bundle (a load still computes it, and the engine
+    too). ``docs``: the save's small members by name."""
+    out: dict[str, str] = {}
+    try:
+        for entry in json.loads(docs["manifest.json"]):
+            config = json.loads(docs[entry["Config"]])
+            for member, diff_id in zip(entry["Layers"], config["rootfs"]["diff_ids"],
+                                       strict=True):
+                out[member] = diff_id
+    except (KeyError, TypeError, ValueError) as e:
+        raise LabError(f"the engine's save has no usable manifest.json ({e!r})",
+                       fix="report this with `labctl doctor --json`; `docker save` works"
+                           " meanwhile") from None
+    return out
+
+
 def _header(info: tarfile.TarInfo) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT)
 
@@ -140,14 +159,17 @@ class Writer:
         self.members: dict[str, Member] = {}
 
     def add(self, name: str, chunks: Iterable[bytes], size: int, *, mode: int = 0o644,
-            mtime: int = 0) -> str:
-        """A regular file of ``size`` bytes from ``chunks``; returns its SHA-256."""
+            mtime: int = 0, hashed: bool = True) -> str:
+        """A regular file of ``size`` bytes from ``chunks``; returns its SHA-256.
+        ``hashed=False``: the caller knows it and tells it with settle() (a layer's is its
+        diff id)."""
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = size, mode, mtime
         self._out.write(_header(info))
         h, done = _Hash(), 0
         for chunk in chunks:
-            h.update(chunk)
+            if hashed:
+                h.update(chunk)
             self._out.write(chunk)
             done += len(chunk)
             self._on_bytes(len(chunk))
@@ -155,8 +177,13 @@ class Writer:
             raise LabError(f"{name}: {done} bytes read where {size} were announced",
                            fix="the source changed while it was saved; run the save again")
         self._out.write(_pad(size))
-        self.members[name] = Member(sha256=h.hexdigest(), size=size)
-        return h.hexdigest()
+        sha = h.hexdigest() if hashed else ""
+        self.members[name] = Member(sha256=sha, size=size)
+        return sha
+
+    def settle(self, name: str, sha256: str) -> None:
+        """The checksum of a member added with hashed=False."""
+        self.members[name] = Member(sha256=sha256, size=self.members[name].size)
 
     def add_bytes(self, name: str, data: bytes, mode: int = 0o644) -> str:
         return self.add(name, [data], len(data), mode=mode)
@@ -178,6 +205,11 @@ class Writer:
 
     def close(self, head: Head, layers: dict[str, str], omitted: dict[str, str]) -> Manifest:
         """Write the manifest (with every member's checksum) and end the stream."""
+        unsettled = [n for n, m in self.members.items() if not m.sha256]
+        if unsettled:
+            raise LabError(f"no checksum for {', '.join(unsettled[:3])}: the engine's save"
+                           " named no diff id for it", fix="report this with `labctl doctor"
+                           " --json`; `docker save` works meanwhile")
         m = Manifest(**head.model_dump(), layers=layers, omitted=omitted,
                      members=dict(self.members))
         data = m.model_dump_json(indent=1).encode()
@@ -188,71 +220,93 @@ class Writer:
         return m
 
 
-class _Decompressed(io.RawIOBase):
-    """The bundle's zstd frame, decompressed as it is read, on a worker thread a few
-    blocks ahead (zstd lets go of the GIL: it overlaps with hashing and sending). The end
-    of the file before the end of the frame is an error: a cut file is never taken for a
-    whole one."""
+class ReadAhead:
+    """An iterator of byte chunks run on a worker thread, up to ``ahead`` chunks before its
+    reader: the source starts at once (a request goes out, a decompressor runs) and
+    overlaps with whatever the reader does meanwhile. The source's error is raised to the
+    reader; close() stops the worker."""
 
-    AHEAD = 8
-
-    def __init__(self, source: IO[bytes]) -> None:
-        self._src, self._d = source, zstandard.ZstdDecompressor().decompressobj()
-        self._buf, self._pos = memoryview(b""), 0
-        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(self.AHEAD)
+    def __init__(self, source: Iterator[bytes], *, ahead: int = 8,
+                 name: str = "labctl-read-ahead") -> None:
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(ahead)
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        threading.Thread(target=self._run, args=(source,), daemon=True, name=name).start()
+
+    def _run(self, source: Iterator[bytes]) -> None:
+        try:
+            for chunk in source:
+                if not self._put(chunk):
+                    return
+            self._put(None)
+        except BaseException as e:  # handed to the reader, raised there
+            self._put(e)
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> ReadAhead:
+        return self
+
+    def __next__(self) -> bytes:
+        item = self._queue.get()
+        if item is None:
+            self._queue.put(None)  # the end stays the end
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class ChunkFile(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (for tarfile); closing it closes
+    the iterator where it can be closed."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._it, self._buf, self._pos = chunks, memoryview(b""), 0
 
     def readable(self) -> bool:
         return True
 
-    def _produce(self) -> None:
-        try:
-            while not self._stop.is_set():
-                if self._d.eof:
-                    if self._d.unused_data or self._src.read(1):
-                        raise damaged("data after the end of the bundle")
-                    self._put(None)
-                    return
-                block = self._src.read(CHUNK)
-                if not block:
-                    raise damaged("the file ends before its compressed stream does: it was"
-                                  " cut short")
-                data = self._d.decompress(block)
-                if data:
-                    self._put(data)
-        except BaseException as e:  # handed to the reader, raised there
-            self._put(e)
-
-    def _put(self, item: bytes | BaseException | None) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
     def readinto(self, b: Any) -> int:
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._produce, daemon=True,
-                                            name="labctl-unzstd")
-            self._worker.start()
         while self._pos >= len(self._buf):
-            item = self._queue.get()
-            if item is None:
-                self._queue.put(None)  # the end stays the end
+            try:
+                self._buf, self._pos = memoryview(next(self._it)), 0
+            except StopIteration:
                 return 0
-            if isinstance(item, BaseException):
-                raise item
-            self._buf, self._pos = memoryview(item), 0
         n = min(len(b), len(self._buf) - self._pos)
         b[:n] = self._buf[self._pos:self._pos + n]
         self._pos += n
         return n
 
     def close(self) -> None:
-        self._stop.set()
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
         super().close()
+
+
+def _decompressed(source: IO[bytes]) -> Iterator[bytes]:
+    """The bundle's zstd frame, decompressed block by block. The end of the file before
+    the end of the frame is an error: a cut file is never taken for a whole one."""
+    d = zstandard.ZstdDecompressor().decompressobj()
+    while not d.eof:
+        block = source.read(CHUNK)
+        if not block:
+            raise damaged("the file ends before its compressed stream does: it was cut short")
+        data = d.decompress(block)
+        if data:
+            yield data
+    if d.unused_data or source.read(1):
+        raise damaged("data after the end of the bundle")
 
 
 @contextmanager
@@ -267,7 +321,10 @@ def reading() -> Iterator[None]:
 def read(source: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
     """The members of a bundle in order, each with a reader of its data, streamed. Read
     their data inside ``reading()``."""
-    raw = io.BufferedReader(_Decompressed(source), CHUNK)
+    # decompressed on a worker thread (zstd lets go of the GIL): it overlaps with hashing
+    # and sending
+    raw = io.BufferedReader(ChunkFile(ReadAhead(_decompressed(source), name="labctl-unzstd")),
+                            CHUNK)
     try:
         with reading():
             with tarfile.open(fileobj=raw, mode="r|", bufsize=CHUNK) as tar:

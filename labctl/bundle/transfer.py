@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import re
 import shutil
@@ -24,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from labctl import __version__, labels
 from labctl.bundle import format as fmt
@@ -49,27 +49,6 @@ def lab_files(lab: Lab) -> list[str]:
            if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc")]
     out += [n for n in (VOLUMES_FILE, SETTINGS_FILE, catalogue.LAB_FILE) if (root / n).is_file()]
     return out
-
-
-class _Stream(io.RawIOBase):
-    """A file over an iterator of byte chunks (the engine's save stream), for tarfile."""
-
-    def __init__(self, it: Iterator[bytes]) -> None:
-        self._it, self._buf, self._pos = it, memoryview(b""), 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-        while self._pos >= len(self._buf):
-            try:
-                self._buf, self._pos = memoryview(next(self._it)), 0
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf) - self._pos)
-        b[:n] = self._buf[self._pos:self._pos + n]
-        self._pos += n
-        return n
 
 
 @dataclass
@@ -114,17 +93,34 @@ def _counter(what: str, total: int | None, progress: Progress | None,
 def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
          since: fmt.Manifest | None = None, data: list[str] | None = None,
          wheelhouse: bool = False, progress: Progress | None = None) -> SaveResult:
+    t0 = time.monotonic()
+    found = {}
+    for name in names:
+        tag = lab.image_tag(name)
+        found[name] = engine.image(tag)
+        if found[name] is None:
+            raise LabError(f"{tag} is not built: there is nothing of {name} to save",
+                           fix=f"labctl build {name}")
+    # The engine writes its whole export to disk before the first byte: ask for it now, so
+    # that everything up to the first layer is done meanwhile.
+    stream = fmt.ReadAhead(engine.save_images([lab.image_tag(n) for n in names]),
+                           name="labctl-save")
+    try:
+        return _save(engine, lab, found, stream, out, since=since, data=data,
+                     wheelhouse=wheelhouse, progress=progress, t0=t0)
+    finally:
+        stream.close()
+
+
+def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[bytes],
+          out: Path, *, since: fmt.Manifest | None, data: list[str] | None, wheelhouse: bool,
+          progress: Progress | None, t0: float) -> SaveResult:
     from labctl.image.build import state
     from labctl.image.render import render
 
-    t0 = time.monotonic()
     images, warnings = [], []
-    for name in names:
+    for name, img in found.items():
         tag = lab.image_tag(name)
-        img = engine.image(tag)
-        if img is None:
-            raise LabError(f"{tag} is not built: there is nothing of {name} to save",
-                           fix=f"labctl build {name}")
         if state(engine, tag, render(lab, lab.spec(name)).digest) != "current":
             warnings.append(f"{name}: the image is older than its spec; it travels as it is"
                             f" (run `labctl build {name}` first to carry the new one)")
@@ -151,6 +147,7 @@ def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
     part = out.with_name(f".{out.name}.partial")
     layers: dict[str, str] = {}
     omitted: dict[str, str] = {}
+    docs: dict[str, bytes] = {}
     try:
         with part.open("wb") as sink:
             w = fmt.Writer(sink, on_bytes=note)
@@ -167,10 +164,15 @@ def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
             for p in wheels:
                 with p.open("rb") as src:
                     w.add(f"wheelhouse/{p.name}", fmt.chunks(src), p.stat().st_size)
-            with tarfile.open(fileobj=_Stream(engine.save_images([i.tag for i in images])),
-                              mode="r|", bufsize=fmt.CHUNK) as tar:
+            with tarfile.open(fileobj=fmt.ChunkFile(stream), mode="r|",
+                              bufsize=fmt.CHUNK) as tar:
                 for info in tar:
-                    _save_member(w, tar, info, diff_ids, skip, layers, omitted, note)
+                    _save_member(w, tar, info, diff_ids, skip, layers, omitted, docs, note)
+            known = fmt.layer_diff_ids(docs)
+            for member in layers:
+                layers[member] = known.get(member, "")
+                if layers[member]:
+                    w.settle(f"docker/{member}", layers[member].removeprefix("sha256:"))
             w.close(head, layers, omitted)
         os.replace(part, out)
     except BaseException:
@@ -181,9 +183,13 @@ def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
                       time.monotonic() - t0, warnings)
 
 
+DOC_LIMIT = 16 << 20  # the largest save member kept in memory (its json files are KBs)
+
+
 def _save_member(w: fmt.Writer, tar: tarfile.TarFile, info: tarfile.TarInfo,
                  diff_ids: set[str], skip: dict[str, str], layers: dict[str, str],
-                 omitted: dict[str, str], note: Callable[[int], None]) -> None:
+                 omitted: dict[str, str], docs: dict[str, bytes],
+                 note: Callable[[int], None]) -> None:
     name = f"docker/{info.name}"
     if info.isdir():
         w.add_dir(name)
@@ -195,12 +201,19 @@ def _save_member(w: fmt.Writer, tar: tarfile.TarFile, info: tarfile.TarInfo,
     elif fmt.is_layer(info.name, diff_ids) and info.name in skip:
         omitted[info.name] = skip[info.name]  # the target has it: an earlier bundle held it
         note(info.size)
+    elif fmt.is_layer(info.name, diff_ids):  # its checksum is its diff id: settled at the end
+        src = tar.extractfile(info)
+        assert src is not None
+        w.add(name, fmt.chunks(src), info.size, mode=info.mode, hashed=False)
+        layers[info.name] = ""
     else:
         src = tar.extractfile(info)
         assert src is not None
-        sha = w.add(name, fmt.chunks(src), info.size, mode=info.mode)
-        if fmt.is_layer(info.name, diff_ids):
-            layers[info.name] = f"sha256:{sha}"
+        if info.size > DOC_LIMIT:  # not one of the save's own files: streamed, hashed
+            w.add(name, fmt.chunks(src), info.size, mode=info.mode)
+            return
+        docs[info.name] = src.read()  # manifest.json, image configs, v1 json: kept
+        w.add_bytes(name, docs[info.name], mode=info.mode)
 
 
 def _data_files(lab: Lab, names: list[str]) -> list[tuple[str, catalogue.DataFile, Path]]:

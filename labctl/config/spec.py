@@ -45,6 +45,8 @@ RelPath = Annotated[str, AfterValidator(v.rel_path)]
 Url = Annotated[str, AfterValidator(v.url)]
 PyVersion = Annotated[str, AfterValidator(v.python_version)]
 Version = Annotated[str, AfterValidator(v.version)]
+# "default" is what `tensorrt: true` becomes: the release table's default.
+TrtVersion = Annotated[str, AfterValidator(lambda x: x if x == "default" else v.version(x))]
 Variant = Annotated[str, AfterValidator(v.torch_variant)]
 Name = Annotated[str, AfterValidator(v.name)]
 Script = Annotated[str, AfterValidator(v.rel_script)]
@@ -198,6 +200,9 @@ class ImageSpec(_Strict):
     gpu: Annotated[Union[Annotated[GpuSpec, Tag("~mapping")],  # noqa: UP007
                          Annotated[Literal[False], Tag("~off")]],
                    Discriminator(lambda v: "~off" if v is False else "~mapping")] | None = None
+    # TensorRT in the image (tables/tensorrt.yaml): a release such as "10.16", or true for
+    # the table's default; checked against the spec's CUDA by labctl.gpu.tensorrt.
+    tensorrt: TrtVersion | None = None
     checks: list[CheckSpec] = Field(default_factory=list)
     # Scripts under images/ run at build time as root, after the packages (fonts,
     # settings and caches a lab needs offline).
@@ -209,6 +214,14 @@ class ImageSpec(_Strict):
     chain: tuple[str, ...] = Field(default=(), exclude=True)
     # "key.path" -> (file, line) of the value, in the file of the chain that set it.
     where: dict[str, tuple[Path, int]] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("tensorrt", mode="before")
+    @classmethod
+    def _tensorrt_shorthand(cls, value: object) -> object:
+        """`tensorrt: true` asks for the table's default release, `false` for none."""
+        if value is True:
+            return "default"
+        return None if value is False else value
 
     @field_validator("jupyter", mode="before")
     @classmethod
@@ -300,6 +313,8 @@ FIX_HINTS: dict[str, str] = {
     "wheelhouse": "name a folder of .whl files, on one line",
     "src": "list source folders inside the lab folder, one per item (e.g. [books/d2l-zh])",
     "src_volumes": "map a volume to a folder name inside the source, e.g. {data: data}",
+    "tensorrt": "e.g. tensorrt: true (the default release), or tensorrt: \"10.16\"; a CUDA 12"
+    " torch (cu12x) is needed",
     "compat": "list book-compatibility items of labctl/tables/compat.yaml, e.g. [pandas-1.5]",
 }
 # Keys of ImageSpec that are filled in by load_spec, never read from YAML.

@@ -1,6 +1,6 @@
-"""The GPU, CUDA driver, torch and TensorFlow wheel tables (tables/*.yaml, each with its sources),
-read once through one typed model each. compat.py and wheels.py ask these, never the
-YAML files."""
+"""The GPU, CUDA driver, torch and TensorFlow wheel, and TensorRT tables (tables/*.yaml,
+each with its sources), read once through one typed model each. compat.py, tensorrt.py and
+torch_wheels.py ask these, never the YAML files."""
 
 from __future__ import annotations
 
@@ -78,6 +78,26 @@ class TfBuild(_Row):
     source: str
 
 
+class TrtRelease(_Row):
+    """One TensorRT minor as its cu12 pip packages ship it (tensorrt.yaml)."""
+
+    tensorrt: Text  # major.minor
+    pip: str  # the exact version the packages are pinned to
+    ccs: str  # a name of TensorRtTable.cc_sets
+    python: tuple[Text, Text]  # the first and last CPython with wheels
+    glibc: Text  # the manylinux floor of its wheels
+    min_driver: Text | None = None  # stated by the release; else CUDA 12's compat floor
+
+
+class TensorRtTable(_Row):
+    index_url: str
+    packages: tuple[str, ...]
+    cuda_major: Text
+    default: Text
+    cc_sets: dict[str, tuple[Text, ...]]
+    releases: list[TrtRelease]
+
+
 class TfWheelTable(_Row):
     builds: list[TfBuild]
     no_kernels_fix: list[str]  # what to do where no TensorFlow wheel has kernels for a GPU
@@ -97,3 +117,7 @@ def torch_wheels() -> TorchWheelTable:
 
 def tf_wheels() -> TfWheelTable:
     return tables.load("tf_wheels.yaml", TfWheelTable)
+
+
+def tensorrt() -> TensorRtTable:
+    return tables.load("tensorrt.yaml", TensorRtTable)

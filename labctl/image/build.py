@@ -52,12 +52,13 @@ class BuildResult:
     # (step, spec key, instruction, seconds) of each step that ran (the benchmark's
     # breakdown of where the time goes)
     timings: list[tuple[int, str, str, float]] = field(default_factory=list)
+    context_bytes: int | None = None  # what BuildKit was sent of the context (None: classic)
 
     def as_dict(self) -> dict[str, object]:
         return {"spec": self.name, "tag": self.tag, "status": self.status,
                 "image_id": self.image_id, "seconds": round(self.seconds, 1),
                 "steps": self.steps, "cached_steps": self.cached_steps, "size": self.size,
-                "backend": self.backend}
+                "backend": self.backend, "context_bytes": self.context_bytes}
 
 
 def backend(builder: str) -> buildkit.Cli | None:
@@ -205,7 +206,7 @@ def _build_buildkit(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
     progress = buildkit.Progress(buildkit.steps_of(instructions, ctx.step_keys(dockerfile)))
     start = time.monotonic()
     with buildkit.context_folder(ctx.files, dockerfile, ctx.wheelhouse,
-                                 lab.state_dir("build")) as folder:
+                                 lab.state_dir("build") / ctx.spec.name) as folder:
         image_id = buildkit.run(cli, folder, buildargs=ctx.buildargs, secrets=ctx.secrets,
                                 nocache=nocache, progress=progress, on_event=on_event,
                                 network=lab.settings.build_network)
@@ -222,6 +223,7 @@ def _build_buildkit(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
         ctx.spec.name, tag, "built", image_id=image_id, seconds=time.monotonic() - start,
         steps=progress.total, cached_steps=len(progress.cached), cached=progress.cached,
         size=img.attrs.get("Size", 0) if img else 0, backend="buildkit", timings=timings,
+        context_bytes=progress.context_bytes,
     )
 
 

@@ -9,6 +9,7 @@ progress it prints is read back into labctl's BuildEvents."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ _STEP = re.compile(r"^#(\d+) \[(?:[\w.-]+ )?\s*(\d+)/(\d+)\] (.*)$")
 _OUT = re.compile(r"^#(\d+) \d+\.\d+ (.*)$")
 _DONE = re.compile(r"^#(\d+) (DONE \d+\.\d+s|CACHED)$")
 _ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
+_CONTEXT = re.compile(r"^#(\d+) transferring context: ([\d.]+)([kMG]?B)")
+_UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
 _STEPS = ("FROM", "RUN", "COPY", "ADD", "WORKDIR")  # what BuildKit numbers as steps
 
 
@@ -82,6 +85,12 @@ class Progress:
     output: dict[int, list[str]] = field(default_factory=dict)  # step -> its last lines
     error_step: int = 0
     errors: list[str] = field(default_factory=list)
+    sent: dict[int, int] = field(default_factory=dict)  # vertex -> context bytes so far
+
+    @property
+    def context_bytes(self) -> int:
+        """What the CLI sent of the context (from a kept folder: what changed)."""
+        return sum(self.sent.values())
 
     def key(self, step: int) -> str:
         return self.ops[step - 1][1] if 0 < step <= len(self.ops) else ""
@@ -98,7 +107,9 @@ def steps_of(instructions: list[str], keys: list[str]) -> list[tuple[str, str]]:
 
 
 def feed(p: Progress, line: str, on_event: Callable[[BuildEvent], None]) -> None:
-    if m := _STEP.match(line):
+    if m := _CONTEXT.match(line):  # .dockerignore, then the context; the last line counts
+        p.sent[int(m[1])] = int(float(m[2]) * _UNITS[m[3]])
+    elif m := _STEP.match(line):
         vertex, step, total = int(m[1]), int(m[2]), int(m[3])
         p.steps[vertex], p.current, p.total = step, step, total
         on_event(BuildEvent("step", m[4], step, total, p.key(step)))
@@ -125,27 +136,68 @@ def feed(p: Progress, line: str, on_event: Callable[[BuildEvent], None]) -> None
 
 @contextmanager
 def context_folder(files: dict[str, bytes], dockerfile: str, wheelhouse: Path | None,
-                   where: Path) -> Iterator[Path]:
-    """The context as a folder of ``where`` (removed afterwards): the files, and the
-    wheelhouse's wheels as hard links (copies across file systems), for the bind mount."""
-    where.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="context-", dir=where) as tmp:
-        root = Path(tmp)
-        for name, data in {**files, "Dockerfile": dockerfile.encode()}.items():
-            dest = root / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-            if name.endswith(".sh"):
-                dest.chmod(0o755)
+                   folder: Path) -> Iterator[Path]:
+    """``folder`` made the build context and kept for the next build: BuildKit sends a
+    context again only where a file's size or mtime changed, keyed by the folder's path,
+    so a rebuild sends the changed spec files, not the wheelhouse (hundreds of MB) again.
+    Files are rewritten only when their bytes differ; the wheelhouse's wheels are hard
+    links (copies across file systems); what the build no longer has is removed. A lock
+    makes a second build of the same spec wait for the first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        wanted = {**files, "Dockerfile": dockerfile.encode()}
+        for name, data in wanted.items():
+            _put(folder / name, data, 0o755 if name.endswith(".sh") else 0o644)
+        keep = set(wanted)
         if wheelhouse is not None:
-            wheels = root / "wheelhouse"
-            wheels.mkdir()
             for wheel in sorted(wheelhouse.glob("*.whl")):
-                try:
-                    os.link(wheel, wheels / wheel.name)
-                except OSError:
-                    shutil.copyfile(wheel, wheels / wheel.name)
-        yield root
+                keep.add(f"wheelhouse/{wheel.name}")
+                _link(wheel, folder / "wheelhouse" / wheel.name)
+        (folder / "wheelhouse").mkdir(exist_ok=True)  # the bind mount's source, if empty
+        _prune(folder, keep)
+        yield folder
+
+
+def _put(dest: Path, data: bytes, mode: int) -> None:
+    try:
+        if dest.read_bytes() == data and dest.stat().st_mode & 0o777 == mode:
+            return
+        dest.unlink()
+    except FileNotFoundError:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except (IsADirectoryError, NotADirectoryError):
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    dest.chmod(mode)
+
+
+def _link(wheel: Path, dest: Path) -> None:
+    src = wheel.stat()
+    try:
+        have = dest.stat()
+        if (have.st_ino, have.st_dev) == (src.st_ino, src.st_dev) or (
+                have.st_size == src.st_size and have.st_mtime_ns == src.st_mtime_ns):
+            return
+        dest.unlink()
+    except FileNotFoundError:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(wheel, dest)
+    except OSError:
+        shutil.copy2(wheel, dest)  # keeps the mtime, so the next build finds it unchanged
+
+
+def _prune(folder: Path, keep: set[str]) -> None:
+    """Remove what is not in ``keep`` (paths relative to ``folder``), deepest first."""
+    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            if rel != "wheelhouse" and not any(k.startswith(rel + "/") for k in keep):
+                shutil.rmtree(path, ignore_errors=True)
+        elif rel not in keep:
+            path.unlink(missing_ok=True)
 
 
 def run(cli: Cli, folder: Path, *, buildargs: dict[str, str], secrets: dict[str, bytes],

@@ -2,11 +2,11 @@
 
 Layers follow change frequency, so changing a spec rebuilds only what it must: after the
 shared first layers (templates/_system.j2: system packages + CA, Python + uv) come the
-torch layer, labctl's runtime files, the spec's apt packages, its Python packages (pip,
-then pip_nodeps), extras (ending with the dependency check), prepare scripts, and last
-the spec's env, workdir, ports and command. templates/Dockerfile.j2 writes each layer as
-`# labctl-key: KEY`, its comment lines and its instructions; the key maps a failed step
-back to the spec line it came from.
+torch layer (and TensorRT where the spec asks), labctl's runtime files, the spec's apt
+packages, its Python packages (pip, then pip_nodeps), extras (ending with the dependency
+check), prepare scripts, and last the spec's env, workdir, ports and command.
+templates/Dockerfile.j2 writes each layer as `# labctl-key: KEY`, its comment lines and
+its instructions; the key maps a failed step back to the spec line it came from.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ BK_APT = ("--mount=type=cache,id=labctl-apt-lists,target=/var/lib/apt/lists,shar
           "sharing=locked")
 BK_SECRET = f"--mount=type=secret,id=netrc,target={NETRC}"
 BK_WHEELS = "--mount=type=bind,source=wheelhouse,target=/wheelhouse"
+# The context's labctl/ folder, for the extras step: one RUN instead of COPY + RUN, which is
+# a tenth of a second of an "add one package" rebuild. /mnt is an empty folder of the base
+# images, so the mount leaves no mount point behind in the layer.
+BK_CONTEXT = "--mount=type=bind,source=labctl,target=/mnt"
 # apt's package caches (pkgcache.bin, srcpkgcache.bin: 78 MB, rewritten by every update)
 # are rebuilt on demand: no layer keeps them. Under BuildKit lists and archives are mounts.
 APT_CACHES = "/var/cache/apt/*.bin"
@@ -80,6 +84,8 @@ class Inputs:
     torch_index: str | None = None  # the torch variant's index, when not the default
     secrets: bool = False  # index credentials are served to the installs
     backend: Backend = "classic"
+    tensorrt: tuple[str, ...] = ()  # the TensorRT pins (gpu.tensorrt), when the spec asks
+    tensorrt_index: str = ""  # the index that holds TensorRT's wheels
 
 
 def command(spec: ImageSpec) -> list[str]:
@@ -118,11 +124,13 @@ def _lines(reqs: list[str]) -> bytes:
     return ("\n".join(reqs) + "\n").encode() if reqs else b""
 
 
-def requirement_files(spec: ImageSpec) -> dict[str, bytes]:
+def requirement_files(spec: ImageSpec, tensorrt: tuple[str, ...] = ()) -> dict[str, bytes]:
     """The context files holding the spec's requirements (never Dockerfile lines)."""
     files: dict[str, bytes] = {}
     if spec.torch:
         files["labctl/requirements-torch.txt"] = _lines(torch_requirements(spec))
+    if tensorrt:
+        files["labctl/requirements-tensorrt.txt"] = _lines(list(tensorrt))
     if spec.lab_packages or spec.pip_nodeps:
         files["labctl/requirements-lab.txt"] = _lines(spec.lab_packages)
     if constraints(spec):
@@ -193,6 +201,15 @@ class _Plan:
                 self.fetching(f"uv pip install {self.find_links}{index}{self.lock('torch')}"
                               "-r /opt/labctl/requirements-torch.txt"),
             )))
+        if self.inputs.tensorrt:
+            out.append(Layer("tensorrt", (
+                copy(["labctl/requirements-tensorrt.txt"], "/opt/labctl/"),
+                self.fetching(f"uv pip install {self.find_links}--extra-index-url "
+                              f"{self.inputs.tensorrt_index} "
+                              "-r /opt/labctl/requirements-tensorrt.txt"),
+            ), ("TensorRT (the spec's tensorrt:), every package at one version; pypi.org"
+                " has only", "stubs of its libraries, the wheels are on NVIDIA's index. Its"
+                " own layer after torch:", "a package change never downloads it again.")))
         out.append(Layer("fonts", (self.apt(*FONT_PACKAGES),), (
             "The CJK font of every lab's matplotlib (labctl's matplotlibrc lists it first).",)))
         startup = "/home/lab/.ipython/profile_default/startup"
@@ -249,13 +266,21 @@ class _Plan:
         sources = ["labctl/requirements-extras.txt"]
         sources += ["labctl/constraints.txt"] if self.constrain else []
         sources += self.lock_file("extras")
+        commands = [PIP_CHECK]
         if spec.extras:
-            step = self.fetching(f"uv pip install {self.find_links}{self.constrain}"
-                                 f"{self.lock('extras')}-r /opt/labctl/requirements-extras.txt",
-                                 PIP_CHECK)
+            commands.insert(0, f"uv pip install {self.find_links}{self.constrain}"
+                               f"{self.lock('extras')}-r /opt/labctl/requirements-extras.txt")
+        if self.buildkit:  # the files come in through the bind mount, in the same step
+            place = "install -m 0644 -t /opt/labctl " + " ".join(
+                "/mnt/" + s.removeprefix("labctl/") for s in sources)
+            step = (fetching(self.inputs, place, *commands, mounts=(BK_CONTEXT,))
+                    if spec.extras else f"RUN {BK_CONTEXT} " + " \\\n && ".join(
+                        [place, *commands]))
+            steps: tuple[str, ...] = (step,)
         else:
-            step = run(PIP_CHECK)
-        return Layer("extras", (copy(sources, "/opt/labctl/"), step), (
+            step = self.fetching(*commands) if spec.extras else run(*commands)
+            steps = (copy(sources, "/opt/labctl/"), step)
+        return Layer("extras", steps, (
             "Always there, empty when the spec has no extras: its RUN ends with the dependency"
             " check,", "so adding the first extra package changes no earlier layer."))
 
@@ -273,15 +298,16 @@ class _Plan:
             " them reruns", "none."))
 
 
-def fetching(inputs: Inputs, *commands: str) -> str:
-    """A RUN whose commands download (see _Plan.fetching)."""
+def fetching(inputs: Inputs, *commands: str, mounts: tuple[str, ...] = ()) -> str:
+    """A RUN whose commands download (see _Plan.fetching); ``mounts``: more BuildKit
+    mounts."""
     if inputs.backend == "classic":
         if not inputs.secrets:
             return run(*commands)
         return run(f"python3 /opt/labctl/system/fetch_secret.py netrc {NETRC}"
                    f" && export NETRC={NETRC}", *commands, f"rm -f {NETRC}")
-    mounts = [BK_UV] + ([BK_SECRET] if inputs.secrets else []) + (
-        [BK_WHEELS] if inputs.wheelhouse else [])
+    mounts = (*mounts, BK_UV, *([BK_SECRET] if inputs.secrets else []),
+              *([BK_WHEELS] if inputs.wheelhouse else []))
     env = f"export UV_NO_CACHE=0 UV_CACHE_DIR={UV_CACHE} UV_LINK_MODE=copy" + (
         f" NETRC={NETRC}" if inputs.secrets else "")
     return "RUN " + " ".join(mounts) + " " + " \\\n && ".join([env, *commands])

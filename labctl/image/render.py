@@ -28,7 +28,7 @@ from labctl.config.lab import Lab
 from labctl.config.spec import IMAGE_ENV, ImageSpec
 from labctl.data import catalogue
 from labctl.errors import LabError
-from labctl.gpu import torch_wheels
+from labctl.gpu import tensorrt, torch_wheels
 from labctl.image import layers as L
 
 
@@ -330,9 +330,12 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     system_values, system_files = _system(lab, bool(netrc))
     lock_state, lock_files, lock_notes = _lock(lab, spec)
     wheelhouse, manifest = _wheelhouse(lab, spec)
+    trt = tensorrt.for_spec(spec)
+    trt_pins = tuple(tensorrt.requirements(trt)) if trt else ()
     inputs = L.Inputs(locked=frozenset(lock_files), wheelhouse=wheelhouse is not None,
                       torch_index=index_args.get("LABCTL_TORCH_INDEX") or None,
-                      secrets=bool(netrc))
+                      secrets=bool(netrc), tensorrt=trt_pins,
+                      tensorrt_index=tensorrt.index_url() if trt else "")
 
     def dockerfile_for(backend: L.Backend) -> str:
         return _dockerfile("Dockerfile.j2", {
@@ -344,7 +347,7 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     files: dict[str, bytes] = {"Dockerfile": dockerfile.encode(), **system_files}
     files.update(_template_files("image"))
     files["labctl/image/datasets.json"] = _datasets_json()
-    files.update(L.requirement_files(spec))
+    files.update(L.requirement_files(spec, trt_pins))
     if wheelhouse is not None:
         files["labctl/wheelhouse.txt"] = manifest
     files.update(_prepare_files(lab, spec))

@@ -15,7 +15,7 @@ from labctl import resources
 from labctl.doctor.context import Context
 from labctl.doctor.registry import Finding
 from labctl.errors import LabError
-from labctl.gpu import compat, torch_wheels
+from labctl.gpu import compat, tensorrt, torch_wheels
 
 MARK = "LABCTL_PROBE "
 LDD_MARK = "LABCTL_LDD "
@@ -182,6 +182,41 @@ def tf_findings(facts: ImageFacts, spec: Any, gpus: tuple[Any, ...],
     return out
 
 
+def trt_findings(facts: ImageFacts, spec: Any, name: str, gpus: tuple[Any, ...],
+                 attached: bool) -> list[tuple[str, Finding]]:
+    """(suffix, finding) pairs from what TensorRT reported inside the image (pure); none
+    for an image without it whose spec does not ask for it."""
+    trt = facts.data.get("tensorrt")
+    if not trt:
+        if spec is not None and spec.tensorrt:
+            return [("tensorrt", Finding("fail", "the spec asks for TensorRT (tensorrt:), and "
+                                         "the image has none: it is out of date",
+                                         f"rebuild it: `labctl build {name}`"))]
+        return []
+    if "version" not in trt:
+        return [("tensorrt", Finding("fail", f"import tensorrt failed: {trt.get('error')}",
+                                     f"rebuild the image: `labctl build {name} --force`"))]
+    label = f"TensorRT {trt['version']}"
+    rel = tensorrt.release(trt["version"])
+    out: list[tuple[str, Finding]] = []
+    for g in gpus:
+        if rel is None:
+            f = Finding("warn", f"{label} is not in labctl's table (tables/tensorrt.yaml): "
+                        f"its support of {g.name} is unknown")
+        elif g.cc and not tensorrt.supports(rel, g.cc):
+            f = Finding("fail", f"{label} has no code for {g.name} (CC {g.cc})",
+                        f"`labctl doctor {name}` names a release that has")
+        elif not attached:
+            f = Finding("ok", f"{label} supports {g.name}; not tried: no GPU attached")
+        elif trt.get("builder"):
+            f = Finding("ok", f"{label} makes an engine builder on {g.name}")
+        else:
+            f = Finding("fail", f"{label} could not make an engine builder with the GPU "
+                        f"attached: {trt.get('error', '?')}", "see the GPU findings above")
+        out.append((f"tensorrt-gpu{g.index}", f))
+    return out or [("tensorrt", Finding("ok", f"{label} (no GPU here to use it)"))]
+
+
 def _image(ctx: Context) -> bool:
     return ctx.image
 
@@ -222,8 +257,10 @@ def image_probe(ctx: Context) -> list[Finding]:
             out.append(Finding("fail", f"the probe did not finish within {PROBE_TIMEOUT} s", "",
                                name, f"{name} image"))
             continue
-        for suffix, f in (torch_findings(facts, spec, name, gpus, attach != "none", why)
-                          + tf_findings(facts, spec, gpus, attach != "none")):
+        attached = attach != "none"
+        for suffix, f in (torch_findings(facts, spec, name, gpus, attached, why)
+                          + tf_findings(facts, spec, gpus, attached)
+                          + trt_findings(facts, spec, name, gpus, attached)):
             out.append(Finding(f.status, f.message, f.fix, f"{name}.{suffix}",
                                f"{name} image: {suffix}"))
         g = glibc_finding(facts)

@@ -8,7 +8,7 @@ from labctl.doctor.checks.containers import RUNTIME_FIX
 from labctl.doctor.context import Context
 from labctl.doctor.registry import Finding
 from labctl.errors import LabError
-from labctl.gpu import compat, torch_wheels
+from labctl.gpu import compat, tensorrt, torch_wheels
 
 
 def _specs(ctx: Context) -> list[tuple[str, ImageSpec | LabError]] | Finding:
@@ -74,3 +74,35 @@ def spec_engine_gpu(ctx: Context) -> list[Finding]:
             out.append(Finding("ok", f"the engine attaches the GPU through {how}", "", name,
                                title))
     return out or [Finding("skip", "no spec asks for a GPU (gpu: key)")]
+
+
+def spec_tensorrt(ctx: Context) -> list[Finding]:
+    """Can each GPU spec use TensorRT here: with `tensorrt:`, whether its release supports
+    this GPU and driver; without, whether one would (and the line that adds it)."""
+    specs = _specs(ctx)
+    if isinstance(specs, Finding):
+        return [specs]
+    out = []
+    for name, spec in specs:
+        if isinstance(spec, LabError):
+            continue  # reported by spec.gpu
+        if not spec.tensorrt and not (spec.torch and compat.gpu_use(spec) in ("required",
+                                                                             "wanted")):
+            continue  # TensorRT matters to the labs that deploy to a GPU (a gpu: mapping)
+        title = f"{name}: TensorRT"
+        try:
+            rel = tensorrt.for_spec(spec)
+        except LabError as e:
+            out.append(Finding("fail", e.message, e.fix or "", name, title))
+            continue
+        if not ctx.probe.gpus:
+            what = f"TensorRT {rel.tensorrt} is in the image, but" if rel else "TensorRT:"
+            out.append(Finding("skip", f"{what} it needs an NVIDIA GPU, and this machine has "
+                               "none (ONNX export and onnxruntime run on the CPU)", "", name,
+                               title))
+            continue
+        for g in ctx.probe.gpus:
+            v = tensorrt.verdict(spec, g)
+            out.append(Finding(v.status, v.message, v.fix, f"{name}.gpu{g.index}",
+                               f"{title} on GPU {g.index}"))
+    return out or [Finding("skip", "no spec deploys to a GPU (gpu: mapping or tensorrt:)")]

@@ -1,6 +1,6 @@
-"""doctor --image: what the image's torch and TensorFlow really have (their CUDA, their
-compiled GPU code, whether CUDA works with the GPU attached), printed as one JSON line
-after LABCTL_PROBE."""
+"""doctor --image: what the image's torch, TensorFlow and TensorRT really have (their
+CUDA, their compiled GPU code, whether CUDA works with the GPU attached), printed as one
+JSON line after LABCTL_PROBE."""
 
 import importlib.util
 import json
@@ -36,4 +36,15 @@ if importlib.util.find_spec("tensorflow") is not None:
                              "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
     except Exception as e:
         out["tensorflow"] = {"error": (type(e).__name__ + ": " + str(e))[:500]}
+if importlib.util.find_spec("tensorrt") is not None:
+    trt_info = {}
+    try:
+        import tensorrt as trt
+
+        trt_info["version"] = trt.__version__
+        if out.get("available"):  # an engine builder needs the GPU
+            trt_info["builder"] = trt.Builder(trt.Logger(trt.Logger.ERROR)) is not None
+    except Exception as e:
+        trt_info["error"] = (type(e).__name__ + ": " + str(e))[:500]
+    out["tensorrt"] = trt_info
 print("LABCTL_PROBE " + json.dumps(out), flush=True)
