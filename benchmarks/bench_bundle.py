@@ -63,7 +63,7 @@ def unique_layers(client: docker.DockerClient, tags: list[str]) -> tuple[int, in
     from labctl.engine import Engine
 
     stream = Engine(client).save_images(tags)
-    with tarfile.open(fileobj=fmt.ChunkFile(stream), mode="r|") as tar:
+    with tarfile.open(fileobj=fmt.ChunkFile(iter(stream)), mode="r|") as tar:
         for info in tar:
             if info.isfile() and fmt.is_layer(info.name, set()):
                 f = tar.extractfile(info)

@@ -100,6 +100,33 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
     return out
 
 
+class Export:
+    """The engine's export of some images, as chunks (the request goes out when it is first
+    iterated). close(), from any thread, drops the connection: the engine stops exporting,
+    and a reader blocked on it returns."""
+
+    def __init__(self, api: docker.APIClient, refs: list[str], chunk: int) -> None:
+        self._api, self._refs, self._chunk = api, refs, chunk
+        self._res: Any = None
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        with translated():
+            res = self._api._get(self._api._url("/images/get"), params={"names": self._refs},
+                                 stream=True)
+            self._res = res
+            if self._closed:
+                res.close()
+                return
+            self._api._raise_for_status(res)
+            yield from res.iter_content(self._chunk)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._res is not None:
+            self._res.close()
+
+
 class Engine:
     """A connected Docker engine. Create with :meth:`connect`."""
 
@@ -234,15 +261,11 @@ class Engine:
                                                     changes=changes)
         return str(out)
 
-    def save_images(self, refs: list[str], chunk: int = 1 << 20) -> Iterator[bytes]:
+    def save_images(self, refs: list[str], chunk: int = 1 << 20) -> Export:
         """`docker save` of several images as one stream: the engine stores each layer once
         however many of them share it. docker-py saves one image at a time, so this calls
         the API's multi-image form itself."""
-        with translated():
-            res = self.api._get(self.api._url("/images/get"), params={"names": refs},
-                                stream=True)
-            self.api._raise_for_status(res)
-            yield from res.iter_content(chunk)
+        return Export(self.api, refs, chunk)
 
     def load_images(self, chunks: Iterator[bytes]) -> list[str]:
         """`docker load` from a stream (a generator, so the body is sent chunked); the

@@ -113,8 +113,8 @@ def test_no_gpu_command_missing(lab: Path, fake_bin: Path) -> None:
     d.expect("spec.gpu.yolo-gpu", "warn", "this machine has none", fix="install the NVIDIA driver")
     d.expect("spec.gpu.yolo-cpu", "ok", "CPU spec")
     d.expect("spec.gpu.old-yolo", "warn")
-    d.expect("spec.tensorrt.trt-yolo", "skip", "TensorRT 10.7 is in the image, but it needs an "
-             "NVIDIA GPU")
+    d.expect("spec.tensorrt.trt-yolo", "warn", "the spec asks for TensorRT 10.7, but it needs "
+             "an NVIDIA GPU")
     assert "spec.tensorrt.d2l" not in d.findings  # only the labs that deploy to a GPU
     assert not [f for f in d.findings.values()
                 if f["area"] in ("gpu", "gpu-in-containers", "spec") and f["status"] == "fail"]

@@ -33,8 +33,10 @@ def test_every_release_row_is_well_formed() -> None:
         assert r.pip.startswith(r.tensorrt + "."), r  # the pin is of its own minor
         assert r.ccs in t.cc_sets, r
     assert tensorrt.release("default") == tensorrt.release(t.default)
-    assert tensorrt.release("10.16.1.11") == tensorrt.release("10.16")
-    assert tensorrt.release("9.2") is None
+    assert tensorrt.release("10.16.1.11") == tensorrt.release("10.16")  # its exact pin
+    for vague in ("9.2", "10", "10.16.0", "10.16.1"):  # no row, rather than a guess
+        assert tensorrt.release(vague) is None, vague
+    assert tensorrt.release_of("10.16.0.72") == tensorrt.release("10.16")  # in an image
 
 
 @pytest.mark.parametrize(("cc", "newest"), [
@@ -95,13 +97,26 @@ def test_verdicts_on_the_gpus_learners_have(tmp_path: Path) -> None:
 
 
 def test_without_the_key_doctor_says_whether_it_would_work(tmp_path: Path) -> None:
-    lab = fixed_lab(tmp_path / "lab")
+    lab = lab_with(tmp_path, py314='extends: yolo-gpu\npython: "3.14"\n')
     v = tensorrt.verdict(lab.spec("yolo-gpu"), RTX5070TI)
     assert v.status == "ok" and "not in this image" in v.message
     assert "can use TensorRT 10.16: add tensorrt: true to images/yolo-gpu.yaml" in v.message
     v = tensorrt.verdict(lab.spec("yolo-gpu"), GTX1080_470)
     assert "no TensorRT 10 release supports CC 6.1 (Pascal)" in v.message
     assert "onnxruntime" in v.message
+    # Volta: the last release that has it, by name (true would be 10.16, which has not)
+    v100 = G("Tesla V100-SXM2-16GB", "7.0", "570.124.06", "12.8")
+    assert 'can use TensorRT 10.4: add tensorrt: "10.4"' in tensorrt.verdict(
+        lab.spec("yolo-gpu"), v100).message
+    # a driver short of 10.16's r535: the newest that runs on it now, and what waits
+    old = G("NVIDIA GeForce RTX 4090", "8.9", "530.41.03", "12.1")
+    v = tensorrt.verdict(lab.spec("yolo-gpu"), old)
+    assert "can use TensorRT 10.15 (TensorRT 10.16 once the driver is >= 535): add " \
+        'tensorrt: "10.15"' in v.message
+    # a spec that could not have it is told why, not to add it
+    v = tensorrt.verdict(lab.spec("py314"), RTX5070TI)
+    assert "this spec cannot have it" in v.message and "Python 3.8-3.13" in v.message
+    assert "add tensorrt" not in v.message
 
 
 @pytest.mark.parametrize(("spec", "words", "fix"), [
@@ -183,14 +198,16 @@ def test_the_image_check_reads_what_tensorrt_said(tmp_path: Path) -> None:
     [(key, status, msg)] = one(_probe(), spec)
     assert status == "fail" and "the image has none" in msg
     [(key, status, msg)] = one(_probe(version="10.16.1.11", builder=True), spec)
-    assert key == "tensorrt-gpu0" and status == "ok" and "makes an engine builder" in msg
+    assert key == "tensorrt-gpu0" and status == "ok" and "made an engine builder" in msg
+    [(_, status, msg)] = one(_probe(version="10.16.1.11"), spec)  # torch saw no GPU
+    assert status == "ok" and "not tried (torch sees no GPU)" in msg
     [(_, status, msg)] = one(_probe(version="10.7.0.post1"), spec)
     assert status == "fail" and "has no code for" in msg and "CC 12.0" in msg
     [(_, status, msg)] = one(_probe(version="10.16.1.11", error="RuntimeError: CUDA init"),
                              spec)
     assert status == "fail" and "CUDA init" in msg
     [(_, status, msg)] = one(_probe(version="10.16.1.11"), spec, attached=False)
-    assert status == "ok" and "not tried" in msg
+    assert status == "ok" and "not tried (no GPU attached)" in msg
     [(_, status, msg)] = one(_probe(error="ImportError: libnvinfer.so.10"), spec)
     assert status == "fail" and "import tensorrt failed" in msg
     [(_, status, _msg)] = one(_probe(version="10.16.1.11"), spec, gpus=(H100, GTX1080_470))[1:]

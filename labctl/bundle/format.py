@@ -226,13 +226,15 @@ class ReadAhead:
     overlaps with whatever the reader does meanwhile. The source's error is raised to the
     reader; close() stops the worker."""
 
-    def __init__(self, source: Iterator[bytes], *, ahead: int = 8,
-                 name: str = "labctl-read-ahead") -> None:
+    def __init__(self, source: Iterable[bytes], *, ahead: int = 8,
+                 name: str = "labctl-read-ahead",
+                 on_close: Callable[[], None] | None = None) -> None:
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(ahead)
         self._stop = threading.Event()
+        self._on_close = on_close  # what unblocks a source waiting on I/O
         threading.Thread(target=self._run, args=(source,), daemon=True, name=name).start()
 
-    def _run(self, source: Iterator[bytes]) -> None:
+    def _run(self, source: Iterable[bytes]) -> None:
         try:
             for chunk in source:
                 if not self._put(chunk):
@@ -264,6 +266,8 @@ class ReadAhead:
 
     def close(self) -> None:
         self._stop.set()
+        if self._on_close is not None:
+            self._on_close()
 
 
 class ChunkFile(io.RawIOBase):

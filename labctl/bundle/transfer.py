@@ -101,19 +101,22 @@ def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
         if found[name] is None:
             raise LabError(f"{tag} is not built: there is nothing of {name} to save",
                            fix=f"labctl build {name}")
+    entries = _data_files(lab, data or [])
+    wheels = _wheels(lab) if wheelhouse else []
     # The engine writes its whole export to disk before the first byte: ask for it now, so
     # that everything up to the first layer is done meanwhile.
-    stream = fmt.ReadAhead(engine.save_images([lab.image_tag(n) for n in names]),
-                           name="labctl-save")
+    export = engine.save_images([lab.image_tag(n) for n in names])
+    stream = fmt.ReadAhead(export, name="labctl-save", on_close=export.close)
     try:
-        return _save(engine, lab, found, stream, out, since=since, data=data,
-                     wheelhouse=wheelhouse, progress=progress, t0=t0)
+        return _save(engine, lab, found, stream, out, since=since, entries=entries,
+                     wheels=wheels, progress=progress, t0=t0)
     finally:
         stream.close()
 
 
 def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[bytes],
-          out: Path, *, since: fmt.Manifest | None, data: list[str] | None, wheelhouse: bool,
+          out: Path, *, since: fmt.Manifest | None,
+          entries: list[tuple[str, catalogue.DataFile, Path]], wheels: list[Path],
           progress: Progress | None, t0: float) -> SaveResult:
     from labctl.image.build import state
     from labctl.image.render import render
@@ -128,8 +131,6 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
             name=name, tag=tag, id=img.id, hash=(img.labels or {}).get(labels.HASH),
             diff_ids=list(img.attrs["RootFS"]["Layers"]), size=int(img.attrs["Size"])))
     diff_ids = {d for i in images for d in i.diff_ids}
-    entries = _data_files(lab, data or [])
-    wheels = _wheels(lab) if wheelhouse else []
     skip = dict(since.layers) | dict(since.omitted) if since else {}  # what the target has
     total = engine.unique_size([i.id for i in images]) + \
         sum(p.stat().st_size for _, _, p in entries) + sum(p.stat().st_size for p in wheels)
@@ -183,7 +184,7 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
                       time.monotonic() - t0, warnings)
 
 
-DOC_LIMIT = 16 << 20  # the largest save member kept in memory (its json files are KBs)
+DOC_LIMIT = 1 << 20  # a larger member that is no layer is streamed (its JSON files are KBs)
 
 
 def _save_member(w: fmt.Writer, tar: tarfile.TarFile, info: tarfile.TarInfo,
@@ -212,8 +213,10 @@ def _save_member(w: fmt.Writer, tar: tarfile.TarFile, info: tarfile.TarInfo,
         if info.size > DOC_LIMIT:  # not one of the save's own files: streamed, hashed
             w.add(name, fmt.chunks(src), info.size, mode=info.mode)
             return
-        docs[info.name] = src.read()  # manifest.json, image configs, v1 json: kept
-        w.add_bytes(name, docs[info.name], mode=info.mode)
+        text = src.read()
+        w.add_bytes(name, text, mode=info.mode)
+        if text[:1] in (b"{", b"["):  # manifest.json, image configs: read at the end
+            docs[info.name] = text
 
 
 def _data_files(lab: Lab, names: list[str]) -> list[tuple[str, catalogue.DataFile, Path]]:

@@ -12,7 +12,17 @@ import signal
 import click
 
 from labctl import __version__
-from labctl.cli import bundle, data, diagnose, export, images, reproduce, running, setup
+from labctl.cli import (  # _startup first (see it)
+    _startup,  # noqa: F401
+    bundle,
+    data,
+    diagnose,
+    export,
+    images,
+    reproduce,
+    running,
+    setup,
+)
 
 SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
     ("Set up", (setup.init, setup.base, data.data)),

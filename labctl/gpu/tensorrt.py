@@ -8,6 +8,7 @@ without TensorRT still exports ONNX and runs it with onnxruntime."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
@@ -32,11 +33,21 @@ def _minor(version: str) -> str | None:
 
 
 def release(version: str) -> TrtRelease | None:
-    """The table row of a TensorRT version ('10.16', '10.16.1.11'); 'default' is the
-    table's default."""
+    """The table row a spec names: 'default' (tensorrt: true), a release as major.minor
+    ('10.16'), or its exact pip version ('10.16.1.11'); anything else (a '10', another
+    patch) is no row, rather than a guess."""
     t = table()
-    key = t.default if version == "default" else _minor(version)
-    return next((r for r in t.releases if r.tensorrt == key), None)
+    if version == "default":
+        version = t.default
+    if re.fullmatch(r"\d+\.\d+", version):
+        return next((r for r in t.releases if r.tensorrt == version), None)
+    return next((r for r in t.releases if r.pip == version), None)
+
+
+def release_of(installed: str) -> TrtRelease | None:
+    """The row of a TensorRT an image has (trt.__version__), by its major.minor."""
+    key = _minor(installed)
+    return next((r for r in table().releases if r.tensorrt == key), None)
 
 
 def ccs(rel: TrtRelease) -> tuple[compat.CC, ...]:
@@ -85,7 +96,8 @@ def for_spec(spec: ImageSpec) -> TrtRelease | None:
     if rel is None:
         raise LabError(f"{where}: tensorrt: '{spec.tensorrt}' is not a TensorRT release "
                        "labctl knows (labctl/tables/tensorrt.yaml)",
-                       fix=f"name one of {known}, or write tensorrt: true (= {t.default})")
+                       fix=f"name a release as major.minor ({known}) or its exact pip "
+                           f"version, or write tensorrt: true (= {t.default})")
     if spec.gpu is False:
         raise LabError(f"{where}: tensorrt: builds engines for a GPU, and this spec says "
                        f"gpu: false ({spec.locate('gpu')})",
@@ -121,6 +133,16 @@ def index_url() -> str:
     return table().index_url
 
 
+def _line(rel: TrtRelease) -> str:
+    return "tensorrt: true" if rel.tensorrt == table().default else \
+        f'tensorrt: "{rel.tensorrt}"'
+
+
+def _driver_ok(rel: TrtRelease, gpu: GpuLike) -> bool:
+    need = min_driver(rel, gpu.cc)
+    return not gpu.driver or compat.parse_driver(gpu.driver) >= compat.parse_driver(need)
+
+
 def verdict(spec: ImageSpec, gpu: GpuLike) -> Verdict:
     """Can this GPU and its driver use TensorRT in this spec's image? For a spec without
     `tensorrt:`, whether adding it would work, and the line to add."""
@@ -130,28 +152,41 @@ def verdict(spec: ImageSpec, gpu: GpuLike) -> Verdict:
         return Verdict("skip", f"{gpu.name}: compute capability unknown, so TensorRT's "
                        "support is unknown")
     arch = f"CC {compat.cc_str(cc)} ({compat.arch_name(cc)})"
-    best = newest_for(cc)
+    fits = sorted((r for r in table().releases if supports(r, cc)),
+                  key=lambda r: Version(r.tensorrt), reverse=True)
+    now = next((r for r in fits if _driver_ok(r, gpu)), None)  # with this driver
     rel = for_spec(spec)
     if rel is None:
-        if best is None:
+        if not fits:
             return Verdict("ok", f"TensorRT: not in this image, and no TensorRT 10 release "
                            f"supports {arch}; ONNX export and onnxruntime work here")
-        need = min_driver(best, cc)
-        short = ("" if compat.parse_driver(gpu.driver or "0") >= compat.parse_driver(need)
-                 else f" once the driver is >= {need}")
+        pick = now or fits[0]
+        try:
+            for_spec(spec.model_copy(update={"tensorrt": pick.tensorrt}))
+        except LabError as e:
+            return Verdict("ok", f"TensorRT: not in this image, and this spec cannot have "
+                           f"it: {e.message.split(': ', 1)[-1]}", e.fix or "")
+        later = "" if now is fits[0] else (
+            f" (TensorRT {fits[0].tensorrt} once the driver is >= "
+            f"{min_driver(fits[0], cc)})")
+        if now is None:
+            return Verdict("ok", f"TensorRT: not in this image; {arch} can use TensorRT "
+                           f"{pick.tensorrt} once the driver is >= {min_driver(pick, cc)}; "
+                           f"then add {_line(pick)} to {where} to export TensorRT engines")
         return Verdict("ok", f"TensorRT: not in this image; {arch} can use TensorRT "
-                       f"{best.tensorrt}{short}: add tensorrt: true to {where} to export "
+                       f"{pick.tensorrt}{later}: add {_line(pick)} to {where} to export "
                        "TensorRT engines")
     label = f"TensorRT {rel.tensorrt} ({rel.pip})"
     if not supports(rel, cc):
-        fix = (f"set tensorrt: \"{best.tensorrt}\" in {where}" if best else
+        fix = (f'set tensorrt: "{(now or fits[0]).tensorrt}" in {where}' if fits else
                f"remove tensorrt: from {where}: no TensorRT 10 release supports {arch}; "
                "export to ONNX and run it with onnxruntime")
         return Verdict("fail", f"{label} has no code for {arch}", fix)
-    need = min_driver(rel, cc)
-    if gpu.driver and compat.parse_driver(gpu.driver) < compat.parse_driver(need):
+    if not _driver_ok(rel, gpu):
+        need = min_driver(rel, cc)
         branch = compat.parse_driver(need)[0]
+        alt = f', or set tensorrt: "{now.tensorrt}" in {where}' if now else ""
         return Verdict("fail", f"{label} on {arch} needs driver >= {need}, this one is "
                        f"{gpu.driver}", f"update the NVIDIA driver to >= {need} (e.g. `sudo "
-                       f"apt install nvidia-driver-{branch}` on Ubuntu)")
+                       f"apt install nvidia-driver-{branch}` on Ubuntu){alt}")
     return Verdict("ok", f"{label} supports {arch} on driver {gpu.driver or '?'}")

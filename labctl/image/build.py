@@ -205,7 +205,8 @@ def _build_buildkit(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
     instructions = [i for i in _instructions(dockerfile) if not i.startswith("#")]
     progress = buildkit.Progress(buildkit.steps_of(instructions, ctx.step_keys(dockerfile)))
     start = time.monotonic()
-    with buildkit.context_folder(ctx.files, dockerfile, ctx.wheelhouse,
+    files = {**ctx.files, **ctx.buildkit_files}
+    with buildkit.context_folder(files, dockerfile, ctx.wheelhouse,
                                  lab.state_dir("build") / ctx.spec.name) as folder:
         image_id = buildkit.run(cli, folder, buildargs=ctx.buildargs, secrets=ctx.secrets,
                                 nocache=nocache, progress=progress, on_event=on_event,

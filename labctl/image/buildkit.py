@@ -88,9 +88,10 @@ class Progress:
     sent: dict[int, int] = field(default_factory=dict)  # vertex -> context bytes so far
 
     @property
-    def context_bytes(self) -> int:
-        """What the CLI sent of the context (from a kept folder: what changed)."""
-        return sum(self.sent.values())
+    def context_bytes(self) -> int | None:
+        """What the CLI sent of the context (from a kept folder: what changed); None where
+        its progress did not say."""
+        return sum(self.sent.values()) if self.sent else None
 
     def key(self, step: int) -> str:
         return self.ops[step - 1][1] if 0 < step <= len(self.ops) else ""
@@ -140,22 +141,24 @@ def context_folder(files: dict[str, bytes], dockerfile: str, wheelhouse: Path | 
     """``folder`` made the build context and kept for the next build: BuildKit sends a
     context again only where a file's size or mtime changed, keyed by the folder's path,
     so a rebuild sends the changed spec files, not the wheelhouse (hundreds of MB) again.
-    Files are rewritten only when their bytes differ; the wheelhouse's wheels are hard
-    links (copies across file systems); what the build no longer has is removed. A lock
-    makes a second build of the same spec wait for the first."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+    What the build does not have is removed first (links too: nothing is written through
+    one); files are rewritten only when their bytes differ; the wheelhouse's wheels are
+    hard links (copies across file systems). A lock (build/.locks/SPEC) makes a second
+    build of the same spec wait for the first."""
+    locks = folder.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / folder.name, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         wanted = {**files, "Dockerfile": dockerfile.encode()}
+        wheels = sorted(wheelhouse.glob("*.whl")) if wheelhouse is not None else []
+        keep = {*wanted, "wheelhouse", *(f"wheelhouse/{w.name}" for w in wheels)}
+        folder.mkdir(parents=True, exist_ok=True)
+        _prune(folder, keep)
+        (folder / "wheelhouse").mkdir(exist_ok=True)  # the bind mount's source, if empty
         for name, data in wanted.items():
             _put(folder / name, data, 0o755 if name.endswith(".sh") else 0o644)
-        keep = set(wanted)
-        if wheelhouse is not None:
-            for wheel in sorted(wheelhouse.glob("*.whl")):
-                keep.add(f"wheelhouse/{wheel.name}")
-                _link(wheel, folder / "wheelhouse" / wheel.name)
-        (folder / "wheelhouse").mkdir(exist_ok=True)  # the bind mount's source, if empty
-        _prune(folder, keep)
+        for wheel in wheels:
+            _link(wheel, folder / "wheelhouse" / wheel.name)
         yield folder
 
 
@@ -166,9 +169,6 @@ def _put(dest: Path, data: bytes, mode: int) -> None:
         dest.unlink()
     except FileNotFoundError:
         dest.parent.mkdir(parents=True, exist_ok=True)
-    except (IsADirectoryError, NotADirectoryError):
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(data)
     dest.chmod(mode)
 
@@ -177,12 +177,14 @@ def _link(wheel: Path, dest: Path) -> None:
     src = wheel.stat()
     try:
         have = dest.stat()
-        if (have.st_ino, have.st_dev) == (src.st_ino, src.st_dev) or (
-                have.st_size == src.st_size and have.st_mtime_ns == src.st_mtime_ns):
-            return
+        if (have.st_ino, have.st_dev) == (src.st_ino, src.st_dev):
+            return  # the same file
+        if have.st_dev != src.st_dev and (have.st_size, have.st_mtime_ns) == (
+                src.st_size, src.st_mtime_ns):
+            return  # a copy across file systems (what BuildKit compares too)
         dest.unlink()
     except FileNotFoundError:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        pass
     try:
         os.link(wheel, dest)
     except OSError:
@@ -190,14 +192,17 @@ def _link(wheel: Path, dest: Path) -> None:
 
 
 def _prune(folder: Path, keep: set[str]) -> None:
-    """Remove what is not in ``keep`` (paths relative to ``folder``), deepest first."""
+    """Remove what is not in ``keep`` (paths relative to ``folder``, their folders
+    implied), links whatever they point at, and a file where a folder is wanted or the
+    other way round; deepest first."""
+    dirs = {str(Path(k).parent) for k in keep} | {k for k in keep if k == "wheelhouse"}
+    dirs |= {str(p) for d in list(dirs) for p in Path(d).parents}
     for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
         rel = path.relative_to(folder).as_posix()
-        if path.is_dir() and not path.is_symlink():
-            if rel != "wheelhouse" and not any(k.startswith(rel + "/") for k in keep):
-                shutil.rmtree(path, ignore_errors=True)
-        elif rel not in keep:
-            path.unlink(missing_ok=True)
+        if path.is_symlink() or (path.is_file() and rel not in keep):
+            path.unlink()
+        elif path.is_dir() and rel not in dirs:
+            shutil.rmtree(path)
 
 
 def run(cli: Cli, folder: Path, *, buildargs: dict[str, str], secrets: dict[str, bytes],

@@ -46,10 +46,12 @@ BK_APT = ("--mount=type=cache,id=labctl-apt-lists,target=/var/lib/apt/lists,shar
           "sharing=locked")
 BK_SECRET = f"--mount=type=secret,id=netrc,target={NETRC}"
 BK_WHEELS = "--mount=type=bind,source=wheelhouse,target=/wheelhouse"
-# The context's labctl/ folder, for the extras step: one RUN instead of COPY + RUN, which is
-# a tenth of a second of an "add one package" rebuild. /mnt is an empty folder of the base
-# images, so the mount leaves no mount point behind in the layer.
-BK_CONTEXT = "--mount=type=bind,source=labctl,target=/mnt"
+# The extras step's own files, a folder of BuildKit's context (extras_files): one RUN
+# instead of COPY + RUN, a tenth of a second of an "add one package" rebuild, keyed on
+# exactly those files. /mnt is an empty folder of the base images, so the mount leaves no
+# mount point behind in the layer.
+EXTRAS_DIR = "extras"
+BK_EXTRAS = f"--mount=type=bind,source={EXTRAS_DIR},target=/mnt"
 # apt's package caches (pkgcache.bin, srcpkgcache.bin: 78 MB, rewritten by every update)
 # are rebuilt on demand: no layer keeps them. Under BuildKit lists and archives are mounts.
 APT_CACHES = "/var/cache/apt/*.bin"
@@ -261,11 +263,14 @@ class _Plan:
                    " dependencies.",) if spec.pip_nodeps else ()
         return Layer("pip", (copy(sources, "/opt/labctl/"), self.fetching(*installs)), comment)
 
+    def extras_sources(self) -> list[str]:
+        return ["labctl/requirements-extras.txt",
+                *(["labctl/constraints.txt"] if self.constrain else []),
+                *self.lock_file("extras")]
+
     def _extras(self) -> Layer:
         spec = self.spec
-        sources = ["labctl/requirements-extras.txt"]
-        sources += ["labctl/constraints.txt"] if self.constrain else []
-        sources += self.lock_file("extras")
+        sources = self.extras_sources()
         commands = [PIP_CHECK]
         if spec.extras:
             commands.insert(0, f"uv pip install {self.find_links}{self.constrain}"
@@ -273,8 +278,8 @@ class _Plan:
         if self.buildkit:  # the files come in through the bind mount, in the same step
             place = "install -m 0644 -t /opt/labctl " + " ".join(
                 "/mnt/" + s.removeprefix("labctl/") for s in sources)
-            step = (fetching(self.inputs, place, *commands, mounts=(BK_CONTEXT,))
-                    if spec.extras else f"RUN {BK_CONTEXT} " + " \\\n && ".join(
+            step = (fetching(self.inputs, place, *commands, mounts=(BK_EXTRAS,))
+                    if spec.extras else f"RUN {BK_EXTRAS} " + " \\\n && ".join(
                         [place, *commands]))
             steps: tuple[str, ...] = (step,)
         else:
@@ -326,6 +331,14 @@ def apt(backend: Backend, *packages: str) -> str:
 def lab_layers(spec: ImageSpec, inputs: Inputs) -> list[Layer]:
     """The layers after the shared first ones, in build order."""
     return _Plan(spec, inputs).layers()
+
+
+def extras_files(spec: ImageSpec, inputs: Inputs, files: dict[str, bytes]
+                 ) -> dict[str, bytes]:
+    """What BuildKit's context holds besides ``files``: the extras step's files again, in
+    the folder its RUN bind mounts (copies of hashed files: the hash stays the same)."""
+    return {f"{EXTRAS_DIR}/{src.removeprefix('labctl/')}": files[src]
+            for src in _Plan(spec, inputs).extras_sources()}
 
 
 def dq(value: str) -> str:

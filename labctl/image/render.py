@@ -49,6 +49,7 @@ class BuildContext:
     # The same layers written for BuildKit (cache, secret and bind mounts). The classic
     # one (`dockerfile`) is the one hashed: both build the same image.
     buildkit_dockerfile: str = ""
+    buildkit_files: dict[str, bytes] = field(default_factory=dict)  # BuildKit's context adds
 
     @property
     def needs_helper(self) -> bool:
@@ -357,7 +358,8 @@ def render(lab: Lab, spec: ImageSpec) -> BuildContext:
     ctx = BuildContext(spec=spec, dockerfile=dockerfile, files=files, buildargs=args,
                        lock_state=lock_state, lock_notes=lock_notes, wheelhouse=wheelhouse,
                        secrets={"netrc": netrc} if netrc else {},
-                       buildkit_dockerfile=dockerfile_for("buildkit"))
+                       buildkit_dockerfile=dockerfile_for("buildkit"),
+                       buildkit_files=L.extras_files(spec, inputs, files))
     ctx.digest = content_hash(files, args)
     return ctx
 

@@ -197,19 +197,23 @@ def trt_findings(facts: ImageFacts, spec: Any, name: str, gpus: tuple[Any, ...],
         return [("tensorrt", Finding("fail", f"import tensorrt failed: {trt.get('error')}",
                                      f"rebuild the image: `labctl build {name} --force`"))]
     label = f"TensorRT {trt['version']}"
-    rel = tensorrt.release(trt["version"])
+    rel = tensorrt.release_of(trt["version"])
     out: list[tuple[str, Finding]] = []
     for g in gpus:
-        if rel is None:
-            f = Finding("warn", f"{label} is not in labctl's table (tables/tensorrt.yaml): "
-                        f"its support of {g.name} is unknown")
-        elif g.cc and not tensorrt.supports(rel, g.cc):
+        if rel is None or g.cc is None:
+            why = "not in labctl's table (tables/tensorrt.yaml)" if rel is None else \
+                "of a GPU whose compute capability is unknown"
+            f = Finding("warn", f"{label}: its support of {g.name} is unknown ({why})")
+        elif not tensorrt.supports(rel, g.cc):
             f = Finding("fail", f"{label} has no code for {g.name} (CC {g.cc})",
                         f"`labctl doctor {name}` names a release that has")
-        elif not attached:
-            f = Finding("ok", f"{label} supports {g.name}; not tried: no GPU attached")
-        elif trt.get("builder"):
-            f = Finding("ok", f"{label} makes an engine builder on {g.name}")
+        elif not attached or "builder" not in trt and "error" not in trt:
+            why = "no GPU attached" if not attached else "torch sees no GPU"
+            f = Finding("ok", f"{label} supports {g.name}; an engine builder was not tried"
+                        f" ({why})")
+        elif trt.get("builder"):  # probe.py tries on the first GPU
+            f = Finding("ok", f"{label} supports {g.name}; it made an engine builder on the"
+                        " first GPU")
         else:
             f = Finding("fail", f"{label} could not make an engine builder with the GPU "
                         f"attached: {trt.get('error', '?')}", "see the GPU findings above")

@@ -96,10 +96,10 @@ def spec_tensorrt(ctx: Context) -> list[Finding]:
             out.append(Finding("fail", e.message, e.fix or "", name, title))
             continue
         if not ctx.probe.gpus:
-            what = f"TensorRT {rel.tensorrt} is in the image, but" if rel else "TensorRT:"
-            out.append(Finding("skip", f"{what} it needs an NVIDIA GPU, and this machine has "
-                               "none (ONNX export and onnxruntime run on the CPU)", "", name,
-                               title))
+            what = f"the spec asks for TensorRT {rel.tensorrt}, but" if rel else "TensorRT:"
+            out.append(Finding("warn" if rel else "skip", f"{what} it needs an NVIDIA GPU, and"
+                               " this machine has none (ONNX export and onnxruntime run on"
+                               " the CPU)", "", name, title))
             continue
         for g in ctx.probe.gpus:
             v = tensorrt.verdict(spec, g)
