@@ -280,11 +280,12 @@ class Engine:
                     out.append(ev["stream"].strip())
         return out
 
-    def unique_size(self, image_ids: list[str]) -> int:
-        """About how many bytes these images hold together, each shared layer once (from
-        the engine's disk usage: an image's size and the part it shares). It only sizes a
-        progress bar, so when the engine cannot answer (20.10 fails the whole report when
-        one build-cache record is stale) the images' summed sizes stand in."""
+    def unique_size(self, sizes: dict[str, int]) -> int:
+        """About how many bytes these images (id -> size, as inspected) hold together, each
+        shared layer once (from the engine's disk usage: an image's size and the part it
+        shares). It only sizes a progress bar, so when the engine cannot answer (20.10
+        fails the whole report when one build-cache record is stale) the images' summed
+        sizes stand in."""
         params = {"type": "image"} if version_gte(self.api.api_version, "1.42") else None
         try:
             with translated():
@@ -293,15 +294,11 @@ class Engine:
                         or []}
         except LabError:
             rows = {}
-        missing = [i for i in image_ids if i not in rows]
-        with translated():
-            for i in missing:
-                rows[i] = {"Id": i, "Size": self.api.inspect_image(i)["Size"], "SharedSize": 0}
-        sizes = [(int(rows[i]["Size"]), max(int(rows[i].get("SharedSize") or 0), 0))
-                 for i in image_ids if i in rows]
-        if not sizes:
+        pairs = [(int(rows[i]["Size"]), max(int(rows[i].get("SharedSize") or 0), 0))
+                 if i in rows else (size, 0) for i, size in sizes.items()]
+        if not pairs:
             return 0
-        return sum(size - shared for size, shared in sizes) + max(sh for _, sh in sizes)
+        return sum(size - shared for size, shared in pairs) + max(sh for _, sh in pairs)
 
     def layers_present(self, diff_ids: list[str]) -> int:
         """How many leading layers of this stack the engine already has (under any image):

@@ -118,13 +118,12 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
           out: Path, *, since: fmt.Manifest | None,
           entries: list[tuple[str, catalogue.DataFile, Path]], wheels: list[Path],
           progress: Progress | None, t0: float) -> SaveResult:
-    from labctl.image.build import state
     from labctl.image.render import render
 
     images, warnings = [], []
-    for name, img in found.items():
+    for name, img in found.items():  # each image as inspected once, by save()
         tag = lab.image_tag(name)
-        if state(engine, tag, render(lab, lab.spec(name)).digest) != "current":
+        if (img.labels or {}).get(labels.HASH) != render(lab, lab.spec(name)).digest:
             warnings.append(f"{name}: the image is older than its spec; it travels as it is"
                             f" (run `labctl build {name}` first to carry the new one)")
         images.append(fmt.BundleImage(
@@ -132,7 +131,7 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
             diff_ids=list(img.attrs["RootFS"]["Layers"]), size=int(img.attrs["Size"])))
     diff_ids = {d for i in images for d in i.diff_ids}
     skip = dict(since.layers) | dict(since.omitted) if since else {}  # what the target has
-    total = engine.unique_size([i.id for i in images]) + \
+    total = engine.unique_size({i.id: i.size for i in images}) + \
         sum(p.stat().st_size for _, _, p in entries) + sum(p.stat().st_size for p in wheels)
     note = _counter("saving", total, progress)
     rels = lab_files(lab)
@@ -199,12 +198,14 @@ def _save_member(w: fmt.Writer, tar: tarfile.TarFile, info: tarfile.TarInfo,
     elif not info.isfile():
         raise LabError(f"the engine's save holds {info.name}, which is neither a file, a"
                        " folder nor a link", fix="report this with `labctl doctor --json`")
-    elif fmt.is_layer(info.name, diff_ids) and info.name in skip:
-        omitted[info.name] = skip[info.name]  # the target has it: an earlier bundle held it
-        note(info.size)
-    elif fmt.is_layer(info.name, diff_ids):  # its checksum is its diff id: settled at the end
+    elif fmt.is_layer(info.name, diff_ids):
+        if info.name in skip:  # the target has it: an earlier bundle held it
+            omitted[info.name] = skip[info.name]
+            note(info.size)
+            return
         src = tar.extractfile(info)
         assert src is not None
+        # its checksum is its diff id, settled from the save's manifest at the end
         w.add(name, fmt.chunks(src), info.size, mode=info.mode, hashed=False)
         layers[info.name] = ""
     else:

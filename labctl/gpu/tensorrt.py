@@ -58,10 +58,15 @@ def supports(rel: TrtRelease, cc: str) -> bool:
     return compat.parse_cc(cc) in ccs(rel)
 
 
+def fitting(cc: str) -> list[TrtRelease]:
+    """The releases with code for this compute capability, newest first."""
+    return sorted((r for r in table().releases if supports(r, cc)),
+                  key=lambda r: Version(r.tensorrt), reverse=True)
+
+
 def newest_for(cc: str) -> TrtRelease | None:
     """The newest release in the table with code for this compute capability."""
-    fits = [r for r in table().releases if supports(r, cc)]
-    return max(fits, key=lambda r: Version(r.tensorrt), default=None)
+    return next(iter(fitting(cc)), None)
 
 
 def min_driver(rel: TrtRelease, cc: str | None) -> str:
@@ -152,8 +157,7 @@ def verdict(spec: ImageSpec, gpu: GpuLike) -> Verdict:
         return Verdict("skip", f"{gpu.name}: compute capability unknown, so TensorRT's "
                        "support is unknown")
     arch = f"CC {compat.cc_str(cc)} ({compat.arch_name(cc)})"
-    fits = sorted((r for r in table().releases if supports(r, cc)),
-                  key=lambda r: Version(r.tensorrt), reverse=True)
+    fits = fitting(cc)
     now = next((r for r in fits if _driver_ok(r, gpu)), None)  # with this driver
     rel = for_spec(spec)
     if rel is None:

@@ -151,7 +151,7 @@ def context_folder(files: dict[str, bytes], dockerfile: str, wheelhouse: Path | 
         fcntl.flock(lock, fcntl.LOCK_EX)
         wanted = {**files, "Dockerfile": dockerfile.encode()}
         wheels = sorted(wheelhouse.glob("*.whl")) if wheelhouse is not None else []
-        keep = {*wanted, "wheelhouse", *(f"wheelhouse/{w.name}" for w in wheels)}
+        keep = {*wanted, *(f"wheelhouse/{w.name}" for w in wheels)}
         folder.mkdir(parents=True, exist_ok=True)
         _prune(folder, keep)
         (folder / "wheelhouse").mkdir(exist_ok=True)  # the bind mount's source, if empty
@@ -195,8 +195,7 @@ def _prune(folder: Path, keep: set[str]) -> None:
     """Remove what is not in ``keep`` (paths relative to ``folder``, their folders
     implied), links whatever they point at, and a file where a folder is wanted or the
     other way round; deepest first."""
-    dirs = {str(Path(k).parent) for k in keep} | {k for k in keep if k == "wheelhouse"}
-    dirs |= {str(p) for d in list(dirs) for p in Path(d).parents}
+    dirs = {"wheelhouse"} | {str(p) for k in keep for p in Path(k).parents}
     for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
         rel = path.relative_to(folder).as_posix()
         if path.is_symlink() or (path.is_file() and rel not in keep):

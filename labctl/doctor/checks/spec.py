@@ -31,6 +31,14 @@ def _specs(ctx: Context) -> list[tuple[str, ImageSpec | LabError]] | Finding:
     return out
 
 
+def _loaded(ctx: Context) -> list[tuple[str, ImageSpec]] | Finding:
+    """The specs that loaded (the others are spec.gpu's findings)."""
+    specs = _specs(ctx)
+    if isinstance(specs, Finding):
+        return specs
+    return [(n, s) for n, s in specs if not isinstance(s, LabError)]
+
+
 def spec_gpu(ctx: Context) -> list[Finding]:
     specs = _specs(ctx)
     if isinstance(specs, Finding):
@@ -54,13 +62,13 @@ def spec_gpu(ctx: Context) -> list[Finding]:
 
 
 def spec_engine_gpu(ctx: Context) -> list[Finding]:
-    specs = _specs(ctx)
+    specs = _loaded(ctx)
     if isinstance(specs, Finding):
         return [specs]
     out = []
     for name, spec in specs:
-        if isinstance(spec, LabError) or compat.gpu_use(spec) == "no":
-            continue  # errors are reported by spec.gpu
+        if compat.gpu_use(spec) == "no":
+            continue
         title = f"{name}: GPU in the container"
         if not ctx.probe.gpus:
             out.append(Finding("skip", "no NVIDIA GPU on this machine", "", name, title))
@@ -79,13 +87,11 @@ def spec_engine_gpu(ctx: Context) -> list[Finding]:
 def spec_tensorrt(ctx: Context) -> list[Finding]:
     """Can each GPU spec use TensorRT here: with `tensorrt:`, whether its release supports
     this GPU and driver; without, whether one would (and the line that adds it)."""
-    specs = _specs(ctx)
+    specs = _loaded(ctx)
     if isinstance(specs, Finding):
         return [specs]
     out = []
     for name, spec in specs:
-        if isinstance(spec, LabError):
-            continue  # reported by spec.gpu
         if not spec.tensorrt and not (spec.torch and compat.gpu_use(spec) in ("required",
                                                                              "wanted")):
             continue  # TensorRT matters to the labs that deploy to a GPU (a gpu: mapping)
