@@ -310,9 +310,12 @@ class Engine:
         return next((i for i, c in enumerate(wanted) if c not in have), len(wanted))
 
     def containers(self, with_labels: list[str], all: bool = True) -> list[Any]:
-        """Containers carrying every label of ``with_labels`` ("key" or "key=value")."""
+        """Containers carrying every label of ``with_labels`` ("key" or "key=value"). One
+        removed between the engine's list and its inspect (a --rm lab ending) is left out,
+        not an error."""
         with translated():
-            return self.client.containers.list(all=all, filters={"label": with_labels})
+            return self.client.containers.list(all=all, filters={"label": with_labels},
+                                               ignore_removed=True)
 
     def stop_build_containers(self, layer: str) -> int:
         """Kill and remove the classic builder's containers that run from ``layer``."""
@@ -320,7 +323,8 @@ class Engine:
             return 0
         n = 0
         with translated():
-            for c in self.client.containers.list(all=True, filters={"ancestor": layer}):
+            for c in self.client.containers.list(all=True, filters={"ancestor": layer},
+                                                 ignore_removed=True):
                 if c.attrs.get("Image", "").removeprefix("sha256:").startswith(layer):
                     with _ignore_missing():
                         c.remove(force=True)
@@ -376,7 +380,7 @@ class Engine:
         (killed before it could clean up)."""
         with translated():
             found = self.client.containers.list(
-                all=True, filters={"label": labels.throwaway(label)})
+                all=True, filters={"label": labels.throwaway(label)}, ignore_removed=True)
         for c in found:
             parts = c.name.split("-")
             if len(parts) < 3 or not parts[2].isdigit():
