@@ -4,25 +4,30 @@ two labs that share their system and Python layers, built here, then
 - bundle size against the sum of the unique layers (raw, and each compressed alone with
   the same zstd level) and against `docker save A B | zstd -T0`;
 - save and load time against `docker save A B | zstd -T0 > f` and
-  `zstd -dc f | docker load` (each load into an engine without the two labs' images);
+  `zstd -dc f | docker load` (each load into an engine without the two labs' images, but
+  with their base image, as a machine that has another lab of that base would be:
+  labctl sends it only the layers it lacks, and says how many it did not send);
 - the size of an update (`--since`) after a one-package change, against the full bundle.
 
-Times are the median of --runs pairs, the two sides taking turns to go first, after one
-`docker save` that warms the page cache for both (the first reader of the layer files
-would otherwise pay for the disk). Every run's figures are in --json.
+Times are the median of --runs pairs (an even number: each side goes first as often),
+the two sides taking turns to go first, after one `docker save` that warms the page cache
+for both (the first reader of the layer files would otherwise pay for the disk). Each
+timed run starts after a `sync`, untimed, so that no run pays for writing back what the
+one before it wrote (a load leaves about twice the images' size to write). Every run's
+figures are in --json.
 
-    python benchmarks/bench_bundle.py [--base debian:bookworm] [--runs 3] [--json]
+    python benchmarks/bench_bundle.py [--base debian:bookworm] [--runs 4] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -62,17 +67,13 @@ def unique_layers(client: docker.DockerClient, tags: list[str]) -> tuple[int, in
     cctx = zstandard.ZstdCompressor(level=3, threads=-1)
     from labctl.engine import Engine
 
-    stream = Engine(client).save_images(tags)
-    with tarfile.open(fileobj=fmt.ChunkFile(iter(stream)), mode="r|") as tar:
-        for info in tar:
-            if info.isfile() and fmt.is_layer(info.name, set()):
-                f = tar.extractfile(info)
-                assert f is not None
-                out = cctx.compressobj()
-                for chunk in fmt.chunks(f):
-                    raw += len(chunk)
-                    packed += len(out.compress(chunk))
-                packed += len(out.flush())
+    for info, data in fmt.walk(Engine(client).save_images(tags)):
+        if info.isfile() and fmt.is_layer(info.name, set()):
+            out = cctx.compressobj()
+            for chunk in data:
+                raw += len(chunk)
+                packed += len(out.compress(chunk))
+            packed += len(out.flush())
     return raw, packed
 
 
@@ -81,20 +82,24 @@ def pairs(runs: int, ours: Callable[[], float], theirs: Callable[[], float]
     """Each side ``runs`` times, taking turns to go first."""
     a: list[float] = []
     b: list[float] = []
+    def timed(side: Callable[[], float], into: list[float]) -> None:
+        os.sync()
+        into.append(side())
+
     for i in range(runs):
         if i % 2:
-            b.append(theirs())
-            a.append(ours())
+            timed(theirs, b)
+            timed(ours, a)
         else:
-            a.append(ours())
-            b.append(theirs())
+            timed(ours, a)
+            timed(theirs, b)
     return a, b
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="debian:bookworm")
-    ap.add_argument("--runs", type=int, default=3, help="timed pairs (default 3)")
+    ap.add_argument("--runs", type=int, default=4, help="timed pairs (default 4)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     zstd = shutil.which("zstd")
@@ -135,15 +140,20 @@ def main() -> None:
         def forget() -> None:
             for tag in tags:
                 client.images.remove(tag, force=True)
+            os.sync()  # the removal's writes too
         target = t / "there"
+        loaded: list[dict] = []
 
         def our_load() -> float:
             forget()
             shutil.rmtree(target, ignore_errors=True)
             t0 = time.monotonic()
-            subprocess.run([sys.executable, "-m", "labctl", "load", str(bundle), "--lab",
-                            str(target)], check=True, stdout=subprocess.DEVNULL)
-            return time.monotonic() - t0
+            out = subprocess.run([sys.executable, "-m", "labctl", "load", str(bundle),
+                                  "--lab", str(target), "--json"], check=True,
+                                 stdout=subprocess.PIPE).stdout
+            took = time.monotonic() - t0
+            loaded.append(json.loads(out))
+            return took
 
         def cli_load() -> float:
             forget()
@@ -158,6 +168,8 @@ def main() -> None:
            "unique_layers_zstd_bytes": packed, "docker_save_zstd_bytes": sizes["cli"],
            "update_bytes": sizes["update"], "save_s": save_s, "cli_save_s": cli_save_s,
            "load_s": load_s, "cli_load_s": cli_load_s,
+           "layers_sent": loaded[-1]["layers_sent"],
+           "layers_already_here": loaded[-1]["layers_already_here"],
            "runs": {"save_s": saves[0], "cli_save_s": saves[1], "load_s": loads[0],
                     "cli_load_s": loads[1]}}
     if args.json:
@@ -180,6 +192,8 @@ def main() -> None:
                   f"{save_s / cli_save_s:.2f}x")
     table.add_row("load", f"{load_s:.1f} s", f"{cli_load_s:.1f} s",
                   f"{load_s / cli_load_s:.2f}x")
+    table.add_row("layers labctl sent / already on the engine", str(out["layers_sent"]),
+                  str(out["layers_already_here"]), "")
     table.add_row("save + load", f"{save_s + load_s:.1f} s",
                   f"{cli_save_s + cli_load_s:.1f} s",
                   f"{(save_s + load_s) / (cli_save_s + cli_load_s):.2f}x")

@@ -127,3 +127,100 @@ def test_layers_in_both_save_formats() -> None:
 ])
 def test_credentials_are_stripped_from_settings(text: str, want: str) -> None:
     assert strip_credentials(text) == want
+
+
+def test_the_layer_index_follows_the_frame_where_zstd_tools_pass_over_it() -> None:
+    data = bundle()
+    assert fmt.read_index(io.BytesIO(data)) == {"abc/layer.tar": "sha256:x"}
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                    read_across_frames=True) as r:
+        assert r.read() == plain(data)  # the skippable frame adds no byte
+    assert fmt.verify(io.BytesIO(data)).layers == {"abc/layer.tar": "sha256:x"}
+
+
+def test_a_bundle_without_a_layer_index_still_loads() -> None:
+    """As an earlier labctl wrote them: the frame and nothing after it."""
+    data = bundle()
+    bare = data[:-len(fmt.index_frame({"abc/layer.tar": "sha256:x"}))]
+    assert fmt.read_index(io.BytesIO(bare)) is None
+    assert fmt.Reader(io.BytesIO(bare)).index is None
+    fmt.verify(io.BytesIO(bare))
+
+
+@pytest.mark.parametrize(("index", "why"), [
+    ({"abc/layer.tar": "sha256:y"}, "layer index and its manifest disagree"),
+    ({}, "layer index and its manifest disagree"),
+])
+def test_a_layer_index_other_than_the_manifest_is_refused(index: dict, why: str) -> None:
+    """A load leaves out what the index names: one that lies is caught before the end."""
+    data = bundle()
+    data = data[:-len(fmt.index_frame({"abc/layer.tar": "sha256:x"}))] + fmt.index_frame(index)
+    with pytest.raises(LabError, match=why):
+        fmt.verify(io.BytesIO(data))
+
+
+def test_bytes_after_the_layer_index_are_refused() -> None:
+    with pytest.raises(LabError, match="data after the end"):
+        fmt.verify(io.BytesIO(bundle() + b"\0" * 16))
+
+
+def _img(name: str, diffs: list[str]) -> fmt.BundleImage:
+    return fmt.BundleImage(name=name, tag=f"{name}:latest", id="sha256:" + name, hash=None,
+                           diff_ids=diffs, size=1)
+
+
+def test_a_layer_is_left_out_only_where_no_image_lacks_it() -> None:
+    from labctl.bundle.transfer import _layers_here
+    from labctl.engine import chain_ids
+
+    head = HEAD.model_copy(update={"images": [_img("a", ["d1", "d2", "d3"]),
+                                              _img("b", ["d1", "d2", "d4"]),
+                                              _img("c", ["d5", "d2"])]})
+    index = {"1/layer.tar": "d1", "2/layer.tar": "d2", "3/layer.tar": "d3",
+             "4/layer.tar": "d4", "5/layer.tar": "d5"}
+    have = set(chain_ids(["d1", "d2"]))
+    # c has d2 above another layer, which this engine lacks: d2's file must go
+    assert _layers_here(head, index, have) == {"1/layer.tar"}
+    have |= set(chain_ids(["d5", "d2"]))
+    assert _layers_here(head, index, have) == {"1/layer.tar", "2/layer.tar", "5/layer.tar"}
+    assert _layers_here(head, None, have) == set()
+    assert _layers_here(head, index, set()) == set()
+
+
+def _tar(fmt_: int) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt_) as tar:
+        for name, data in (("short", b"x" * 700), ("d/" + "long-name-" * 12, b"y" * 513),
+                           ("é-ünïcode", b""), ("z", b"z" * 5000)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("ln")
+        link.type, link.linkname = tarfile.SYMTYPE, "short"
+        tar.addfile(link)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt_", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+@pytest.mark.parametrize("size", [7, 512, 1000, 1 << 20])
+def test_walk_reads_what_tarfile_reads(fmt_: int, size: int) -> None:
+    """Both formats' extension headers (a long name, a non-ASCII one), in chunks that cut
+    headers and data anywhere; data left unread is skipped."""
+    data = _tar(fmt_)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        want = [(m.name, m.type, m.linkname, tar.extractfile(m).read() if m.isfile() else b"")
+                for m in tar.getmembers()]
+    want[0] = (*want[0][:3], b"")  # the first is left unread
+    chunks = (data[i:i + size] for i in range(0, len(data), size))
+    got = [(info.name, info.type, info.linkname, b"".join(part) if i else b"")
+           for i, (info, part) in enumerate(fmt.walk(chunks))]
+    assert got == want and len(got) == 5
+
+
+def test_walk_refuses_a_broken_header_and_a_cut_stream() -> None:
+    data = _tar(tarfile.PAX_FORMAT)
+    with pytest.raises(tarfile.ReadError):
+        list(fmt.walk([data[:100] + b"\xff" * 412 + data[512:]]))
+    with pytest.raises(tarfile.ReadError):
+        for _, part in fmt.walk([data[:1000]]):
+            b"".join(part)

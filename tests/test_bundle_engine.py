@@ -1,8 +1,8 @@
 """`labctl save` on this engine, `labctl load` on a second one the test starts itself: a
 rootless dockerd of the test user with its own data-root, exec-root and socket, no
 network for its containers, no registry. Then `labctl list` says current there and
-`labctl check` passes there; an update moves only its new layers; a damaged bundle
-loads nothing."""
+`labctl check` passes there; an update moves only its new layers, and a full bundle
+sends the engine only the layers it lacks; a damaged bundle loads nothing."""
 
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def test_save_on_one_engine_load_on_another(lab_factory, second_engine: str,
     print(f"\nfull bundle {full.stat().st_size / 1e6:.1f} MB, update "
           f"{update.stat().st_size / 1e6:.2f} MB")
     assert update.stat().st_size < full.stat().st_size * 0.05
+    full_2 = tmp_path / "small-full-2.labctl.zst"  # the new image whole, no --since
+    labctl("save", "small", "-o", str(full_2), cwd=lab, check=True)
 
     e2 = {"DOCKER_HOST": second_engine}
     target = tmp_path / "there"
@@ -81,6 +83,21 @@ def test_save_on_one_engine_load_on_another(lab_factory, second_engine: str,
     assert "s3cret-token" not in (target / "labctl.yaml").read_text()
     rows = json.loads(labctl("list", "--json", cwd=target, env=e2, check=True).stdout)
     assert {r["name"]: r["state"] for r in rows} == {"small": "current"}
+    assert json.loads(loaded.stdout)["layers_already_here"] == 0
+    # The new image, whole, into another folder there: the layers below the new step are
+    # not sent again (those above it are: their stack is new); the engine builds the image
+    # on the ones it has, and its check passes.
+    old = listed["images"][0]["diff_ids"]
+    new = json.loads(labctl("load", "--list", str(full_2), "--json", check=True
+                            ).stdout)["images"][0]["diff_ids"]
+    same = next(i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b)
+    there_2 = tmp_path / "there-2"
+    got = json.loads(labctl("load", str(full_2), "--lab", str(there_2), "--json", env=e2,
+                            check=True).stdout)
+    assert got["layers_already_here"] == len(set(new[:same]) - set(new[same:])) > 0, got
+    assert got["layers_sent"] == len(set(new[same:])), got
+    checked = labctl("check", "small", "--json", cwd=there_2, env=e2)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     # The learner keeps the loaded spec as it is: the update replaces it and loads.
     labctl("load", str(update), "--lab", str(target), env=e2, check=True)
     rows = json.loads(labctl("list", "--json", cwd=target, env=e2, check=True).stdout)

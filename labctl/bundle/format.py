@@ -5,6 +5,11 @@ threaded, with frame checksums) holding a tar whose members are the lab folder's
 last, the manifest: labctl version, images, layers, and the SHA-256 and size of every
 member. Both directions stream: memory stays bounded, no full-size tar is written.
 
+After the zstd frame comes one skippable frame (zstd tools pass over it), the layer
+index: each layer member's diff id, read from the end of the file before the first layer
+so that a load sends the engine only the layers it lacks. It is checked against the
+manifest like everything else before the images' stream ends.
+
 Pure: no engine. The tar headers are written by hand (TarInfo.tobuf) so that a member's
 data goes from its source to the compressor in chunks, never whole into memory.
 """
@@ -15,6 +20,7 @@ import hashlib
 import io
 import json
 import queue
+import struct
 import tarfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +40,9 @@ BLOCK = 512
 CHUNK = 1 << 20
 LEGACY_LAYER = "/layer.tar"  # docker save before 25: <v1 id>/layer.tar
 OCI_BLOB = "blobs/sha256/"  # docker save 25+: blobs/sha256/<digest>, a layer's is its diff id
+SKIPPABLE = 0x184D2A5C  # a zstd skippable frame's magic (any of 0x184D2A50-5F)
+INDEX_TAG = b"labctlix"  # the last 8 bytes of a bundle with a layer index
+INDEX_LIMIT = 16 << 20
 
 
 class _Model(BaseModel):
@@ -100,7 +109,7 @@ class _Hash:
         self._h = hashlib.sha256()
         self._last: Future[None] | None = None
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | memoryview) -> None:
         if len(chunk) < 1 << 16:  # a small one costs less here than a hand-over
             if self._last is not None:
                 self._last.result()
@@ -154,11 +163,12 @@ class Writer:
     def __init__(self, sink: IO[bytes], *, level: int = 3, threads: int = -1,
                  on_bytes: Callable[[int], None] | None = None) -> None:
         cctx = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
+        self._sink = sink
         self._out = cctx.stream_writer(sink, closefd=False)
         self._on_bytes = on_bytes or (lambda n: None)
         self.members: dict[str, Member] = {}
 
-    def add(self, name: str, chunks: Iterable[bytes], size: int, *, mode: int = 0o644,
+    def add(self, name: str, chunks: Iterable[bytes | memoryview], size: int, *, mode: int = 0o644,
             mtime: int = 0, hashed: bool = True) -> str:
         """A regular file of ``size`` bytes from ``chunks``; returns its SHA-256.
         ``hashed=False``: the caller knows it and tells it with settle() (a layer's is its
@@ -204,7 +214,8 @@ class Writer:
         self.add_bytes(HEAD, head.model_dump_json(indent=1).encode())
 
     def close(self, head: Head, layers: dict[str, str], omitted: dict[str, str]) -> Manifest:
-        """Write the manifest (with every member's checksum) and end the stream."""
+        """Write the manifest (with every member's checksum), end the stream, and add the
+        layer index after it."""
         unsettled = [n for n, m in self.members.items() if not m.sha256]
         if unsettled:
             raise LabError(f"no checksum for {', '.join(unsettled[:3])}: the engine's save"
@@ -217,7 +228,52 @@ class Writer:
         info.size = len(data)
         self._out.write(_header(info) + data + _pad(len(data)) + b"\0" * (2 * BLOCK))
         self._out.close()
+        self._sink.write(index_frame(layers))
         return m
+
+
+def index_frame(layers: dict[str, str]) -> bytes:
+    """The layer index as a zstd skippable frame whose last 12 bytes say its length."""
+    data = json.dumps(layers, sort_keys=True).encode()
+    payload = data + struct.pack("<I", len(data)) + INDEX_TAG
+    return struct.pack("<II", SKIPPABLE, len(payload)) + payload
+
+
+def _index_of(frame: bytes) -> dict[str, str] | None:
+    """The layer index in ``frame`` (a whole skippable frame), or None if it is none."""
+    if len(frame) < 20 or frame[-8:] != INDEX_TAG:
+        return None
+    magic, size = struct.unpack("<II", frame[:8])
+    (n,) = struct.unpack("<I", frame[-12:-8])
+    if magic != SKIPPABLE or size != len(frame) - 8 or n != size - 12:
+        return None
+    try:
+        index = json.loads(frame[8:8 + n])
+    except ValueError:
+        return None
+    ok = isinstance(index, dict) and all(isinstance(v, str) for v in index.values())
+    return index if ok else None
+
+
+def read_index(f: IO[bytes]) -> dict[str, str] | None:
+    """The layer index from the end of a seekable bundle (None: none there, as in a bundle
+    of an earlier labctl, or not readable); ``f`` is left where it was."""
+    if not f.seekable():
+        return None
+    pos = f.tell()
+    try:
+        end = f.seek(0, io.SEEK_END)
+        if end < 20:
+            return None
+        f.seek(end - 12)
+        tail = f.read(12)
+        (n,) = struct.unpack("<I", tail[:4])
+        if tail[4:] != INDEX_TAG or n + 20 > min(end, INDEX_LIMIT):
+            return None
+        f.seek(end - n - 20)
+        return _index_of(f.read(n + 20))
+    finally:
+        f.seek(pos)
 
 
 class ReadAhead:
@@ -270,37 +326,84 @@ class ReadAhead:
             self._on_close()
 
 
-class ChunkFile(io.RawIOBase):
-    """A readable file over an iterator of byte chunks (for tarfile); closing it closes
-    the iterator where it can be closed."""
+class _Source:
+    """A tar stream over an iterator of chunks, for walk(): the parts tarfile's header
+    parsing (TarInfo.fromtarfile) reads from a TarFile, and the data as views."""
+
+    encoding, errors = "utf-8", "surrogateescape"
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._it, self._buf, self._pos = chunks, memoryview(b""), 0
+        self._it, self._buf, self._at = chunks, memoryview(b""), 0
+        self.fileobj, self.pax_headers, self.offset = self, {}, 0  # offset: the next header
 
-    def readable(self) -> bool:
+    def _fill(self) -> bool:
+        while not len(self._buf):
+            try:
+                self._buf = memoryview(next(self._it))
+            except StopIteration:
+                return False
         return True
 
-    def readinto(self, b: Any) -> int:
-        while self._pos >= len(self._buf):
-            try:
-                self._buf, self._pos = memoryview(next(self._it)), 0
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf) - self._pos)
-        b[:n] = self._buf[self._pos:self._pos + n]
-        self._pos += n
-        return n
+    def views(self, n: int) -> Iterator[memoryview]:
+        while n > 0:
+            if not self._fill():
+                raise tarfile.ReadError("unexpected end of data")
+            part, self._buf = self._buf[:n], self._buf[n:]
+            n -= len(part)
+            self._at += len(part)
+            yield part
 
-    def close(self) -> None:
-        close = getattr(self._it, "close", None)
+    def read(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n and self._fill():
+            part, self._buf = self._buf[:n - len(out)], self._buf[n - len(out):]
+            out += part
+        self._at += len(out)
+        return bytes(out)
+
+    def tell(self) -> int:
+        return self._at
+
+    def drain(self) -> None:
+        while self._fill():
+            self._at += len(self._buf)
+            self._buf = memoryview(b"")
+
+
+def walk(chunks: Iterable[bytes]) -> Iterator[tuple[tarfile.TarInfo, Iterator[memoryview]]]:
+    """The members of a tar stream, each with its data as views of the chunks it came in:
+    tarfile's stream mode copies every byte several times, which made a third of a save's
+    time. Data a caller leaves unread is skipped; after the end of the archive the source
+    is read to its end (a zstd frame's checksum, the rest of an HTTP body). The source is
+    closed at the end, where it can be."""
+    it = iter(chunks)
+    src = _Source(it)
+    try:
+        while True:
+            try:
+                info = tarfile.TarInfo.fromtarfile(src)  # type: ignore[arg-type]
+            except tarfile.EOFHeaderError:  # the zero block that ends an archive
+                break
+            except tarfile.HeaderError as e:
+                raise tarfile.ReadError(f"a broken tar header at byte {src.tell()}: {e}"
+                                        ) from None
+            data = src.views(info.size if info.isreg() else 0)
+            yield info, data
+            for _ in data:
+                pass
+            for _ in src.views(src.offset - src.tell()):  # to the next header
+                pass
+        src.drain()
+    finally:
+        close = getattr(it, "close", None)
         if close is not None:
             close()
-        super().close()
 
 
 def _decompressed(source: IO[bytes]) -> Iterator[bytes]:
     """The bundle's zstd frame, decompressed block by block. The end of the file before
-    the end of the frame is an error: a cut file is never taken for a whole one."""
+    the end of the frame is an error: a cut file is never taken for a whole one; after it
+    comes the layer index or nothing."""
     d = zstandard.ZstdDecompressor().decompressobj()
     while not d.eof:
         block = source.read(CHUNK)
@@ -309,7 +412,8 @@ def _decompressed(source: IO[bytes]) -> Iterator[bytes]:
         data = d.decompress(block)
         if data:
             yield data
-    if d.unused_data or source.read(1):
+    rest = d.unused_data + source.read(INDEX_LIMIT + 1)
+    if rest and _index_of(rest) is None:
         raise damaged("data after the end of the bundle")
 
 
@@ -322,22 +426,13 @@ def reading() -> Iterator[None]:
         raise damaged(f"{type(e).__name__}: {e}") from e
 
 
-def read(source: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
-    """The members of a bundle in order, each with a reader of its data, streamed. Read
-    their data inside ``reading()``."""
+def read(source: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, Iterator[memoryview]]]:
+    """The members of a bundle in order, each with its data, streamed. Read their data
+    inside ``reading()``."""
     # decompressed on a worker thread (zstd lets go of the GIL): it overlaps with hashing
-    # and sending
-    raw = io.BufferedReader(ChunkFile(ReadAhead(_decompressed(source), name="labctl-unzstd")),
-                            CHUNK)
-    try:
-        with reading():
-            with tarfile.open(fileobj=raw, mode="r|", bufsize=CHUNK) as tar:
-                for info in tar:
-                    yield info, tar.extractfile(info) if info.isfile() else None
-            while raw.read(CHUNK):  # to the end of the frame and its checksum
-                pass
-    finally:
-        raw.close()  # stops the worker thread
+    # and sending; walk() closes it, which stops the worker
+    with reading():
+        yield from walk(ReadAhead(_decompressed(source), name="labctl-unzstd"))
 
 
 def chunks(f: IO[bytes]) -> Iterator[bytes]:
@@ -357,13 +452,15 @@ class Reader:
 
     def __init__(self, source: IO[bytes], on_bytes: Callable[[int], None] | None = None
                  ) -> None:
+        # before the first read: what the load may leave out is known before the layers
+        self.index = read_index(source)
         self._members = read(source)
         self._note = on_bytes or (lambda n: None)
         self.seen: dict[str, Member] = {}
         self.head: Head | None = None
         self.manifest: Manifest | None = None
 
-    def members(self) -> Iterator[tuple[tarfile.TarInfo, Iterator[bytes]]]:
+    def members(self) -> Iterator[tuple[tarfile.TarInfo, Iterator[memoryview]]]:
         """(member, its data in chunks, hashed as they are taken); directories have none.
         The head comes first: the caller reads it (read_head) before the next member."""
         for info, f in self._members:
@@ -371,8 +468,8 @@ class Reader:
                 raise damaged(f"it starts with {info.name}, not with its head")
             if self.manifest is not None:
                 raise damaged(f"{info.name} after the manifest")
-            if info.name == MANIFEST and f is not None:
-                self.manifest = _model(Manifest, f.read(), "manifest")
+            if info.name == MANIFEST and info.isfile():
+                self.manifest = _model(Manifest, b"".join(f), "manifest")
                 continue
             if info.isdir():
                 yield info, iter(())
@@ -384,17 +481,17 @@ class Reader:
             if info.name == HEAD and self.head is None:
                 raise damaged("the head was not read")
 
-    def _hashed(self, info: tarfile.TarInfo, f: IO[bytes] | None) -> Iterator[bytes]:
+    def _hashed(self, info: tarfile.TarInfo, data: Iterator[memoryview]
+                ) -> Iterator[memoryview]:
         h = _Hash()
-        if f is not None:
-            for chunk in chunks(f):
-                h.update(chunk)
-                self._note(len(chunk))
-                yield chunk
+        for chunk in data:
+            h.update(chunk)
+            self._note(len(chunk))
+            yield chunk
         self.seen[info.name] = Member(sha256=h.hexdigest(), size=info.size,
                                       link=info.linkname if info.issym() else None)
 
-    def read_head(self, info: tarfile.TarInfo, data: Iterator[bytes]) -> Head:
+    def read_head(self, info: tarfile.TarInfo, data: Iterable[bytes | memoryview]) -> Head:
         self.head = _model(Head, b"".join(data), "head")
         if self.head.format != FORMAT:
             raise LabError(f"this bundle is {self.head.format}; this labctl reads {FORMAT}",
@@ -413,6 +510,8 @@ class Reader:
             raise damaged(f"{len(bad)} member(s) differ from the manifest: {', '.join(bad[:5])}")
         if self.head is None or self.head != Head(**m.model_dump(include=set(Head.model_fields))):
             raise damaged("its head and its manifest disagree")
+        if self.index is not None and self.index != m.layers:
+            raise damaged("its layer index and its manifest disagree")
         return m
 
 
@@ -433,7 +532,8 @@ def verify(source: IO[bytes], on_bytes: Callable[[int], None] | None = None) -> 
         return r.check()
 
 
-def docker_member(info: tarfile.TarInfo, data: Iterator[bytes]) -> Iterator[bytes]:
+def docker_member(info: tarfile.TarInfo, data: Iterable[bytes | memoryview]
+                  ) -> Iterator[bytes | memoryview]:
     """A `docker/` member as the engine's tar stream holds it (the prefix taken off)."""
     out = tarfile.TarInfo(info.name[len("docker/"):])
     out.type, out.mode, out.size, out.linkname = info.type, info.mode, info.size, info.linkname

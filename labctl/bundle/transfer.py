@@ -5,22 +5,25 @@ wheels, and the images through the engine's multi-image `docker save` stream, in
 bundle (bundle/format.py), written under a temporary name and renamed when complete.
 `since` leaves out the layers an earlier bundle already carried.
 
-load: verify every checksum first (one read of the whole file), refuse when a file of
-the learner's would change or a left-out layer is missing on this engine, then load the
-images (a second read, streamed to the engine), write the files and tag the images for
-this lab folder, so that `labctl list` shows them current.
+load: one read of the file, every checksum verified before the images' stream ends;
+refuse when a file of the learner's would change or a left-out layer is missing on this
+engine; send the engine only the layers it lacks (the bundle's layer index says which
+member is which before the first one); write the files and tag the images for this lab
+folder, so that `labctl list` shows them current.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import shutil
 import tarfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,7 +32,7 @@ from labctl import __version__, labels
 from labctl.bundle import format as fmt
 from labctl.config.lab import SETTINGS_FILE, VOLUMES_FILE, Lab, load_lab
 from labctl.data import catalogue, store
-from labctl.engine import Engine, chain_ids
+from labctl.engine import Engine, chain_ids, leading_present
 from labctl.errors import LabError
 
 Progress = Callable[[str, int, int | None], None]  # (what, bytes done, bytes in all)
@@ -91,23 +94,26 @@ def _counter(what: str, total: int | None, progress: Progress | None,
 
 
 def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
-         since: fmt.Manifest | None = None, data: list[str] | None = None,
+         since: fmt.Manifest | Path | None = None, data: list[str] | None = None,
          wheelhouse: bool = False, progress: Progress | None = None) -> SaveResult:
+    """``since``: an earlier bundle (verified while the engine exports) or its manifest."""
     t0 = time.monotonic()
-    found = {}
-    for name in names:
-        tag = lab.image_tag(name)
-        found[name] = engine.image(tag)
-        if found[name] is None:
-            raise LabError(f"{tag} is not built: there is nothing of {name} to save",
-                           fix=f"labctl build {name}")
-    entries = _data_files(lab, data or [])
-    wheels = _wheels(lab) if wheelhouse else []
-    # The engine writes its whole export to disk before the first byte: ask for it now, so
-    # that everything up to the first layer is done meanwhile.
+    # The engine writes its whole export to disk before its first byte: ask for it first,
+    # so that everything up to the first layer is done meanwhile (closed on any error).
     export = engine.save_images([lab.image_tag(n) for n in names])
     stream = fmt.ReadAhead(export, name="labctl-save", on_close=export.close)
     try:
+        found = {}
+        for name in names:
+            tag = lab.image_tag(name)
+            found[name] = engine.image(tag)
+            if found[name] is None:
+                raise LabError(f"{tag} is not built: there is nothing of {name} to save",
+                               fix=f"labctl build {name}")
+        entries = _data_files(lab, data or [])
+        wheels = _wheels(lab) if wheelhouse else []
+        if isinstance(since, Path):
+            since = read_manifest(since, progress)
         return _save(engine, lab, found, stream, out, since=since, entries=entries,
                      wheels=wheels, progress=progress, t0=t0)
     finally:
@@ -164,10 +170,8 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
             for p in wheels:
                 with p.open("rb") as src:
                     w.add(f"wheelhouse/{p.name}", fmt.chunks(src), p.stat().st_size)
-            with tarfile.open(fileobj=fmt.ChunkFile(stream), mode="r|",
-                              bufsize=fmt.CHUNK) as tar:
-                for info in tar:
-                    _save_member(w, tar, info, diff_ids, skip, layers, omitted, docs, note)
+            for info, data in fmt.walk(stream):
+                _save_member(w, info, data, diff_ids, skip, layers, omitted, docs, note)
             known = fmt.layer_diff_ids(docs)
             for member in layers:
                 layers[member] = known.get(member, "")
@@ -186,7 +190,7 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
 DOC_LIMIT = 1 << 20  # a larger member that is no layer is streamed (its JSON files are KBs)
 
 
-def _save_member(w: fmt.Writer, tar: tarfile.TarFile, info: tarfile.TarInfo,
+def _save_member(w: fmt.Writer, info: tarfile.TarInfo, data: Iterator[memoryview],
                  diff_ids: set[str], skip: dict[str, str], layers: dict[str, str],
                  omitted: dict[str, str], docs: dict[str, bytes],
                  note: Callable[[int], None]) -> None:
@@ -203,18 +207,14 @@ def _save_member(w: fmt.Writer, tar: tarfile.TarFile, info: tarfile.TarInfo,
             omitted[info.name] = skip[info.name]
             note(info.size)
             return
-        src = tar.extractfile(info)
-        assert src is not None
         # its checksum is its diff id, settled from the save's manifest at the end
-        w.add(name, fmt.chunks(src), info.size, mode=info.mode, hashed=False)
+        w.add(name, data, info.size, mode=info.mode, hashed=False)
         layers[info.name] = ""
     else:
-        src = tar.extractfile(info)
-        assert src is not None
         if info.size > DOC_LIMIT:  # not one of the save's own files: streamed, hashed
-            w.add(name, fmt.chunks(src), info.size, mode=info.mode)
+            w.add(name, data, info.size, mode=info.mode)
             return
-        text = src.read()
+        text = b"".join(data)
         w.add_bytes(name, text, mode=info.mode)
         if text[:1] in (b"{", b"["):  # manifest.json, image configs: read at the end
             docs[info.name] = text
@@ -258,6 +258,8 @@ class LoadResult:
     data: list[str]
     engine_lines: list[str]
     seconds: float
+    layers_sent: int = 0
+    layers_here: int = 0  # in the bundle, and not sent: the engine had them
 
 
 def _sha(path: Path) -> str:
@@ -279,13 +281,16 @@ def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | Non
          ) -> LoadResult:
     """One read of the bundle. The head and the lab's files come first: what would
     overwrite a learner's change is refused before any image moves. The images stream to
-    the engine, which unpacks all of them before it loads one; the end of that stream is
-    sent only once every checksum has matched, so a damaged bundle loads nothing. The
-    files are held (small ones in memory, data and wheels in a staging folder) and put
-    in place after that."""
+    the engine, but for the layers it has already (those are still read and hashed). The
+    engine unpacks the whole stream before it loads an image, and the end of that stream
+    is sent only once every checksum has matched, so a damaged bundle loads nothing. The
+    files are held (small ones in memory, data and wheels in a staging folder) and put in
+    place after that."""
     t0 = time.monotonic()
     size = bundle.stat().st_size
     stage = target.parent / f".{target.name}.labctl-staging"  # beside it: same file system
+    # what the engine has (one inspect per image) is asked meanwhile
+    chains = _pool.submit(engine.chains_present)
     with bundle.open("rb") as f, fmt.reading():
         reader = fmt.Reader(f, _counter("loading", size, progress, lambda: f.tell()))
         members = reader.members()
@@ -304,18 +309,24 @@ def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | Non
                 first_docker = (info, data)
                 break
         unchanged = _refuse_conflicts(target, head, files)
-        _refuse_missing_layers(engine, head)
+        have = chains.result()
+        _refuse_missing_layers(head, have)
+        unsent = _layers_here(head, reader.index, have) \
+            if engine.shares_layers_by_chain() else set()
         failure: list[LabError] = []
+        sent: set[str] = set()
 
-        def images() -> Iterator[bytes]:
+        def images() -> Iterator[bytes | memoryview]:
             try:
-                if first_docker:
-                    yield from fmt.docker_member(*first_docker)
-                for info, data in members:
-                    if info.name.startswith("docker/") and info.name != "docker/":
+                for info, data in itertools.chain([first_docker] if first_docker else [],
+                                                  members):
+                    member = info.name[len("docker/"):]
+                    if not info.name.startswith("docker/") or not member:
+                        if info.isfile():
+                            raise fmt.damaged(f"{info.name} among the images")
+                    elif member not in unsent:  # else it passes unsent, still read and hashed
+                        sent.add(member)
                         yield from fmt.docker_member(info, data)
-                    elif info.isfile():
-                        raise fmt.damaged(f"{info.name} among the images")
                 reader.check()
             except LabError as e:
                 failure.append(e)
@@ -342,11 +353,15 @@ def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | Non
         if here != img.tag:
             engine.tag(img.id, here)
         tagged.append((img.name, here))
+    layers = set(reader.index or {})
     return LoadResult(target, tagged, written, sorted(unchanged), placed, lines,
-                      time.monotonic() - t0)
+                      time.monotonic() - t0, len(layers & sent), len(layers & unsent))
 
 
-def _stage(stage: Path, member: str, data: Iterator[bytes]) -> Path:
+_pool = ThreadPoolExecutor(1, thread_name_prefix="labctl-load")
+
+
+def _stage(stage: Path, member: str, data: Iterator[memoryview]) -> Path:
     path = stage / member
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as out:
@@ -378,11 +393,19 @@ def _refuse_conflicts(target: Path, head: fmt.Head, files: dict[str, tuple[bytes
     return unchanged
 
 
-def _refuse_missing_layers(engine: Engine, head: fmt.Head) -> None:
+def _layers_here(head: fmt.Head, index: dict[str, str] | None, have: set[str]) -> set[str]:
+    """The layer members the engine need not be sent: no image of the bundle lacks that
+    layer here, below the same layers (the engine then never opens its file)."""
+    needed = {d for img in head.images
+              for d in img.diff_ids[leading_present(img.diff_ids, have):]}
+    return {m for m, d in (index or {}).items() if d not in needed}
+
+
+def _refuse_missing_layers(head: fmt.Head, have: set[str]) -> None:
     left_out = set(head.since_chains)
     for img in head.images:
         needed = [i for i, c in enumerate(chain_ids(img.diff_ids)) if c in left_out]
-        if needed and engine.layers_present(img.diff_ids) <= max(needed):
+        if needed and leading_present(img.diff_ids, have) <= max(needed):
             raise LabError(f"the bundle leaves out layers of {img.name} that this engine does"
                            " not have (it was saved with --since an earlier bundle)",
                            fix="nothing was loaded; load the earlier bundle first, or save a"

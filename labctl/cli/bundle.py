@@ -35,8 +35,8 @@ def save(names: tuple[str, ...], output: str, since: str | None, data: tuple[str
     if not names:
         raise click.UsageError("no lab of this folder is built; name one, or build it first")
     with ui.DownloadProgress() as bar:
-        old = transfer.read_manifest(Path(since), bar.update) if since else None
-        res = transfer.save(e, lab, list(names), Path(output), since=old, data=list(data),
+        res = transfer.save(e, lab, list(names), Path(output),
+                            since=Path(since) if since else None, data=list(data),
                             wheelhouse=wheelhouse, progress=bar.update)
     for w in res.warnings:
         ui.err_console.print(f"warning: {w}")
@@ -88,10 +88,14 @@ def load_bundle(bundle: str, list_only: bool, as_json: bool, lab_dir: str | None
     if as_json:
         ui.dump_json({"lab": str(res.lab), "images": dict(res.images), "written": res.written,
                       "unchanged": res.unchanged, "data": res.data,
+                      "layers_sent": res.layers_sent, "layers_already_here": res.layers_here,
                       "seconds": round(res.seconds, 1)})
         return
     ui.table(f"loaded into {res.lab} in {res.seconds:.0f} s", ["lab", "tag"],
              [list(i) for i in res.images])
+    if res.layers_here:
+        ui.console.print(f"{res.layers_here} of {res.layers_here + res.layers_sent} layers"
+                         " were on this engine already: not sent again")
     ui.console.print(f"{len(res.written)} files written, {len(res.unchanged)} already there"
                      + (f"; data: {', '.join(res.data)}" if res.data else "")
                      + f"\nnext: cd {res.lab} && labctl list")
