@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=4, help="timed pairs (default 4)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.runs < 2 or args.runs % 2:
+        ap.error("--runs: an even number, so that each side goes first as often")
     zstd = shutil.which("zstd")
     if not zstd:
         sys.exit("the docker CLI pipeline needs zstd: sudo apt-get install zstd")

@@ -9,13 +9,13 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import IO, TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 import requests
+import urllib3
 from docker.utils import version_gte
 
 from labctl import labels
@@ -126,8 +126,12 @@ class Export:
                 return
             self._api._raise_for_status(res)
             # raw.read fills whole chunks across the engine's 32 KiB HTTP chunks, which
-            # iter_content would hand on one by one (thirty times the hand-overs)
-            yield from iter(lambda: res.raw.read(self._chunk), b"")
+            # iter_content would hand on one by one (thirty times the hand-overs); its
+            # errors are urllib3's, which iter_content would have made requests'
+            try:
+                yield from iter(lambda: res.raw.read(self._chunk), b"")
+            except urllib3.exceptions.HTTPError as e:
+                raise requests.exceptions.ConnectionError(e) from e
 
     def close(self) -> None:
         self._closed = True
@@ -312,24 +316,24 @@ class Engine:
         """The chain id of every layer stack the engine's images hold: a load can leave out
         a layer whose stack is among them, and must have one a bundle left out. The
         top-level images are enough (an intermediate image's stack is the bottom of its
-        child's); they are inspected side by side, one request each."""
-        def layers(image_id: str) -> list[str]:
-            with _ignore_missing():  # removed meanwhile
-                return (self.api.inspect_image(image_id).get("RootFS") or {}).get("Layers") \
-                    or []
-            return []
-
+        child's): one inspect each."""
+        out: set[str] = set()
         with translated():
-            ids = [i["Id"] for i in self.api.images()]
-            with ThreadPoolExecutor(8, thread_name_prefix="labctl-inspect") as pool:
-                return {c for stack in pool.map(layers, ids) for c in chain_ids(stack)}
+            for row in self.api.images():
+                with _ignore_missing():  # removed meanwhile
+                    img = self.api.inspect_image(row["Id"])
+                    out.update(chain_ids((img.get("RootFS") or {}).get("Layers") or []))
+        return out
 
     def shares_layers_by_chain(self) -> bool:
         """Whether `docker load` takes a layer it already has (by chain id) without reading
-        that layer's file: true of the classic image store. The containerd image store
-        imports the archive as content, so every file must be there."""
+        that layer's file: true of Docker Engine's classic image store, and asked of it by
+        name. The containerd image store imports the archive as content, and Podman's
+        docker-archive import wants every file, so both are sent everything."""
+        with translated():
+            components = {c.get("Name") for c in self.api.version().get("Components") or []}
         status = dict(tuple(r) for r in self.info().get("DriverStatus") or [] if len(r) == 2)
-        return "containerd" not in status.get("driver-type", "")
+        return "Engine" in components and "containerd" not in status.get("driver-type", "")
 
     def containers(self, with_labels: list[str], all: bool = True) -> list[Any]:
         """Containers carrying every label of ``with_labels`` ("key" or "key=value"). One

@@ -3,6 +3,7 @@ damaged, cut or re-ordered bundle is refused, credentials never travel."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 
@@ -15,21 +16,23 @@ from labctl.errors import LabError
 
 HEAD = fmt.Head(labctl="0.1.0", created="2026-12-01T00:00:00Z", images=[],
                 lab_files=["images/a.yaml"])
+BIG = b"layer" * 300_000  # 1.5 MB: more than one chunk
+LAYERS = {"abc/layer.tar": "sha256:" + hashlib.sha256(BIG).hexdigest()}
 
 
-def bundle(extra: list[tuple[str, bytes]] | None = None, head: bool = True) -> bytes:
+def bundle(extra: list[tuple[str, bytes]] | None = None, head: bool = True,
+           layers: dict[str, str] = LAYERS) -> bytes:
     out = io.BytesIO()
     w = fmt.Writer(out, threads=0)
     if head:
         w.head(HEAD)
     w.add_bytes("lab/images/a.yaml", b"pip: [six]\n")
     w.add_dir("docker/abc")
-    big = b"layer" * 300_000  # 1.5 MB: more than one chunk
-    w.add("docker/abc/layer.tar", [big[:1 << 20], big[1 << 20:]], len(big))
+    w.add("docker/abc/layer.tar", [BIG[:1 << 20], BIG[1 << 20:]], len(BIG))
     w.add_link("docker/def/layer.tar", "../abc/layer.tar")
     for name, data in extra or []:
         w.add_bytes(name, data)
-    w.close(HEAD, {"abc/layer.tar": "sha256:x"}, {})
+    w.close(HEAD, layers, {})
     return out.getvalue()
 
 
@@ -131,32 +134,39 @@ def test_credentials_are_stripped_from_settings(text: str, want: str) -> None:
 
 def test_the_layer_index_follows_the_frame_where_zstd_tools_pass_over_it() -> None:
     data = bundle()
-    assert fmt.read_index(io.BytesIO(data)) == {"abc/layer.tar": "sha256:x"}
+    assert fmt.read_index(io.BytesIO(data)) == LAYERS
     with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
                                                     read_across_frames=True) as r:
         assert r.read() == plain(data)  # the skippable frame adds no byte
-    assert fmt.verify(io.BytesIO(data)).layers == {"abc/layer.tar": "sha256:x"}
+    assert fmt.verify(io.BytesIO(data)).layers == LAYERS
 
 
 def test_a_bundle_without_a_layer_index_still_loads() -> None:
     """As an earlier labctl wrote them: the frame and nothing after it."""
     data = bundle()
-    bare = data[:-len(fmt.index_frame({"abc/layer.tar": "sha256:x"}))]
+    bare = data[:-len(fmt.index_frame(LAYERS))]
     assert fmt.read_index(io.BytesIO(bare)) is None
     assert fmt.Reader(io.BytesIO(bare)).index is None
     fmt.verify(io.BytesIO(bare))
 
 
 @pytest.mark.parametrize(("index", "why"), [
-    ({"abc/layer.tar": "sha256:y"}, "layer index and its manifest disagree"),
+    ({"abc/layer.tar": "sha256:" + "0" * 64}, "layer index and its manifest disagree"),
     ({}, "layer index and its manifest disagree"),
 ])
 def test_a_layer_index_other_than_the_manifest_is_refused(index: dict, why: str) -> None:
     """A load leaves out what the index names: one that lies is caught before the end."""
     data = bundle()
-    data = data[:-len(fmt.index_frame({"abc/layer.tar": "sha256:x"}))] + fmt.index_frame(index)
+    data = data[:-len(fmt.index_frame(LAYERS))] + fmt.index_frame(index)
     with pytest.raises(LabError, match=why):
         fmt.verify(io.BytesIO(data))
+
+
+def test_a_layer_whose_diff_id_is_not_its_checksum_is_refused() -> None:
+    """Index and manifest agree, but name another layer: what a load would leave out
+    must be what the bundle holds."""
+    with pytest.raises(LabError, match="are not their checksums"):
+        fmt.verify(io.BytesIO(bundle(layers={"abc/layer.tar": "sha256:" + "0" * 64})))
 
 
 def test_bytes_after_the_layer_index_are_refused() -> None:

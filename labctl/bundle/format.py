@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labctl.errors import LabError
 
-FORMAT = "labctl-bundle/1"
+FORMAT = "labctl-bundle/2"  # 2: the layer index after the frame (a labctl that reads only
+READS = (FORMAT, "labctl-bundle/1")  # 1 calls the index damage; its head says why instead)
 MANIFEST = "labctl-bundle.json"
 HEAD = "labctl-bundle-head.json"
 BLOCK = 512
@@ -387,6 +388,8 @@ def walk(chunks: Iterable[bytes]) -> Iterator[tuple[tarfile.TarInfo, Iterator[me
             except tarfile.HeaderError as e:
                 raise tarfile.ReadError(f"a broken tar header at byte {src.tell()}: {e}"
                                         ) from None
+            if info.sparse is not None:  # neither docker nor labctl writes one
+                raise tarfile.ReadError(f"{info.name}: a sparse file, which is not read here")
             data = src.views(info.size if info.isreg() else 0)
             yield info, data
             for _ in data:
@@ -493,8 +496,9 @@ class Reader:
 
     def read_head(self, info: tarfile.TarInfo, data: Iterable[bytes | memoryview]) -> Head:
         self.head = _model(Head, b"".join(data), "head")
-        if self.head.format != FORMAT:
-            raise LabError(f"this bundle is {self.head.format}; this labctl reads {FORMAT}",
+        if self.head.format not in READS:
+            raise LabError(f"this bundle is {self.head.format}; this labctl reads"
+                           f" {' and '.join(READS)}",
                            fix=f"load it with labctl {self.head.labctl}")
         return self.head
 
@@ -512,6 +516,11 @@ class Reader:
             raise damaged("its head and its manifest disagree")
         if self.index is not None and self.index != m.layers:
             raise damaged("its layer index and its manifest disagree")
+        wrong = [n for n, d in m.layers.items()  # a layer's checksum is its diff id
+                 if m.members.get(f"docker/{n}", Member(sha256="", size=0)).sha256
+                 != d.removeprefix("sha256:")]
+        if wrong:
+            raise damaged(f"the diff ids of {', '.join(wrong[:3])} are not their checksums")
         return m
 
 

@@ -291,69 +291,72 @@ def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | Non
     stage = target.parent / f".{target.name}.labctl-staging"  # beside it: same file system
     # what the engine has (one inspect per image) is asked meanwhile
     chains = _pool.submit(engine.chains_present)
-    with bundle.open("rb") as f, fmt.reading():
-        reader = fmt.Reader(f, _counter("loading", size, progress, lambda: f.tell()))
-        members = reader.members()
-        files: dict[str, tuple[bytes, int]] = {}
-        staged: dict[str, Path] = {}
-        first_docker = None
-        for info, data in members:
-            if info.name == fmt.HEAD:
-                head = reader.read_head(info, data)
-            elif info.name.startswith("lab/"):
-                _target(target, info.name[4:])
-                files[info.name[4:]] = (b"".join(data), info.mode)
-            elif info.name.startswith(("data/", "wheelhouse/")) and info.isfile():
-                staged[info.name] = _stage(stage, info.name, data)
-            elif info.name.startswith("docker/"):
-                first_docker = (info, data)
-                break
-        unchanged = _refuse_conflicts(target, head, files)
-        have = chains.result()
-        _refuse_missing_layers(head, have)
-        unsent = _layers_here(head, reader.index, have) \
-            if engine.shares_layers_by_chain() else set()
-        failure: list[LabError] = []
-        sent: set[str] = set()
-
-        def images() -> Iterator[bytes | memoryview]:
-            try:
-                for info, data in itertools.chain([first_docker] if first_docker else [],
-                                                  members):
-                    member = info.name[len("docker/"):]
-                    if not info.name.startswith("docker/") or not member:
-                        if info.isfile():
-                            raise fmt.damaged(f"{info.name} among the images")
-                    elif member not in unsent:  # else it passes unsent, still read and hashed
-                        sent.add(member)
-                        yield from fmt.docker_member(info, data)
-                reader.check()
-            except LabError as e:
-                failure.append(e)
-                yield fmt.REFUSE
-                return
-            yield fmt.END
-
-        try:
-            lines = engine.load_images(images())
-        except LabError:
-            shutil.rmtree(stage, ignore_errors=True)
-            if failure:
-                raise failure[0] from None
-            raise
     try:
+        with bundle.open("rb") as f, fmt.reading():
+            reader = fmt.Reader(f, _counter("loading", size, progress, lambda: f.tell()))
+            members = reader.members()
+            files: dict[str, tuple[bytes, int]] = {}
+            staged: dict[str, Path] = {}
+            first_docker = None
+            for info, data in members:
+                if info.name == fmt.HEAD:
+                    head = reader.read_head(info, data)
+                elif info.name.startswith("lab/"):
+                    _target(target, info.name[4:])
+                    files[info.name[4:]] = (b"".join(data), info.mode)
+                elif info.name.startswith(("data/", "wheelhouse/")) and info.isfile():
+                    staged[info.name] = _stage(stage, info.name, data)
+                elif info.name.startswith("docker/"):
+                    first_docker = (info, data)
+                    break
+            unchanged = _refuse_conflicts(target, head, files)
+            have = chains.result()
+            _refuse_missing_layers(head, have)
+            unsent = _layers_here(head, reader.index, have) \
+                if engine.shares_layers_by_chain() else set()
+            failure: list[LabError] = []
+            sent: set[str] = set()
+
+            def images() -> Iterator[bytes | memoryview]:
+                try:
+                    for info, data in itertools.chain([first_docker] if first_docker else [],
+                                                      members):
+                        member = info.name[len("docker/"):]
+                        if not info.name.startswith("docker/") or not member:
+                            if info.isfile():
+                                raise fmt.damaged(f"{info.name} among the images")
+                        elif member not in unsent:  # else it passes unsent, still read and hashed
+                            sent.add(member)
+                            yield from fmt.docker_member(info, data)
+                    reader.check()
+                except LabError as e:
+                    failure.append(e)
+                    yield fmt.REFUSE
+                    return
+                yield fmt.END
+
+            try:
+                lines = engine.load_images(images())
+            except LabError as e:
+                if failure:
+                    raise failure[0] from None
+                if unsent:
+                    e.details.append(f"{len(unsent)} layer(s) were not sent: the engine had them"
+                                     " when the load began (if an image was removed meanwhile,"
+                                     " load again)")
+                raise
         written = _write_files(target, files, unchanged)
         lab = load_lab(str(target))
         placed = _place(lab, target, head, staged)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)  # whatever happened
     tagged = []
     for img in head.images:
         here = lab.image_tag(img.name)
         if here != img.tag:
             engine.tag(img.id, here)
         tagged.append((img.name, here))
-    layers = set(reader.index or {})
+    layers = set(reader.manifest.layers if reader.manifest else {})
     return LoadResult(target, tagged, written, sorted(unchanged), placed, lines,
                       time.monotonic() - t0, len(layers & sent), len(layers & unsent))
 

@@ -18,16 +18,20 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
 class _OnFirstUse(types.ModuleType):
-    """Stands in for a module until one of its names is used, then imports it. (The
-    stdlib's LazyLoader would import it at the `import` statement, which reads
+    """Stands in for a module until one of its names is used, then imports it and becomes
+    it. (The stdlib's LazyLoader would import it at the `import` statement, which reads
     __spec__.)"""
 
     def __getattr__(self, attr: str) -> object:
-        sys.modules.pop(self.__name__, None)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
         real = importlib.import_module(self.__name__)
         self.__dict__.update(real.__dict__)
+        self.__class__ = types.ModuleType  # its names are its own now: no second import
         return getattr(real, attr)
 
 
-if "paramiko" not in sys.modules and importlib.util.find_spec("paramiko") is not None:
+_spec = None if "paramiko" in sys.modules else importlib.util.find_spec("paramiko")
+if _spec is not None:
     sys.modules["paramiko"] = _OnFirstUse("paramiko")
+    sys.modules["paramiko"].__spec__ = _spec  # find_spec("paramiko") keeps working
