@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 import zipfile
@@ -160,3 +162,19 @@ def second_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         # its layers belong to the user's subordinate ids: remove them from its namespace
         subprocess.run(["rootlesskit", "rm", "-rf", str(root / "data"), str(root / "exec")],
                        capture_output=True, timeout=300)
+
+
+def tar_bytes(files: list[tuple[str, bytes]], links: list[tuple[str, str]] = (),
+              format: int = tarfile.DEFAULT_FORMAT) -> bytes:
+    """A tar of these files and symlinks (name, target), as an engine or a save sends."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=format) as tar:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in links:
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, target
+            tar.addfile(link)
+    return out.getvalue()

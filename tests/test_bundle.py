@@ -9,6 +9,7 @@ import tarfile
 
 import pytest
 import zstandard
+from conftest import tar_bytes
 
 from labctl.bundle import format as fmt
 from labctl.bundle.transfer import strip_credentials
@@ -198,17 +199,8 @@ def test_a_layer_is_left_out_only_where_no_image_lacks_it() -> None:
 
 
 def _tar(fmt_: int) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=fmt_) as tar:
-        for name, data in (("short", b"x" * 700), ("d/" + "long-name-" * 12, b"y" * 513),
-                           ("é-ünïcode", b""), ("z", b"z" * 5000)):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        link = tarfile.TarInfo("ln")
-        link.type, link.linkname = tarfile.SYMTYPE, "short"
-        tar.addfile(link)
-    return out.getvalue()
+    return tar_bytes([("short", b"x" * 700), ("d/" + "long-name-" * 12, b"y" * 513),
+                      ("é-ünïcode", b""), ("z", b"z" * 5000)], [("ln", "short")], fmt_)
 
 
 @pytest.mark.parametrize("fmt_", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])

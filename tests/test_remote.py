@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 import pytest
-from conftest import write_lab
+from conftest import tar_bytes, write_lab
 
 from labctl.config.lab import load_lab
 from labctl.errors import LabError
@@ -98,20 +98,13 @@ def test_sync_packs_as_the_lab_user_and_unpacks_without_escaping(tmp_path) -> No
     (src / "sub" / "a.txt").write_text("a")
     with tarfile.open(fileobj=io.BytesIO(b"".join(remote.pack(src, LAB_UID, LAB_UID)))) as tar:
         assert {m.uid for m in tar} == {LAB_UID}
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as t:  # as the engine sends a volume back
-        for name, data in (("sync/sub/a.txt", b"changed"), ("sync/new.txt", b"new"),
-                           ("sync/../../evil.txt", b"x")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-        link = tarfile.TarInfo("sync/link")
-        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-        t.addfile(link)
+    # as the engine sends a volume back
+    back = tar_bytes([("sync/sub/a.txt", b"changed"), ("sync/new.txt", b"new"),
+                      ("sync/../../evil.txt", b"x")], [("sync/link", "/etc/passwd")])
     dest = tmp_path / "dest"
     (dest / "kept.txt").parent.mkdir()
     (dest / "kept.txt").write_text("kept")
-    assert remote.unpack(iter([out.getvalue()]), dest) == 2
+    assert remote.unpack(iter([back]), dest) == 2
     assert (dest / "sub" / "a.txt").read_text() == "changed"
     assert (dest / "new.txt").read_text() == "new" and (dest / "kept.txt").exists()
     assert not (tmp_path / "evil.txt").exists() and not (dest / "link").exists()
