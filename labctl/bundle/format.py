@@ -33,8 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labctl.errors import LabError
 
-FORMAT = "labctl-bundle/2"  # 2: the layer index after the frame (a labctl that reads only
-READS = (FORMAT, "labctl-bundle/1")  # 1 calls the index damage; its head says why instead)
+# 2: the layer index after the frame. A labctl that reads only 1 would call the index
+# damage; the head, which it reads first, names the format instead.
+FORMAT = "labctl-bundle/2"
+READS = (FORMAT, "labctl-bundle/1")
 MANIFEST = "labctl-bundle.json"
 HEAD = "labctl-bundle-head.json"
 BLOCK = 512
