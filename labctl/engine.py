@@ -330,8 +330,7 @@ class Engine:
         that layer's file: true of Docker Engine's classic image store, and asked of it by
         name. The containerd image store imports the archive as content, and Podman's
         docker-archive import wants every file, so both are sent everything."""
-        with translated():
-            components = {c.get("Name") for c in self.api.version().get("Components") or []}
+        components = {c.get("Name") for c in self.version().get("Components") or []}
         status = dict(tuple(r) for r in self.info().get("DriverStatus") or [] if len(r) == 2)
         return "Engine" in components and "containerd" not in status.get("driver-type", "")
 

@@ -48,8 +48,8 @@ def test_every_release_row_is_well_formed() -> None:
     ("12.1", None),  # GB10: named by no 10.x note
 ])
 def test_the_newest_release_for_each_gpu(cc: str, newest: str | None) -> None:
-    found = tensorrt.newest_for(cc)
-    assert (found.tensorrt if found else None) == newest
+    found = tensorrt.fitting(cc)
+    assert (found[0].tensorrt if found else None) == newest
 
 
 def test_blackwell_comes_with_10_8() -> None:

@@ -367,10 +367,14 @@ class _Source:
     def tell(self) -> int:
         return self._at
 
-    def drain(self) -> None:
-        while self._fill():
-            self._at += len(self._buf)
-            self._buf = memoryview(b"")
+    def skip_to(self, offset: int | None = None) -> None:
+        """On to ``offset`` (None: the end of the source), whatever was left unread."""
+        while (offset is None or self._at < offset) and self._fill():
+            n = len(self._buf) if offset is None else min(len(self._buf), offset - self._at)
+            self._buf = self._buf[n:]
+            self._at += n
+        if offset is not None and self._at < offset:
+            raise tarfile.ReadError("unexpected end of data")
 
 
 def walk(chunks: Iterable[bytes]) -> Iterator[tuple[tarfile.TarInfo, Iterator[memoryview]]]:
@@ -392,13 +396,9 @@ def walk(chunks: Iterable[bytes]) -> Iterator[tuple[tarfile.TarInfo, Iterator[me
                                         ) from None
             if info.sparse is not None:  # neither docker nor labctl writes one
                 raise tarfile.ReadError(f"{info.name}: a sparse file, which is not read here")
-            data = src.views(info.size if info.isreg() else 0)
-            yield info, data
-            for _ in data:
-                pass
-            for _ in src.views(src.offset - src.tell()):  # to the next header
-                pass
-        src.drain()
+            yield info, src.views(info.size if info.isreg() else 0)
+            src.skip_to(src.offset)  # the next header, past what was left unread
+        src.skip_to()
     finally:
         close = getattr(it, "close", None)
         if close is not None:

@@ -40,7 +40,7 @@ def release(version: str) -> TrtRelease | None:
     if version == "default":
         version = t.default
     if re.fullmatch(r"\d+\.\d+", version):
-        return next((r for r in t.releases if r.tensorrt == version), None)
+        return release_of(version)
     return next((r for r in t.releases if r.pip == version), None)
 
 
@@ -62,11 +62,6 @@ def fitting(cc: str) -> list[TrtRelease]:
     """The releases with code for this compute capability, newest first."""
     return sorted((r for r in table().releases if supports(r, cc)),
                   key=lambda r: Version(r.tensorrt), reverse=True)
-
-
-def newest_for(cc: str) -> TrtRelease | None:
-    """The newest release in the table with code for this compute capability."""
-    return next(iter(fitting(cc)), None)
 
 
 def min_driver(rel: TrtRelease, cc: str | None) -> str:
@@ -151,7 +146,7 @@ def _driver_ok(rel: TrtRelease, gpu: GpuLike) -> bool:
 def verdict(spec: ImageSpec, gpu: GpuLike) -> Verdict:
     """Can this GPU and its driver use TensorRT in this spec's image? For a spec without
     `tensorrt:`, whether adding it would work, and the line to add."""
-    where = f"images/{spec.name}.yaml"
+    where = compat._spec_file(spec)
     cc = gpu.cc
     if cc is None:
         return Verdict("skip", f"{gpu.name}: compute capability unknown, so TensorRT's "

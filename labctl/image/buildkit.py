@@ -164,7 +164,8 @@ def context_folder(files: dict[str, bytes], dockerfile: str, wheelhouse: Path | 
 
 def _put(dest: Path, data: bytes, mode: int) -> None:
     try:
-        if dest.read_bytes() == data and dest.stat().st_mode & 0o777 == mode:
+        st = dest.stat()  # read back only what could be the same
+        if st.st_size == len(data) and st.st_mode & 0o777 == mode and dest.read_bytes() == data:
             return
         dest.unlink()
     except FileNotFoundError:

@@ -154,8 +154,8 @@ def compat_json(spec: ImageSpec) -> bytes:
         for c in spec.compat]}, indent=1, ensure_ascii=False).encode() + b"\n"
 
 
-def run(*commands: str) -> str:
-    return "RUN " + " \\\n && ".join(commands)
+def run(*commands: str, mounts: tuple[str, ...] = ()) -> str:
+    return "RUN " + "".join(m + " " for m in mounts) + " \\\n && ".join(commands)
 
 
 def copy(sources: list[str], dest: str) -> str:
@@ -279,8 +279,7 @@ class _Plan:
             place = "install -m 0644 -t /opt/labctl " + " ".join(
                 "/mnt/" + s.removeprefix("labctl/") for s in sources)
             step = (fetching(self.inputs, place, *commands, mounts=(BK_EXTRAS,))
-                    if spec.extras else f"RUN {BK_EXTRAS} " + " \\\n && ".join(
-                        [place, *commands]))
+                    if spec.extras else run(place, *commands, mounts=(BK_EXTRAS,)))
             steps: tuple[str, ...] = (step,)
         else:
             step = self.fetching(*commands) if spec.extras else run(*commands)
