@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from labctl.cli.common import engine, friendly, json_option, lab_option, load
+from labctl.cli.common import built, engine, friendly, json_option, lab_option, load
 
 
 @click.command()
@@ -31,7 +31,7 @@ def save(names: tuple[str, ...], output: str, since: str | None, data: tuple[str
 
     lab = load(lab_dir)
     e = engine(lab)
-    names = names or tuple(n for n in lab.spec_names() if e.image(lab.image_tag(n)))
+    names = built(e, lab, names)
     if not names:
         raise click.UsageError("no lab of this folder is built; name one, or build it first")
     with ui.DownloadProgress() as bar:

@@ -87,6 +87,11 @@ def engine(lab: Lab | None = None, timeout: int = 600) -> Engine:
     return e
 
 
+def built(engine: Engine, lab: Lab, names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names``, or when none were given the specs of this lab whose image is built."""
+    return names or tuple(n for n in lab.spec_names() if engine.image(lab.image_tag(n)))
+
+
 def warn_orphans(engine: Engine, lab: Lab) -> None:
     from labctl.cli import ui
     from labctl.runtime.containers import orphans

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from labctl.cli.common import engine, friendly, json_option, lab_option, load
+from labctl.cli.common import built, engine, friendly, json_option, lab_option, load
 from labctl.errors import LabError
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: 
 
     lab = load(lab_dir)
     e = _local_engine(lab, "a Compose file")
-    names = names or tuple(n for n in lab.spec_names() if e.image(lab.image_tag(n)))
+    names = built(e, lab, names)
     env_file = lab.root / cp.ENV_FILE
     lab.state_dir()
     if not env_file.exists():  # 0600, in .labctl (kept out of git): the token lives here

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from labctl.cli.common import engine, friendly, json_option, lab_option, load
+from labctl.cli.common import built, engine, friendly, json_option, lab_option, load
 from labctl.errors import LabError
 
 BUILDER = click.option("--builder", type=click.Choice(["auto", "classic", "buildkit"]),
@@ -223,7 +223,7 @@ def push(names: tuple[str, ...], registry: str | None, as_json: bool, lab_dir: s
         raise LabError("no registry to push to", fix="pass --registry HOST[:PORT][/PREFIX], or"
                        " set registry: in labctl.yaml")
     e = engine(lab)
-    names = names or tuple(n for n in lab.spec_names() if e.image(lab.image_tag(n)))
+    names = built(e, lab, names)
     rows = []
     for name in names:
         tag = lab.image_tag(name)
