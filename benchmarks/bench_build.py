@@ -243,8 +243,9 @@ def main() -> None:
         forget(client)
     for r in results:
         r.update(naive, floor_s=floor, second_lab_floor_s=second_floor)
-    if args.json:
+    if args.json:  # stdout holds the JSON alone; the tables go to stderr
         print(json.dumps(results, indent=2))
+    show = Console(stderr=args.json)
     what = "torch 2.13 CPU" if wheels else "torch 2.10 CUDA 12.8 + torchvision"
     table = Table(title=f"{what} + jupyterlab + d2l on {args.base}")
     table.add_column("measure")
@@ -275,15 +276,15 @@ def main() -> None:
     table.add_row("payload (base+apt+venv)", *[gb(r["payload_bytes"]) for r in results], "",
                   "", "  ".join(f"{r['backend'][:5]} size/payload "
                                 f"{r['size_bytes'] / r['payload_bytes']:.3f}" for r in results))
-    Console().print(table)
+    show.print(table)
     for r in results:
         steps = Table(title=f"labctl {r['backend']}: the slowest steps of the cold build")
         for col in ("step", "key", "instruction", "seconds"):
             steps.add_column(col)
         for t in r["slowest_steps"]:
             steps.add_row(str(t["step"]), t["key"], t["instruction"], f"{t['seconds']:.1f}")
-        Console().print(steps)
-        Console().print(f"labctl {r['backend']}: the lock bump of {BUMP[0]}, uv said:\n  "
+        show.print(steps)
+        show.print(f"labctl {r['backend']}: the lock bump of {BUMP[0]}, uv said:\n  "
                         + "\n  ".join(r["lock_bump_uv"]))
 
 

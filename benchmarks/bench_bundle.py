@@ -174,7 +174,7 @@ def main() -> None:
            "layers_already_here": loaded[-1]["layers_already_here"],
            "runs": {"save_s": saves[0], "cli_save_s": saves[1], "load_s": loads[0],
                     "cli_load_s": loads[1]}}
-    if args.json:
+    if args.json:  # stdout holds the JSON alone; the table goes to stderr
         print(json.dumps(out, indent=2))
     table = Table(title="labctl save / load against the docker CLI (two labs, shared layers;"
                   f" times: median of {args.runs})")
@@ -201,7 +201,7 @@ def main() -> None:
                   f"{(save_s + load_s) / (cli_save_s + cli_load_s):.2f}x")
     table.add_row("update (+1 package, --since) vs full bundle", mb(out["update_bytes"]),
                   mb(out["bundle_bytes"]), f"{out['update_bytes'] / out['bundle_bytes']:.4f}x")
-    Console().print(table)
+    Console(stderr=args.json).print(table)
 
 
 if __name__ == "__main__":

@@ -325,6 +325,71 @@ class Engine:
                     out.update(chain_ids((img.get("RootFS") or {}).get("Layers") or []))
         return out
 
+    # --- disk use (labctl df / prune) -----------------------------------------------
+    def disk_usage(self) -> dict[str, Any]:
+        """The engine's own `docker system df -v`: images (Size, SharedSize), containers,
+        volumes and BuildKit's cache records."""
+        with translated():
+            return dict(self.api.df())
+
+    def image_rows(self, with_labels: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every image (or those with every label of ``with_labels``), tagged or dangling,
+        not the classic builder's intermediates: Id, RepoTags, Labels, Size, Created."""
+        with translated():
+            return list(self.api.images(filters={"label": with_labels} if with_labels
+                                        else None))
+
+    def inspect_image(self, image_id: str) -> dict[str, Any] | None:
+        with translated(), _ignore_missing():
+            return dict(self.api.inspect_image(image_id))
+        return None
+
+    def history(self, image_id: str) -> list[dict[str, Any]]:
+        """`docker history`: newest first, each step's Size (0 for a step with no layer)."""
+        with translated(), _ignore_missing():
+            return list(self.api.history(image_id))
+        return []
+
+    def container_rows(self, size: bool = False) -> list[dict[str, Any]]:
+        """Every container (running or not): Id, Names, ImageID, State, Labels, and with
+        ``size`` SizeRw (the engine then measures each one: slower)."""
+        with translated():
+            return list(self.api.containers(all=True, size=size))
+
+    def remove_image_id(self, image_id: str) -> bool:
+        """Remove one image by id, never forced: False when the engine refuses (a
+        container uses it, another tag or a child needs it) or it is gone already."""
+        try:
+            with translated():
+                self.api.remove_image(image_id, force=False, noprune=False)
+            return True
+        except LabError:
+            return False
+
+    def prune_build_records(self, ids: list[str]) -> int:
+        """Remove these BuildKit cache records (their ids from disk_usage), and no other;
+        the bytes the engine says it reclaimed. One id a call: the prune API takes one
+        filter value, matched as a pattern, so each is anchored."""
+        freed = 0
+        with translated():
+            for rid in ids:
+                if not rid.isalnum():
+                    continue
+                res = self.api.prune_builds(filters={"id": f"^{rid}$"}, all=True)
+                freed += int((res or {}).get("SpaceReclaimed") or 0)
+        return freed
+
+    def data_root_free(self) -> tuple[str, int | None]:
+        """(the engine's data root, bytes free on its file system); None when that is
+        not visible from here (an engine on another machine, Docker Desktop's VM)."""
+        root = str(self.info().get("DockerRootDir") or "")
+        if not root or not self.is_local():
+            return root, None
+        try:
+            return root, shutil.disk_usage(root).free
+        except OSError:
+            return root, None
+
     def shares_layers_by_chain(self) -> bool:
         """Whether `docker load` takes a layer it already has (by chain id) without reading
         that layer's file: true of Docker Engine's classic image store, and asked of it by
@@ -463,6 +528,25 @@ class Engine:
                     raise explain(e) from None
         raise LabError(f"no free container name after {plan.name}",
                        fix="stop labs you no longer use: `labctl stop --all`")
+
+    def file_of(self, container: Any, path: str, limit: int = 1 << 20) -> bytes | None:
+        """The regular file at ``path`` in a (created) container, None when there is none
+        there or it is larger than ``limit`` bytes."""
+        import io
+        import tarfile
+
+        with translated():
+            try:
+                stream, stat = container.get_archive(path)
+            except docker.errors.NotFound:
+                return None
+            if int(stat.get("size", limit + 1)) > limit:
+                return None
+            data = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            f = tar.extractfile(member) if member is not None and member.isreg() else None
+            return f.read() if f is not None else None
 
     def start(self, container: Any) -> None:
         with translated():
@@ -603,6 +687,29 @@ class Engine:
                 security_opt=["no-new-privileges"],
                 mounts=[docker.types.Mount("/sync", volume, type="volume")],
                 labels={labels.throwaway("sync"): "1"})
+
+    # --- the hub's network (labctl hub) --------------------------------------------------
+    def bridge_network(self, name: str, label: dict[str, str]) -> str:
+        """The IPv4 gateway of the bridge network ``name``, made first when missing: the
+        host's address on it, where a process on the host listens for its containers. Its
+        containers reach the host and the internet, never one another (no inter-container
+        traffic)."""
+        with translated():
+            found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
+            if not found:
+                self.api.create_network(name, driver="bridge", labels=label, options={
+                    "com.docker.network.bridge.enable_icc": "false"})
+            info = self.api.inspect_network(name)
+        for cfg in (info.get("IPAM") or {}).get("Config") or []:
+            gateway = str(cfg.get("Gateway") or "")
+            if gateway and ":" not in gateway:
+                return gateway
+        raise LabError(f"the Docker network {name} has no IPv4 gateway",
+                       fix=f"remove it (`docker network rm {name}`); labctl makes it again")
+
+    def remove_network(self, name: str) -> None:
+        with translated(), _ignore_missing():
+            self.api.remove_network(name)
 
     def attach_cli(self, container: Any) -> int:
         """Start an interactive (TTY) container through the docker CLI, which handles the

@@ -62,6 +62,7 @@ ensure_venv() {
 # What the tests use beside Python: the Dev Containers CLI (npm) and a Compose
 # implementation (Debian's docker-compose, unless Compose v2 is there).
 DEVCONTAINER_CLI_VERSION=0.89.0
+CHP_VERSION="$(sed -n 's/.*configurable-http-proxy@\([0-9.]*\).*/\1/p' "$REPO/labctl/incontainer/hub/requirements.txt" | head -1)"
 ensure_test_tools() {
     if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
         apt_install docker-compose
@@ -89,6 +90,15 @@ ensure_test_tools() {
         npm install --silent --no-fund --no-audit --prefix "$VENV/node" \
             "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >/dev/null
         ln -sf "$VENV/node/node_modules/.bin/devcontainer" "$VENV/bin/devcontainer"
+    fi
+    # labctl hub's test runs JupyterHub, whose proxy is npm's (the version named in
+    # labctl/incontainer/hub/requirements.txt).
+    if [ ! -x "$VENV/bin/configurable-http-proxy" ]; then
+        say "installing configurable-http-proxy $CHP_VERSION into $VENV/node"
+        npm install --silent --no-fund --no-audit --prefix "$VENV/node" \
+            "configurable-http-proxy@$CHP_VERSION" >/dev/null
+        ln -sf "$VENV/node/node_modules/.bin/configurable-http-proxy" \
+            "$VENV/bin/configurable-http-proxy"
     fi
 }
 

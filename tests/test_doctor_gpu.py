@@ -1,6 +1,8 @@
-"""`labctl doctor` end to end: the real CLI, the real engine, and fake `nvidia-smi`
-programs on PATH that replay recorded outputs (tests/fixtures/nvidia-smi). NVML is
-switched off with LABCTL_NO_NVML=1 so the nvidia-smi path is the one under test.
+"""`labctl doctor` end to end: the real CLI and fake `nvidia-smi` programs on PATH that
+replay recorded outputs (tests/fixtures/nvidia-smi). NVML is switched off with
+LABCTL_NO_NVML=1 so the nvidia-smi path is the one under test. The verdicts on GPUs,
+drivers and specs need no engine (DOCKER_HOST names none); the tests marked `engine`
+check what only the real engine can tell.
 
 Each case checks the verdicts and fixes twice: in the table a learner reads and in
 `--json`."""
@@ -18,8 +20,6 @@ from pathlib import Path
 
 import pytest
 from conftest import BASE, TAG_PREFIX, labctl
-
-pytestmark = pytest.mark.engine
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nvidia-smi"
 
@@ -64,8 +64,13 @@ def fake_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def env_for(case: str | None, fake_bin: Path) -> dict[str, str]:
+NO_ENGINE = "unix:///nonexistent/labctl-test-no-engine.sock"
+
+
+def env_for(case: str | None, fake_bin: Path, engine: bool = False) -> dict[str, str]:
     env = {"LABCTL_NO_NVML": "1", "COLUMNS": "250", "LABCTL_LAB": ""}
+    if not engine:
+        env["DOCKER_HOST"] = NO_ENGINE
     if case is not None:
         env["PATH"] = f"{fake_bin}{os.pathsep}{os.environ['PATH']}"
         env["FAKE_NVIDIA_SMI_DIR"] = str(FIXTURES / case)
@@ -75,8 +80,9 @@ def env_for(case: str | None, fake_bin: Path) -> dict[str, str]:
 class Doctor:
     """One `labctl doctor` run, as the table and as JSON."""
 
-    def __init__(self, case: str | None, fake_bin: Path, cwd: Path, *args: str) -> None:
-        env = env_for(case, fake_bin)
+    def __init__(self, case: str | None, fake_bin: Path, cwd: Path, *args: str,
+                 engine: bool = False) -> None:
+        env = env_for(case, fake_bin, engine)
         self.table = labctl("doctor", *args, cwd=cwd, env=env, timeout=120)
         self.json = labctl("doctor", "--json", *args, cwd=cwd, env=env, timeout=120)
         assert self.table.returncode == self.json.returncode, self.table.stderr
@@ -149,11 +155,6 @@ def test_rtx_5070_ti_laptop_570(lab: Path, fake_bin: Path) -> None:
              "tensorflow 2.21.0 bundles CUDA 12.5.1", fix="use the `tf` lab on the CPU")
     assert "KERAS_BACKEND: torch" in d["spec.gpu.tf-gpu.gpu0"]["fix"]
     d.expect("spec.gpu.tf", "ok", "CPU spec")
-    # this engine has no NVIDIA runtime: say so and how to add it
-    d.expect("containers.gpu", "fail", "no NVIDIA runtime",
-             fix="sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart "
-                 "docker")
-    d.expect("spec.engine-gpu.yolo-gpu", "fail", fix="nvidia-ctk runtime configure")
     # TensorRT: Blackwell from 10.8 on; the lab without it is told it would work
     d.expect("spec.tensorrt.trt-yolo.gpu0", "fail",
              "TensorRT 10.7 (10.7.0.post1) has no code for CC 12.0 (Blackwell)",
@@ -161,6 +162,16 @@ def test_rtx_5070_ti_laptop_570(lab: Path, fake_bin: Path) -> None:
     d.expect("spec.tensorrt.yolo-gpu.gpu0", "ok", "not in this image", "can use TensorRT 10.16",
              "add tensorrt: true to images/yolo-gpu.yaml")
     assert d.rc == 1
+
+
+@pytest.mark.engine
+def test_an_engine_without_the_nvidia_runtime_is_named(lab: Path, fake_bin: Path) -> None:
+    """The GPU is there, this engine has no NVIDIA runtime: say so and how to add it."""
+    d = Doctor("rtx5070ti-570", fake_bin, lab, engine=True)
+    d.expect("containers.gpu", "fail", "no NVIDIA runtime",
+             fix="sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart "
+                 "docker")
+    d.expect("spec.engine-gpu.yolo-gpu", "fail", fix="nvidia-ctk runtime configure")
 
 
 def test_h100(lab: Path, fake_bin: Path) -> None:
@@ -233,6 +244,7 @@ def test_outside_a_lab_the_lab_checks_skip(tmp_path: Path, fake_bin: Path) -> No
     d.expect("gpu.device.gpu0", "ok", "CC 12.0 (Blackwell)")
 
 
+@pytest.mark.engine
 def test_root_owned_volume_folder(lab: Path, fake_bin: Path, tmp_path: Path) -> None:
     """A folder left by a root container: a fail with the chown fix (for a non-root user;
     as root nothing is unwritable, so the rule itself is tested in test_doctor_checks)."""
@@ -258,6 +270,7 @@ def test_root_owned_volume_folder(lab: Path, fake_bin: Path, tmp_path: Path) -> 
                               remove=True, volumes={str(lab): {"bind": "/lab", "mode": "rw"}})
 
 
+@pytest.mark.engine
 def test_engine_reported_truthfully_and_fast(lab: Path) -> None:
     """No fakes: this machine's engine, as docker-py sees it, in under two seconds."""
     import docker
@@ -304,6 +317,7 @@ echo 'LABCTL_PROBE {"python": "3.11.2", "libc": ["glibc", "2.36"], "torch": "2.0
 """
 
 
+@pytest.mark.engine
 def test_image_checks_inside_the_built_image(lab: Path, fake_bin: Path,
                                              docker_client: object) -> None:
     """--image runs a probe container in the image; a stand-in python answers for torch, the
@@ -324,7 +338,7 @@ def test_image_checks_inside_the_built_image(lab: Path, fake_bin: Path,
     client = docker.from_env()
     client.images.build(fileobj=buf, custom_context=True, tag=tag, rm=True)
     try:
-        d = Doctor("rtx5070ti-570", fake_bin, lab, "--image", "old-yolo")
+        d = Doctor("rtx5070ti-570", fake_bin, lab, "--image", "old-yolo", engine=True)
         d.expect("image.probe.old-yolo.torch", "ok", "torch 2.0.0+cu117, CUDA 11.7",
                  "sm_37, sm_50, sm_60, sm_70, sm_75, sm_80, sm_86")
         d.expect("image.probe.old-yolo.gpu0", "fail", "needs CUDA >= 12.8",
@@ -335,7 +349,7 @@ def test_image_checks_inside_the_built_image(lab: Path, fake_bin: Path,
         d.expect("image.probe.old-yolo.glibc", "ok", "(VS Code needs >= 2.28)")
         assert re.search(r"glibc 2\.\d+", d["image.probe.old-yolo.glibc"]["message"])
         assert not client.containers.list(all=True, filters={"ancestor": tag})  # cleaned up
-        unbuilt = Doctor(None, fake_bin, lab, "--image", "yolo-gpu")
+        unbuilt = Doctor(None, fake_bin, lab, "--image", "yolo-gpu", engine=True)
         unbuilt.expect("image.probe.yolo-gpu", "warn", "is not built", fix="labctl build yolo-gpu")
     finally:
         client.images.remove(tag, force=True)

@@ -150,7 +150,7 @@ def test_the_book_at_any_level_shares_its_data(shipped_lab: Path, tmp_path: Path
         (book / "pytorch" / ch).mkdir(parents=True)
     (book / "pytorch" / "img").mkdir()
     (book / "README.md").write_text("# d2l-zh")
-    before = sorted(book.rglob("*"))
+    before, made = sorted(book.rglob("*")), []
     for src, data_path in ((book, "d2l-zh/pytorch/data"), (book / "pytorch", "pytorch/data")):
         started = labctl("run", "d2l", "--user", "-d", "--json", "--src", str(src),
                          cwd=shipped_lab, timeout=600)
@@ -167,13 +167,24 @@ def test_the_book_at_any_level_shares_its_data(shipped_lab: Path, tmp_path: Path
             assert put.status_code in (200, 201), put.text
             assert (shipped_lab / "data" / name).read_text() == "x"  # the lab's data folder
             assert (shipped_lab / "data" / name).stat().st_uid == os.getuid()
+            # "New file" at the folder's own level: the learner's, in their folder
+            put = requests.put(f"{base}/api/contents/{src.name}/{name}", headers=auth,
+                               json={"type": "file", "format": "text", "content": "y"},
+                               timeout=10)
+            assert put.status_code in (200, 201), put.text
+            assert (src / name).stat().st_uid == os.getuid()
+            made.append(src / name)
         finally:
             labctl("stop", "--all", cwd=shipped_lab)
-    assert sorted(book.rglob("*")) == before  # labctl made nothing in the book
+    # labctl made only the empty folder the lab's data/ is mounted on, as the learner
+    assert sorted(book.rglob("*")) == sorted([*before, *made, book / "pytorch" / "data"])
+    assert list((book / "pytorch" / "data").iterdir()) == []
+    assert (book / "pytorch" / "data").stat().st_uid == os.getuid()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["fastai", "yolo-cpu", "yolo-gpu", "yolov5", "tf", "tf-gpu"])
+@pytest.mark.parametrize("name", ["fastai", "yolo-cpu", "yolo-gpu", "yolov5", "tf", "tf-gpu",
+                                  "genai"])
 def test_slow_labs(shipped_lab: Path, docker_client, name: str) -> None:
     results = build_and_check(shipped_lab, name, docker_client)
     if name == "tf-gpu":  # the wheel's own build facts are the row labctl's verdicts use

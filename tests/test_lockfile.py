@@ -319,7 +319,9 @@ def test_shipped_specs_have_current_locks() -> None:
     from labctl.config.spec import load_spec, spec_names
 
     images = resources.default_images_dir()
-    for name in spec_names(images):
+    names = spec_names(images)
+    assert {"d2l", "fastai", "yolo-cpu", "yolo-gpu", "yolov5", "tf", "tf-gpu"} <= set(names)
+    for name in names:
         s = load_spec(name, images)
         lock = lockfile.read_lock(images / f"{name}.lock", name)
         assert lockfile.state(s, lock) == "locked", f"run `labctl lock {name}` in the repository"

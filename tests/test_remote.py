@@ -13,7 +13,7 @@ from conftest import tar_bytes, write_lab
 from labctl.config.lab import load_lab
 from labctl.errors import LabError
 from labctl.runtime import remote
-from labctl.runtime.plan import LAB_UID, bind_addresses, parse_remote_src, plan_run
+from labctl.runtime.plan import LAB_UID, HostFacts, RunRequest, parse_remote_src, plan_run
 
 SPECS = {
     "nb": "pip: [jupyterlab]\njupyter: {enabled: true, port: 8888}\nvolumes: [data, cache]\n",
@@ -28,13 +28,14 @@ def lab(tmp_path: Path):
     return load_lab(str(write_lab(tmp_path / "lab", SPECS)), environ={})
 
 
-def plan(lab, name="nb", srcs=(), there=None, token_file=None):
+def plan(lab, name="nb", srcs=(), there=(), token_file=None):
     return plan_run(
-        lab, lab.spec(name), image="img", user=True, uid=THERE.uid, gid=THERE.gid,
-        home=Path.home(), rootless=False, srcs=list(srcs), command=None,
-        gpus="none", gpu_access="none", bind=bind_addresses("127.0.0.1", False), port=None,
-        token="tok", token_file=token_file, name="labctl-nb", port_free=lambda p: True,
-        there=there)
+        lab, lab.spec(name),
+        RunRequest(user=True, srcs=tuple(srcs), gpus="none", bind="127.0.0.1", token="tok",
+                   token_file=token_file, there=tuple(there)),
+        HostFacts(uid=THERE.uid, gid=THERE.gid, home=Path.home(), rootless=False,
+                  gpu_access="none", has_ipv6_loopback=False, port_free=lambda ip, p: True,
+                  name_taken=lambda n: False))
 
 
 def test_the_lab_folders_are_the_remote_lab_folders(lab) -> None:
@@ -74,7 +75,7 @@ def test_remote_src_values_are_validated(lab) -> None:
     for bad in ("/etc", "relative/path", "/home/ana/b:/etc/x", "/home/a/../../etc"):
         with pytest.raises(LabError):
             parse_remote_src(bad, spec)
-    p = plan(lab, there=[parse_remote_src("/home/ana/d2l-zh", spec)])
+    p = plan(lab, there=["/home/ana/d2l-zh"])
     assert p.workdir == "/workspace/d2l-zh"
     assert not any(m.target == "/workspace/work" for m in p.mounts)
 

@@ -195,11 +195,12 @@ def test_gpu_request_without_runtime_is_a_clear_message(docker_client, lab: Path
     from labctl.config.lab import load_lab
     from labctl.engine import Engine
     from labctl.errors import LabError
+    from labctl.runtime.plan import RunRequest
     from labctl.runtime.run import make_plan
 
     engine = Engine.connect()
-    plan = make_plan(engine, load_lab(str(lab)), "tiny", user=True, srcs=[],
-                     command=["true"], gpus="none", bind=None, port=None)
+    plan = make_plan(engine, load_lab(str(lab)), "tiny",
+                     RunRequest(user=True, command=("true",), gpus="none"))
     plan.gpus = "runtime"
     c = engine.create_container(plan)
     try:

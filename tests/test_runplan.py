@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,14 @@ from conftest import write_lab
 
 from labctl.config.lab import load_lab
 from labctl.errors import LabError
-from labctl.runtime.plan import bind_addresses, free_name, free_port, plan_run
+from labctl.runtime.plan import (
+    HostFacts,
+    RunRequest,
+    bind_addresses,
+    free_name,
+    free_port,
+    plan_run,
+)
 
 SPECS = {
     "nb": "pip: [jupyterlab]\njupyter: {enabled: true, port: 8888}\nvolumes: [data, cache]\n",
@@ -25,13 +33,16 @@ def lab(tmp_path: Path):
 
 
 def plan(lab, name="nb", gpu_runtime=False, bind="127.0.0.1", **kw):
-    args = dict(image="img", user=True, uid=1234, gid=2345, home=Path("/nonexistent-home"),
-                rootless=False, srcs=[], command=None, gpus="auto",
-                gpu_access="runtime" if gpu_runtime else "none",
-                bind=bind_addresses(bind, has_ipv6_loopback=True), port=None, token="tok",
-                token_file=None, name=f"labctl-{name}", port_free=lambda p: True)
-    args.update(kw)
-    return plan_run(lab, lab.spec(name), **args)
+    """The plan of spec NAME; ``kw``: RunRequest fields, or the host's uid/gid/home/
+    rootless/port_free."""
+    host = {k: kw.pop(k) for k in ("uid", "gid", "home", "rootless", "port_free") if k in kw}
+    facts = HostFacts(**{"uid": 1234, "gid": 2345, "home": Path("/nonexistent-home"),
+                         "rootless": False, "gpu_access": "runtime" if gpu_runtime else "none",
+                         "has_ipv6_loopback": True, "port_free": lambda ip, p: True,
+                         "name_taken": lambda n: False, **host})
+    kw = {k: tuple(v) if k in ("srcs", "command") else v for k, v in kw.items()}
+    request = RunRequest(**{"user": True, "bind": bind, "token": "tok", **kw})
+    return plan_run(lab, lab.spec(name), request, facts)
 
 
 def test_user_modes(lab) -> None:
@@ -76,18 +87,24 @@ def test_src_volumes_book_data_convention(lab, tmp_path: Path) -> None:
     (book / "chapter_preliminaries").mkdir(parents=True)
     p = plan(lab, "book", srcs=[str(book)])
     mounts = {m.target: m.source for m in p.mounts}
+    assert mounts["/workspace/d2l-zh"] == book  # whole: live and writable at every level
     assert mounts["/workspace/d2l-zh/data"] == lab.root / "data"
-    assert not (book / "data").exists()  # labctl makes no folder in the learner's tree
-    # A learner's own non-empty data folder is never covered.
+    # The mount point is made by labctl, as the learner, before the container starts:
+    # planning lists it and makes nothing.
+    assert p.src_dirs == [book / "data"] and book / "data" in p.host_dirs
+    assert not (book / "data").exists()
+    # A learner's own non-empty data folder is never covered: the book uses its own.
     (book / "data").mkdir()
     (book / "data" / "mine.csv").write_text("x")
     p2 = plan(lab, "book", srcs=[str(book)])
-    assert {m.target: m.source for m in p2.mounts}["/workspace/d2l-zh/data"] == book / "data"
-    assert any("already holds files" in w for w in p2.warnings)
+    assert "/workspace/d2l-zh/data" not in {m.target for m in p2.mounts}
+    assert p2.src_dirs == []
+    assert any("already holds files" in w and f"mv {book / 'data'}/*" in w
+               for w in p2.warnings)
 
 
 def test_jupyter_token_ports_and_url(lab) -> None:
-    p = plan(lab, port_free=lambda port: port != 8888)
+    p = plan(lab, port_free=lambda ip, port: port != 8888)
     assert p.env["JUPYTER_TOKEN"] == "tok"
     assert p.publish()[8888] == [("127.0.0.1", 8889)]
     assert p.url == "http://127.0.0.1:8889/lab?token=tok"
@@ -173,17 +190,103 @@ def d2l_zh(tmp_path: Path) -> Path:
 def test_the_books_data_is_the_labs_at_any_level(lab, d2l_zh: Path, level: str, dest: str,
                                                  data_at: str) -> None:
     before = sorted(p for p in d2l_zh.rglob("*"))
-    p = plan(lab, "book", srcs=[str(d2l_zh / level) if level else str(d2l_zh)])
+    src = d2l_zh / level if level else d2l_zh
+    p = plan(lab, "book", srcs=[str(src)])
     targets = {m.target: m.source for m in p.mounts}
     assert targets[data_at] == lab.root / "data"
     assert p.workdir == dest
-    if level != "pytorch/chapter_preliminaries":  # the chapters and what is beside them
-        book = data_at.rsplit("/", 1)[0]
-        assert targets[f"{book}/chapter_preliminaries"] == d2l_zh / "pytorch" / \
-            "chapter_preliminaries"
-        assert targets[f"{book}/img"] == d2l_zh / "pytorch" / "img"
-        assert targets[f"{book}/index.ipynb"] == d2l_zh / "pytorch" / "index.ipynb"
-    assert sorted(p for p in d2l_zh.rglob("*")) == before  # nothing made in the book
+    assert targets[dest] == src  # the folder is mounted whole, never entry by entry
+    assert not any(t.endswith(("/img", "/index.ipynb", "/README.md")) for t in targets)
+    if level == "pytorch/chapter_preliminaries":  # one chapter: data beside it, as before
+        assert p.src_dirs == []
+    else:
+        book = src if level else src / "pytorch"
+        assert book / "data" in p.src_dirs
+    assert sorted(p for p in d2l_zh.rglob("*")) == before  # planning makes nothing
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    """A learner's study folder: the notebooks three levels down, doc/d2l-zh/<fw>/."""
+    root = tmp_path / "study"
+    for fw in ("pytorch", "tensorflow"):
+        (root / "doc" / "d2l-zh" / fw / "chapter_preliminaries").mkdir(parents=True)
+    (root / "fastbook").mkdir()
+    (root / "fastbook" / "01_intro.ipynb").write_text("{}")
+    return root
+
+
+def test_book_levels_are_found_at_depth_three(lab, study: Path) -> None:
+    p = plan(lab, "book", srcs=[str(study)])
+    targets = {m.target: m.source for m in p.mounts}
+    assert targets["/workspace/study"] == study
+    for fw in ("pytorch", "tensorflow"):
+        assert targets[f"/workspace/study/doc/d2l-zh/{fw}/data"] == lab.root / "data"
+    assert p.src_dirs == [study / "doc" / "d2l-zh" / fw / "data"
+                          for fw in ("pytorch", "tensorflow")]
+    assert all(d in p.host_dirs for d in p.src_dirs)
+    assert "/workspace/study/data" not in targets  # no book at the top: nothing made there
+
+
+@pytest.mark.parametrize("where", [
+    ".git/modules/d2l-zh", "venv/lib", ".venv/lib", "env/lib", "node_modules/pkg",
+    "__pycache__", "a/b/c/d/e/f/g",  # deeper than the search goes
+])
+def test_hidden_venv_node_modules_and_deep_folders_are_not_searched(lab, study: Path,
+                                                                     where: str) -> None:
+    (study / "env" / "pyvenv.cfg").parent.mkdir()
+    (study / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (study / where / "chapter_x").mkdir(parents=True)
+    p = plan(lab, "book", srcs=[str(study)])
+    assert not any(str(d).startswith(str(study / where.split("/")[0])) for d in p.src_dirs)
+    assert len(p.src_dirs) == 2  # the two real books only
+
+
+def test_the_lab_folder_itself_as_src(lab) -> None:
+    root = lab.root.resolve()
+    (root / "doc" / "d2l-zh" / "pytorch" / "chapter_x").mkdir(parents=True)
+    (root / "chapter_notes").mkdir()  # the lab folder is a book level itself
+    (root / "data" / "book" / "chapter_y").mkdir(parents=True)  # the lab's own volume
+    (root / "cache" / "chapter_z").mkdir(parents=True)
+    p = plan(lab, "book", srcs=[str(root)])
+    targets = {m.target: m.source for m in p.mounts}
+    dest = f"/workspace/{root.name}"
+    assert targets[dest] == root
+    assert targets[f"{dest}/doc/d2l-zh/pytorch/data"] == root / "data"
+    assert f"{dest}/data" not in targets  # its data/ already is the lab's data folder
+    assert not any("/data/book" in t or "/cache/" in t for t in targets)
+    assert p.src_dirs == [root / "doc" / "d2l-zh" / "pytorch" / "data"]
+    assert not any("already holds files" in w for w in p.warnings)
+
+
+def test_a_book_level_with_its_own_data_keeps_it(lab, study: Path) -> None:
+    own = study / "doc" / "d2l-zh" / "pytorch" / "data"
+    own.mkdir()
+    (own / "house_tiny.csv").write_text("x")
+    empty = study / "doc" / "d2l-zh" / "tensorflow" / "data"
+    empty.mkdir()
+    p = plan(lab, "book", srcs=[str(study)])
+    targets = {m.target: m.source for m in p.mounts}
+    assert "/workspace/study/doc/d2l-zh/pytorch/data" not in targets
+    assert targets["/workspace/study/doc/d2l-zh/tensorflow/data"] == lab.root / "data"
+    assert p.src_dirs == []  # an empty folder is mounted over, not made
+    assert [w for w in p.warnings if str(own) in w and "mv " in w]
+
+
+def test_a_file_where_the_shared_folder_goes_is_left_with_a_warning(lab, study: Path) -> None:
+    (study / "doc" / "d2l-zh" / "pytorch" / "data").write_text("not a folder")
+    p = plan(lab, "book", srcs=[str(study)])
+    assert "/workspace/study/doc/d2l-zh/pytorch/data" not in {m.target for m in p.mounts}
+    assert any("not a folder" in w for w in p.warnings)
+    assert p.src_dirs == [study / "doc" / "d2l-zh" / "tensorflow" / "data"]
+
+
+def test_the_search_is_bounded_and_says_so(lab, study: Path, monkeypatch) -> None:
+    from labctl.runtime import mounts
+
+    monkeypatch.setattr(mounts, "MAX_FOLDERS", 3)
+    p = plan(lab, "book", srcs=[str(study)])
+    assert any("stopped looking" in w and "--src" in w for w in p.warnings)
 
 
 # --- hardening: binds, mount targets, host folders -------------------------------------------
@@ -241,3 +344,85 @@ def test_a_homes_hidden_folders_are_mounted_only_with_a_loud_warning(lab, tmp_pa
     assert any("hidden folder" in w and "keys" in w for w in p.warnings)
     whole = plan(lab, srcs=[str(home)], home=home)
     assert any("whole home folder" in w for w in whole.warnings)
+
+
+def test_the_exports_mount_the_study_folder_as_run_does(lab, study: Path) -> None:
+    from labctl.export import compose, devcontainer
+
+    p = plan(lab, "book", srcs=[str(study)])
+    doc = devcontainer.document(p, study, gpu=False)
+    assert doc["workspaceMount"] == f"source={study},target=/workspace/study,type=bind"
+    data = f"source={lab.root / 'data'},target=/workspace/study/doc/d2l-zh/pytorch/data"
+    assert f"{data},type=bind" in doc["mounts"]
+    assert not any(m.startswith(f"source={study}/") for m in doc["mounts"])  # no entries
+    binds = {v["target"]: v["source"] for v in compose.service(p, False)["volumes"]}
+    assert binds["/workspace/study"] == str(study)
+    assert binds["/workspace/study/doc/d2l-zh/tensorflow/data"] == str(lab.root / "data")
+    assert not any(t.startswith("/workspace/study/") and s.startswith(f"{study}/")
+                   for t, s in binds.items())
+
+
+def test_a_synced_study_folder_gets_its_mount_points_in_its_copy(lab, study: Path) -> None:
+    from pathlib import PurePosixPath
+
+    from labctl.runtime import remote
+
+    there = remote.Remote("ssh://gpu-box", remote.Ssh("gpu-box"), 4321, 4322,
+                          PurePosixPath("/home/ana"), PurePosixPath("/home/ana/labctl/lab"))
+    p = plan(lab, "book", srcs=[str(study)], uid=4321, gid=4322)
+    remote.place(p, lab, lab.spec("book"), there, [str(study)])
+    # not made by path on the other machine: made here, so the copy carries them
+    assert all(study in d.parents for d in p.src_dirs) and len(p.src_dirs) == 2
+    assert not any(d in p.host_dirs for d in p.src_dirs)
+    assert [h for h, _ in p.syncs] == [study]
+    targets = {m.target: str(m.source) for m in p.mounts}
+    assert targets["/workspace/study/doc/d2l-zh/pytorch/data"] == "/home/ana/labctl/lab/data"
+
+
+def test_a_folder_that_is_no_book_gets_the_lab_data_only_over_an_empty_one(lab, tmp_path):
+    """`labctl check`'s scratch folder: an empty data/ of its own, no chapters."""
+    scratch = tmp_path / "scratch"
+    (scratch / "data").mkdir(parents=True)
+    p = plan(lab, "book", srcs=[str(scratch)])
+    targets = {m.target: m.source for m in p.mounts}
+    assert targets["/workspace/scratch/data"] == lab.root / "data" and p.src_dirs == []
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    q = plan(lab, "book", srcs=[str(plain)])
+    assert [m.target for m in q.mounts if m.target.startswith("/workspace/")] == \
+        ["/workspace/plain"] and q.src_dirs == [] and not (plain / "data").exists()
+
+
+def test_a_link_to_the_lab_data_is_mounted_over(lab, study: Path) -> None:
+    """An absolute link would lead nowhere inside the lab: the engine mounts the lab's
+    folder where it points, inside the container."""
+    (lab.root / "data").mkdir(exist_ok=True)
+    (lab.root / "data" / "x.csv").write_text("x")
+    (study / "doc" / "d2l-zh" / "pytorch" / "data").symlink_to(lab.root / "data")
+    p = plan(lab, "book", srcs=[str(study)])
+    targets = {m.target: m.source for m in p.mounts}
+    assert targets["/workspace/study/doc/d2l-zh/pytorch/data"] == lab.root / "data"
+    assert not any("already holds files" in w for w in p.warnings)
+    assert p.src_dirs == [study / "doc" / "d2l-zh" / "tensorflow" / "data"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to any folder")
+def test_a_book_level_the_learner_may_not_write_to_is_left_with_a_warning(lab, study):
+    locked = study / "doc" / "d2l-zh" / "pytorch"
+    locked.chmod(0o555)
+    try:
+        p = plan(lab, "book", srcs=[str(study)])
+    finally:
+        locked.chmod(0o755)
+    assert "/workspace/study/doc/d2l-zh/pytorch/data" not in {m.target for m in p.mounts}
+    assert any(f"mkdir {locked / 'data'}" in w for w in p.warnings)
+    assert p.src_dirs == [study / "doc" / "d2l-zh" / "tensorflow" / "data"]
+
+
+def test_the_learners_compat_and_verbose_asks_reach_the_env(lab) -> None:
+    """--no-compat and --verbose are part of the request: the entrypoint reads them."""
+    plain = plan(lab)
+    assert "LABCTL_COMPAT" not in plain.env and "LABCTL_VERBOSE" not in plain.env
+    asked = plan(lab, compat=False, verbose=True)
+    assert asked.env["LABCTL_COMPAT"] == "off" and asked.env["LABCTL_VERBOSE"] == "1"
+    assert asked.name == "labctl-nb" and asked.image == lab.image_tag("nb")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from labctl import resources
-from labctl.config.spec import ImageSpec, load_spec, merge, spec_names
+from labctl.config.spec import load_spec, merge, spec_names
 from labctl.errors import LabError
 
 SHIPPED = spec_names(resources.default_images_dir())
@@ -436,8 +436,12 @@ def test_accepts_legitimate_values(tmp_path: Path) -> None:
         "checks": [{"name": "smoke", "run": "python -c 'import torch'"}],
     })
     spec = load_spec("ok", tmp_path)
-    assert isinstance(spec, ImageSpec)
     assert spec.env["GREETING"] == 'say "hi" to $USER'
+    assert spec.env["HF_ENDPOINT"] == "https://hf-mirror.com" and spec.env["WIN"] == "C:\\temp\\x"
+    assert spec.torch is not None and (spec.torch.version, spec.torch.variant) == ("2.10.0",
+                                                                                 "cu126")
+    assert spec.workdir == "/home/lab/work-space_1.0" and spec.python == "3.12"
+    assert spec.ports == [6006] and spec.checks[0].name == "smoke"
 
 
 # --- YAML syntax -----------------------------------------------------------------------

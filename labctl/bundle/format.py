@@ -19,14 +19,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import posixpath
 import queue
+import re
 import struct
 import tarfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import zstandard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,6 +48,15 @@ OCI_BLOB = "blobs/sha256/"  # docker save 25+: blobs/sha256/<digest>, a layer's 
 SKIPPABLE = 0x184D2A5C  # a zstd skippable frame's magic (any of 0x184D2A50-5F)
 INDEX_TAG = b"labctlix"  # the last 8 bytes of a bundle with a layer index
 INDEX_LIMIT = 16 << 20
+# What an untrusted bundle may make a load hold or unpack (a bundle is a classmate's file):
+DOC_LIMIT = 16 << 20  # the head, the manifest, a tar extension header
+LAB_FILE_LIMIT = 16 << 20  # one file of the lab folder (specs, locks, scripts: KBs)
+RATIO_LIMIT = 2000  # decompressed bytes per byte of the file (layers: ~3; zeros: 32768)
+RATIO_SLACK = 64 << 20  # ... plus this much, for a tiny bundle
+WINDOW_LIMIT = 1 << 25  # zstd's window: labctl writes level 3 (2 MiB); 32 MiB at most
+SLICE = 2048  # compressed bytes per decompress() call: at most 64 MiB come out of one
+# The lab files a bundle may carry: what lab_files() saves, nothing of .labctl/ (tokens)
+LAB_TOP = ("volumes.yaml", "labctl.yaml", "datasets.yaml")
 
 
 class _Model(BaseModel):
@@ -101,12 +112,47 @@ class Manifest(Head):
         return sum(m.size for n, m in self.members.items() if n.startswith("docker/"))
 
 
+T = TypeVar("T")
+
+
+class Worker:
+    """One daemon thread running calls in order: a ThreadPoolExecutor's threads are joined
+    at interpreter exit, so a Ctrl-C waited there for whatever they were doing (50 s of
+    image inspects once). A daemon thread ends with the process."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]]
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        fut: Future[T] = Future()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name=self._name)
+                self._thread.start()
+        self._queue.put((fut, fn, args))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            fut, fn, args = self._queue.get()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as e:  # handed to whoever waits on it
+                fut.set_exception(e)
+
+
 class _Hash:
     """SHA-256 on a worker thread: hashlib lets go of the GIL on large updates, so hashing
     a layer overlaps with reading, decompressing and compressing it (on two cores the
     difference between keeping up with the docker CLI or not)."""
 
-    _pool = ThreadPoolExecutor(1, thread_name_prefix="labctl-sha256")
+    _pool = Worker("labctl-sha256")
 
     def __init__(self) -> None:
         self._h = hashlib.sha256()
@@ -357,6 +403,8 @@ class _Source:
             yield part
 
     def read(self, n: int) -> bytes:
+        if n > DOC_LIMIT:  # tarfile reads a long name or pax header whole: not 1 GB of one
+            raise tarfile.ReadError(f"a tar header of {n} bytes at byte {self._at}")
         out = bytearray()
         while len(out) < n and self._fill():
             part, self._buf = self._buf[:n - len(out)], self._buf[n - len(out):]
@@ -405,21 +453,66 @@ def walk(chunks: Iterable[bytes]) -> Iterator[tuple[tarfile.TarInfo, Iterator[me
             close()
 
 
-def _decompressed(source: IO[bytes]) -> Iterator[bytes]:
+def _decompressed(source: IO[bytes], limit: int | None = None
+                  ) -> Iterator[bytes | memoryview]:
     """The bundle's zstd frame, decompressed block by block. The end of the file before
     the end of the frame is an error: a cut file is never taken for a whole one; after it
-    comes the layer index or nothing."""
-    d = zstandard.ZstdDecompressor().decompressobj()
+    comes the layer index or nothing. ``limit``: the most bytes it may decompress to.
+
+    A zstd block of 4 bytes can say "128 KiB of zeros": a bundle of 33 KB held 1 GB. So the
+    input goes in small slices (one call makes 64 MiB at most, 8 MiB once the data
+    unpacks that much; ~700 MB/s on one core, well ahead of an engine's load), what comes
+    out is counted as it comes, and the window a frame asks for is capped."""
+    d = zstandard.ZstdDecompressor(max_window_size=WINDOW_LIMIT).decompressobj()
+    done, out, held, step = 0, [], 0, SLICE
+    rest = b""
     while not d.eof:
         block = source.read(CHUNK)
         if not block:
             raise damaged("the file ends before its compressed stream does: it was cut short")
-        data = d.decompress(block)
-        if data:
-            yield data
-    rest = d.unused_data + source.read(INDEX_LIMIT + 1)
+        view, at = memoryview(block), 0
+        while at < len(view):
+            data = d.decompress(view[at:at + step])
+            at += step
+            # zeros (or a bomb) come out 32768 times their size: smaller slices then
+            step = SLICE // 8 if len(data) > 256 * step else SLICE
+            done += len(data)
+            if limit is not None and done > limit:
+                raise damaged(f"it unpacks to more than {limit} bytes, {RATIO_LIMIT} times its"
+                              " size: not a bundle labctl wrote")
+            if len(data) >= CHUNK:  # handed on in views: the queue holds no 64 MiB chunks
+                if out:
+                    yield b"".join(out)
+                    out, held = [], 0
+                view_out = memoryview(data)
+                for i in range(0, len(data), CHUNK):
+                    yield view_out[i:i + CHUNK]
+            elif data:
+                out.append(data)
+                held += len(data)
+                if held >= CHUNK:
+                    yield b"".join(out)
+                    out, held = [], 0
+            if d.eof:
+                rest = bytes(view[at:])  # the layer index, or nothing
+                break
+    if out:
+        yield b"".join(out)
+    rest = d.unused_data + rest
+    rest += source.read(INDEX_LIMIT + 1 - len(rest)) if len(rest) <= INDEX_LIMIT else b""
     if rest and _index_of(rest) is None:
         raise damaged("data after the end of the bundle")
+
+
+def unpack_limit(source: IO[bytes]) -> int | None:
+    """How many bytes a bundle of this file's size may unpack to (None: not seekable)."""
+    if not source.seekable():
+        return None
+    pos = source.tell()
+    try:
+        return source.seek(0, io.SEEK_END) * RATIO_LIMIT + RATIO_SLACK
+    finally:
+        source.seek(pos)
 
 
 @contextmanager
@@ -427,7 +520,7 @@ def reading() -> Iterator[None]:
     """Errors of a damaged bundle, wherever its data is read, as one clear LabError."""
     try:
         yield
-    except (zstandard.ZstdError, tarfile.TarError, EOFError) as e:
+    except (zstandard.ZstdError, tarfile.TarError, EOFError, UnicodeError) as e:
         raise damaged(f"{type(e).__name__}: {e}") from e
 
 
@@ -437,7 +530,8 @@ def read(source: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, Iterator[memoryvi
     # decompressed on a worker thread (zstd lets go of the GIL): it overlaps with hashing
     # and sending; walk() closes it, which stops the worker
     with reading():
-        yield from walk(ReadAhead(_decompressed(source), name="labctl-unzstd"))
+        yield from walk(ReadAhead(_decompressed(source, unpack_limit(source)),
+                                  name="labctl-unzstd"))
 
 
 def chunks(f: IO[bytes]) -> Iterator[bytes]:
@@ -450,10 +544,135 @@ def damaged(why: str) -> LabError:
                         " again with `labctl save`")
 
 
+def path_problem(name: str) -> str | None:
+    """Why a member name must not become a path (None: it may): a bundle is untrusted."""
+    if not name:
+        return "an empty path"
+    if name.startswith("/"):
+        return "an absolute path"
+    if any(p in ("", ".", "..") for p in name.split("/")):
+        return "a path with an empty, '.' or '..' part"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name) or "\\" in name:
+        return "a path with a control character or a backslash"
+    return None
+
+
+def lab_file_problem(rel: str) -> str | None:
+    """Why ``rel`` is not a lab file a bundle may carry: exactly what lab_files() saves,
+    images/** without hidden parts, and the three top-level files; never .labctl/."""
+    why = path_problem(rel)
+    if why:
+        return why
+    parts = rel.split("/")
+    if rel in LAB_TOP:
+        return None
+    if parts[0] != "images" or len(parts) < 2:
+        return f"not a lab file a bundle carries (images/**, {', '.join(LAB_TOP)})"
+    if any(p.startswith(".") for p in parts) or "__pycache__" in parts or rel.endswith(".pyc"):
+        return "a hidden or cache file, which a save leaves out"
+    return None
+
+
+def _one_part(name: str, what: str) -> None:
+    if path_problem(name) or "/" in name or name.startswith("."):
+        raise refused(f"{what} {name!r} is not a plain file name")
+
+
+def check_head(head: Head) -> None:
+    """What a head may name, refused before anything is read on: a file outside the lab
+    folder, labctl's own .labctl/ files, a data file or wheel with a path in its name."""
+    from labctl.config import validators as v  # pure; imported where it is needed
+
+    seen: set[str] = set()
+    for rel in head.lab_files:
+        why = lab_file_problem(rel)
+        if why:
+            raise refused(f"lab/{rel}: {why}")
+        if rel in seen:
+            raise refused(f"lab/{rel} twice")
+        seen.add(rel)
+    for rel in head.lab_files:  # a file and a folder of the same name
+        parent = rel.rpartition("/")[0]
+        while parent:
+            if parent in seen:
+                raise refused(f"lab/{parent} is both a file and the folder of lab/{rel}")
+            parent = parent.rpartition("/")[0]
+    members = set()
+    for d in head.data:
+        _one_part(d.entry, "the data entry")
+        _one_part(d.file, "the data file")
+        if d.member != f"data/{d.entry}/{d.file}" or d.member in members:
+            raise refused(f"the data member {d.member!r} is not data/{d.entry}/{d.file}"
+                          " (once)")
+        members.add(d.member)
+    for w in head.wheels:
+        _one_part(w, "the wheel")
+        if not w.endswith(".whl"):
+            raise refused(f"the wheel {w!r} is no .whl file")
+    if len(set(head.wheels)) != len(head.wheels):
+        raise refused("a wheel named twice")
+    names = set()
+    for img in head.images:
+        try:
+            v.name(img.name)
+        except ValueError as e:
+            raise refused(f"the image name: {e}") from None
+        if img.name in names or not _IMAGE_ID.fullmatch(img.id):
+            raise refused(f"the image {img.name}: named twice, or its id {img.id!r} is no"
+                          " sha256:HEX")
+        names.add(img.name)
+
+
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def member_problem(info: tarfile.TarInfo, head: Head) -> str | None:
+    """Why a bundle member is refused (None: it is one labctl writes): its kind by its
+    prefix, a regular file where a file is written, the name the head gives it."""
+    name = info.name
+    kind, _, rel = name.partition("/")
+    if kind == "docker":
+        why = path_problem(rel)
+        if why:
+            return why
+        if info.issym():
+            target = info.linkname
+            where = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+            if not target or target.startswith("/") or where == ".." or \
+                    where.startswith("../"):
+                return f"a link out of the images' folder ({target})"
+        elif not (info.isreg() or info.isdir()):
+            return "neither a file, a folder nor a link"
+        return None
+    if kind not in ("lab", "data", "wheelhouse") or name in (HEAD, MANIFEST):
+        return "not a member labctl writes"
+    if not info.isreg():
+        return "not a regular file (a link, device, fifo or folder)"
+    if kind == "lab":
+        if rel not in head.lab_files:
+            return "a lab file the head does not name"
+        if info.size > LAB_FILE_LIMIT:
+            return f"a lab file of {info.size} bytes (at most {LAB_FILE_LIMIT})"
+    elif kind == "data":
+        if name not in {d.member for d in head.data}:
+            return "a data file the head does not name"
+    elif rel not in head.wheels:
+        return "a wheel the head does not name"
+    return None
+
+
+def refused(why: str) -> LabError:
+    """A member or head that `labctl save` never writes: made by hand, maybe to harm."""
+    return LabError(f"the bundle is damaged or incomplete ({why}); nothing was loaded",
+                    fix="labctl save never writes this: do not load the file; ask its sender"
+                        " for a bundle saved again with `labctl save`")
+
+
 class Reader:
     """One pass over a bundle: each member hashed as it is read, the head first, the
     manifest last; ``check()`` compares the two ends. A load streams the docker members
-    on to the engine and holds the rest until the check has passed."""
+    on to the engine and holds the rest until the check has passed. Every member is
+    checked against the head (its name, its kind, its size) before it is handed on."""
 
     def __init__(self, source: IO[bytes], on_bytes: Callable[[int], None] | None = None
                  ) -> None:
@@ -462,6 +681,7 @@ class Reader:
         self._members = read(source)
         self._note = on_bytes or (lambda n: None)
         self.seen: dict[str, Member] = {}
+        self._names: set[str] = set()
         self.head: Head | None = None
         self.manifest: Manifest | None = None
 
@@ -473,7 +693,18 @@ class Reader:
                 raise damaged(f"it starts with {info.name}, not with its head")
             if self.manifest is not None:
                 raise damaged(f"{info.name} after the manifest")
-            if info.name == MANIFEST and info.isfile():
+            if info.name in self._names:
+                raise damaged(f"{info.name} twice")
+            self._names.add(info.name)
+            if info.name in (HEAD, MANIFEST):
+                if not info.isreg() or info.size > DOC_LIMIT:
+                    raise damaged(f"its {info.name} is no file, or larger than {DOC_LIMIT}"
+                                  " bytes")
+            elif self.head is not None:
+                why = member_problem(info, self.head)
+                if why:
+                    raise refused(f"{info.name!r}: {why}")
+            if info.name == MANIFEST:
                 self.manifest = _model(Manifest, b"".join(f), "manifest")
                 continue
             if info.isdir():
@@ -497,12 +728,14 @@ class Reader:
                                       link=info.linkname if info.issym() else None)
 
     def read_head(self, info: tarfile.TarInfo, data: Iterable[bytes | memoryview]) -> Head:
-        self.head = _model(Head, b"".join(data), "head")
-        if self.head.format not in READS:
-            raise LabError(f"this bundle is {self.head.format}; this labctl reads"
+        head = _model(Head, b"".join(data), "head")
+        if head.format not in READS:
+            raise LabError(f"this bundle is {head.format}; this labctl reads"
                            f" {' and '.join(READS)}",
-                           fix=f"load it with labctl {self.head.labctl}")
-        return self.head
+                           fix=f"load it with labctl {head.labctl}")
+        check_head(head)
+        self.head = head
+        return head
 
     def check(self) -> Manifest:
         """After the last member: every member as the manifest says, nothing missing or
@@ -516,6 +749,12 @@ class Reader:
             raise damaged(f"{len(bad)} member(s) differ from the manifest: {', '.join(bad[:5])}")
         if self.head is None or self.head != Head(**m.model_dump(include=set(Head.model_fields))):
             raise damaged("its head and its manifest disagree")
+        want = {f"lab/{r}" for r in m.lab_files} | {d.member for d in m.data} | \
+            {f"wheelhouse/{w}" for w in m.wheels}
+        have = {n for n in self.seen if n.startswith(("lab/", "data/", "wheelhouse/"))}
+        if want != have:
+            raise damaged("its files are not the ones its head names: "
+                          + ", ".join(sorted(want ^ have)[:5]))
         if self.index is not None and self.index != m.layers:
             raise damaged("its layer index and its manifest disagree")
         wrong = [n for n, d in m.layers.items()  # a layer's checksum is its diff id
@@ -557,3 +796,47 @@ END = b"\0" * (2 * BLOCK)  # the end of a tar
 # Not a tar header (its checksum is wrong): the engine's load fails on it before it loads
 # anything, since it unpacks the whole stream first.
 REFUSE = b"labctl: refused" + b"\xff" * (BLOCK - 15)
+
+
+# The docker save files that carry tags: the engine applies them on load, so a bundle
+# could re-point any tag of the machine (debian:bookworm, another lab's). They go to the
+# engine with no tag; labctl tags by id, and only this lab's tags.
+ENGINE_DOCS = ("manifest.json", "repositories", "index.json")
+ENGINE_DOC_LIMIT = 1 << 20
+_CONFIG = re.compile(r"(?:blobs/sha256/([0-9a-f]{64})|([0-9a-f]{64})\.json)")
+_NAME_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+
+
+def untagged(member: str, data: bytes) -> tuple[bytes, set[str]]:
+    """A docker save's ``member`` (one of ENGINE_DOCS) without any tag, and the image ids
+    its manifest.json names (each image's config digest)."""
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise damaged(f"docker/{member}: not JSON ({e})") from None
+    ids: set[str] = set()
+    if member == "repositories":
+        return b"{}", ids
+    if member == "manifest.json":
+        if not isinstance(doc, list):
+            raise damaged("docker/manifest.json: not a list of images")
+        for entry in doc:
+            config = entry.get("Config") if isinstance(entry, dict) else None
+            m = _CONFIG.fullmatch(config) if isinstance(config, str) else None
+            if m is None:
+                raise damaged(f"docker/manifest.json: an image whose Config is {config!r}")
+            entry["RepoTags"] = None
+            ids.add("sha256:" + (m.group(1) or m.group(2)))
+    elif isinstance(doc, dict):  # index.json (docker 25+): names in annotations
+        for entry in doc.get("manifests") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("annotations"), dict):
+                for key in _NAME_KEYS:
+                    entry["annotations"].pop(key, None)
+    return json.dumps(doc).encode(), ids
+
+
+def docker_doc(info: tarfile.TarInfo, data: bytes) -> bytes:
+    """A rewritten `docker/` member (untagged()) as the engine's tar stream holds it."""
+    out = tarfile.TarInfo(info.name[len("docker/"):])
+    out.mode, out.size = info.mode, len(data)
+    return _header(out) + data + _pad(len(data))

@@ -23,35 +23,94 @@ import shutil
 import tarfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from labctl import __version__, labels
 from labctl.bundle import format as fmt
-from labctl.config.lab import SETTINGS_FILE, VOLUMES_FILE, Lab, load_lab
+from labctl.config import validators
+from labctl.config.lab import (
+    SETTINGS_FILE,
+    VOLUMES_FILE,
+    Lab,
+    LabSettings,
+    VolumesFile,
+    _check_volumes,
+    _from_env,
+    _read_model,
+)
+from labctl.config.spec import load_spec
 from labctl.data import catalogue, store
 from labctl.engine import Engine, chain_ids, leading_present
 from labctl.errors import LabError
 
 Progress = Callable[[str, int, int | None], None]  # (what, bytes done, bytes in all)
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@")
+# scheme:// and the rest of the URL (to a space, a quote or the next scheme://)
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)((?:(?![a-z][a-z0-9+.-]*://)[^\s'\"<>])*)")
+
+
+def _no_userinfo(m: re.Match[str]) -> str:
+    scheme, rest = m.group(1), m.group(2)
+    at = rest.find("@")
+    if at < 0:
+        return m.group(0)
+    before = rest[:at]
+    if "/" in before:  # a path with an @ (repo@v1.0), or a password with a /
+        user, colon, _ = before.partition(":")
+        if not colon or "/" in user:
+            return m.group(0)
+    # the userinfo ends at the last @ before the host's end: a password may hold @ and /
+    slash = rest.find("/", at)
+    end = rest.rfind("@", 0, slash if slash >= 0 else len(rest))
+    return scheme + rest[end + 1:]
 
 
 def strip_credentials(text: str) -> str:
-    """Every URL's user:password@ removed, comments and layout kept."""
-    return _USERINFO.sub(r"\1", text)
+    """Every URL's user:password@ removed (a password may hold / or @), comments and
+    layout kept."""
+    return _URL.sub(_no_userinfo, text)
 
 
-def lab_files(lab: Lab) -> list[str]:
+def lab_files(lab: Lab, warnings: list[str] | None = None) -> list[str]:
     """What of the lab folder travels: specs, locks, checks and prepare scripts, the
-    volumes, settings and the lab's own catalogue. Never .labctl/ (tokens) or volumes."""
+    volumes, settings and the lab's own catalogue; exactly what a load accepts
+    (fmt.lab_file_problem). Never .labctl/ (tokens), hidden files or volumes, and never a
+    symlink: it could lead out of the lab folder (images/README -> ~/.ssh/id_rsa); each
+    is named in ``warnings``."""
     root = lab.root
-    out = [p.relative_to(root).as_posix() for p in sorted(lab.images_dir.rglob("*"))
-           if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc")]
-    out += [n for n in (VOLUMES_FILE, SETTINGS_FILE, catalogue.LAB_FILE) if (root / n).is_file()]
+    out: list[str] = []
+
+    def link(p: Path, rel: str) -> None:
+        if warnings is not None:
+            warnings.append(f"{rel} is a symlink (to {os.readlink(p)}): it is not saved; copy"
+                            " the file into the lab folder to carry it")
+
+    images = lab.images_dir
+    if images.is_symlink():
+        link(images, "images")
+    elif images.is_dir():
+        for p in sorted(images.rglob("*")):  # rglob does not go into a linked folder
+            rel = p.relative_to(root).as_posix()
+            if fmt.lab_file_problem(rel):
+                continue
+            if p.is_symlink():
+                link(p, rel)
+            elif p.is_file():
+                out.append(rel)
+    for n in (VOLUMES_FILE, SETTINGS_FILE, catalogue.LAB_FILE):
+        if (root / n).is_symlink():
+            link(root / n, n)
+        elif (root / n).is_file():
+            out.append(n)
     return out
+
+
+def _read_lab_file(path: Path) -> bytes:
+    """A lab file's bytes, never through a link put there since lab_files() looked."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 @dataclass
@@ -140,7 +199,7 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
     total = engine.unique_size({i.id: i.size for i in images}) + \
         sum(p.stat().st_size for _, _, p in entries) + sum(p.stat().st_size for p in wheels)
     note = _counter("saving", total, progress)
-    rels = lab_files(lab)
+    rels = lab_files(lab, warnings)
     head = fmt.Head(
         labctl=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         images=images, lab_files=rels,
@@ -159,8 +218,8 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
             w = fmt.Writer(sink, on_bytes=note)
             w.head(head)
             for rel in rels:
-                text = (lab.root / rel).read_bytes()
-                if rel == SETTINGS_FILE:
+                text = _read_lab_file(lab.root / rel)
+                with contextlib.suppress(UnicodeDecodeError):  # every text file: specs too
                     text = strip_credentials(text.decode("utf-8")).encode("utf-8")
                 mode = 0o755 if os.access(lab.root / rel, os.X_OK) else 0o644
                 w.add_bytes(f"lab/{rel}", text, mode=mode)
@@ -270,73 +329,83 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def _target(root: Path, rel: str) -> Path:
-    p = PurePosixPath(rel)
-    if p.is_absolute() or ".." in p.parts:
-        raise fmt.damaged(f"a member would be written outside the lab folder: {rel}")
-    return root / p
+class _Undo:
+    """What a load did to the machine, undone in reverse when a later step fails (or is
+    interrupted): the lab folder is either as it was or loaded whole."""
+
+    def __init__(self) -> None:
+        self.steps: list[Callable[[], object]] = []
+
+    def mkdirs(self, path: Path) -> None:
+        missing = []
+        while not path.exists() and not path.is_symlink():
+            missing.append(path)
+            path = path.parent
+        for p in reversed(missing):
+            p.mkdir()
+            self.steps.append(p.rmdir)  # only while empty: never a learner's file
+
+    def run(self) -> None:
+        for step in reversed(self.steps):
+            with contextlib.suppress(Exception):
+                step()
+        self.steps.clear()
+
+
+def _inside(root: Path, path: Path) -> bool:
+    real, top = path.resolve(), root.resolve()
+    return real == top or top in real.parents
+
+
+@dataclass
+class _Plan:
+    """What a load will write and tag, all checked before the first byte is written."""
+
+    head: fmt.Head
+    lab: Lab  # the target as it will be: its settings (tag prefix) and volumes
+    files: dict[str, tuple[Path, int]]  # lab file -> (staged copy, mode)
+    unchanged: set[str]
+    wheels: list[tuple[Path, Path]]  # (staged, destination)
+    data: list[tuple[str, catalogue.DataFile, Path, Path]]  # (entry, file, staged, root)
+    tags: dict[str, str]  # spec -> its tag here
 
 
 def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | None = None
          ) -> LoadResult:
-    """One read of the bundle. The head and the lab's files come first: what would
-    overwrite a learner's change is refused before any image moves. The images stream to
-    the engine, but for the layers it has already (those are still read and hashed). The
-    engine unpacks the whole stream before it loads an image, and the end of that stream
-    is sent only once every checksum has matched, so a damaged bundle loads nothing. The
-    files are held (small ones in memory, data and wheels in a staging folder) and put in
-    place after that."""
+    """One read of the bundle. The head and the lab's files come first, each checked
+    (the bundle is a classmate's file: untrusted) and staged beside the target; what
+    would overwrite a learner's change, or could not be loaded, is refused before any
+    image moves or any file is written. The images stream to the engine, but for the
+    layers it has already (those are still read and hashed), with no tag: the engine
+    would apply the bundle's own, any tag of the machine. The engine unpacks the whole
+    stream before it loads an image, and the end of that stream is sent only once every
+    checksum has matched, so a damaged bundle loads nothing. Then the files move in and
+    this lab's tags are set, by the ids the engine reported; a failure on the way undoes
+    what was done."""
     t0 = time.monotonic()
     size = bundle.stat().st_size
     stage = target.parent / f".{target.name}.labctl-staging"  # beside it: same file system
     # what the engine has (one inspect per image) is asked meanwhile
-    chains = _pool.submit(engine.chains_present)
+    chains = _worker.submit(engine.chains_present)
+    undo = _Undo()
     try:
+        undo.mkdirs(target.parent)
+        _fresh(stage)
         with bundle.open("rb") as f, fmt.reading():
             reader = fmt.Reader(f, _counter("loading", size, progress, lambda: f.tell()))
             members = reader.members()
-            files: dict[str, tuple[bytes, int]] = {}
-            staged: dict[str, Path] = {}
-            first_docker = None
-            for info, data in members:
-                if info.name == fmt.HEAD:
-                    head = reader.read_head(info, data)
-                elif info.name.startswith("lab/"):
-                    _target(target, info.name[4:])
-                    files[info.name[4:]] = (b"".join(data), info.mode)
-                elif info.name.startswith(("data/", "wheelhouse/")) and info.isfile():
-                    staged[info.name] = _stage(stage, info.name, data)
-                elif info.name.startswith("docker/"):
-                    first_docker = (info, data)
-                    break
-            unchanged = _refuse_conflicts(target, head, files)
+            plan, first = _prepare(reader, members, target, stage)
+            head = plan.head
             have = chains.result()
             _refuse_missing_layers(head, have)
             unsent = _layers_here(head, reader.index, have) \
                 if engine.shares_layers_by_chain() else set()
             failure: list[LabError] = []
             sent: set[str] = set()
-
-            def images() -> Iterator[bytes | memoryview]:
-                try:
-                    for info, data in itertools.chain([first_docker] if first_docker else [],
-                                                      members):
-                        member = info.name[len("docker/"):]
-                        if not info.name.startswith("docker/") or not member:
-                            if info.isfile():
-                                raise fmt.damaged(f"{info.name} among the images")
-                        elif member not in unsent:  # else it passes unsent, still read and hashed
-                            sent.add(member)
-                            yield from fmt.docker_member(info, data)
-                    reader.check()
-                except LabError as e:
-                    failure.append(e)
-                    yield fmt.REFUSE
-                    return
-                yield fmt.END
-
+            ids: set[str] = set()
             try:
-                lines = engine.load_images(images())
+                lines = engine.load_images(_engine_stream(reader, first, members, unsent,
+                                                          sent, ids, failure))
             except LabError as e:
                 if failure:
                     raise failure[0] from None
@@ -345,45 +414,296 @@ def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | Non
                                      " when the load began (if an image was removed meanwhile,"
                                      " load again)")
                 raise
-        written = _write_files(target, files, unchanged)
-        lab = load_lab(str(target))
-        placed = _place(lab, target, head, staged)
+            if failure:
+                raise failure[0]
+        _refuse_unloaded(head, ids, lines)
+        written, placed = _commit(plan, target, stage, undo)
+        tagged = _tag(engine, plan, undo)
+    except BaseException:
+        undo.run()
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)  # whatever happened
-    tagged = []
-    for img in head.images:
-        here = lab.image_tag(img.name)
-        if here != img.tag:
-            engine.tag(img.id, here)
-        tagged.append((img.name, here))
     layers = set(reader.manifest.layers if reader.manifest else {})
-    return LoadResult(target, tagged, written, sorted(unchanged), placed, lines,
+    return LoadResult(target, tagged, written, sorted(plan.unchanged), placed, lines,
                       time.monotonic() - t0, len(layers & sent), len(layers & unsent))
 
 
-_pool = ThreadPoolExecutor(1, thread_name_prefix="labctl-load")
+_worker = fmt.Worker("labctl-load")
 
 
-def _stage(stage: Path, member: str, data: Iterator[memoryview]) -> Path:
-    path = stage / member
+def _fresh(stage: Path) -> None:
+    """An empty staging folder of this user's (one left by a killed load is removed)."""
+    if stage.is_symlink() or stage.is_file():
+        stage.unlink()
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(mode=0o700)
+
+
+def _prepare(reader: fmt.Reader, members: Iterator[tuple[tarfile.TarInfo, Iterator[memoryview]]],
+             target: Path, stage: Path
+             ) -> tuple[_Plan, tuple[tarfile.TarInfo, Iterator[memoryview]] | None]:
+    """The members before the images, staged (each checked by the Reader first), and
+    the plan of what the load writes; the first docker member, not yet read."""
+    head: fmt.Head | None = None
+    files: dict[str, tuple[Path, int]] = {}
+    staged: dict[str, Path] = {}
+    first = None
+    for info, data in members:
+        if info.name == fmt.HEAD:
+            head = reader.read_head(info, data)
+        elif info.name.startswith("docker/"):
+            first = (info, data)
+            break
+        elif info.name.startswith("lab/"):
+            files[info.name[4:]] = (_stage(stage / "lab", info.name[4:], data), info.mode)
+        else:  # data/ and wheelhouse/, as the head names them (Reader.members)
+            staged[info.name] = _stage(stage / "files", info.name, data)
+    if head is None:
+        raise fmt.damaged("no head")
+    want = {f"lab/{r}" for r in head.lab_files} | {d.member for d in head.data} | \
+        {f"wheelhouse/{w}" for w in head.wheels}
+    have = {f"lab/{r}" for r in files} | set(staged)
+    if want != have:
+        raise fmt.damaged("its files are not the ones its head names (or come after its"
+                          " images): " + ", ".join(sorted(want ^ have)[:5]))
+    return _plan(target, stage, head, files, staged), first
+
+
+def _stage(stage: Path, rel: str, data: Iterator[memoryview]) -> Path:
+    path = stage / PurePosixPath(rel)  # a name the Reader checked: no .., no absolute
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as out:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                 0o600)
+    with os.fdopen(fd, "wb") as out:
         for chunk in data:
             out.write(chunk)
     return path
 
 
-def _refuse_conflicts(target: Path, head: fmt.Head, files: dict[str, tuple[bytes, int]]
+def _bundle_error(e: LabError, rel: str) -> LabError:
+    e.file = f"the bundle's {rel}"
+    e.fix = "nothing was loaded; ask for a bundle saved from a lab that `labctl list` reads"
+    return e
+
+
+def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path, int]],
+          staged: dict[str, Path]) -> _Plan:
+    """Everything a load can check before it writes: the target a folder, no learner's
+    change overwritten, volumes.yaml there and valid (host folders too), settings
+    readable, each image's name a spec and its tag valid, every file inside the lab."""
+    if target.exists() and not target.is_dir():
+        raise LabError(f"{target} is a file, not a folder", fix="give --lab a folder")
+    unchanged = _refuse_conflicts(target, head, files)
+
+    def source(rel: str) -> Path | None:
+        if rel in files and rel not in unchanged:
+            return files[rel][0]
+        return target / rel if (target / rel).is_file() else None
+
+    volumes = source(VOLUMES_FILE)
+    if volumes is None:
+        raise LabError(f"the bundle carries no {VOLUMES_FILE} and {target} has none",
+                       fix="nothing was loaded; save the lab again from its lab folder")
+    try:
+        vols = _read_model(volumes, VolumesFile, "volumes file")
+        _check_volumes(target, vols)
+    except LabError as e:
+        if volumes != target / VOLUMES_FILE:
+            _bundle_error(e, VOLUMES_FILE)
+        raise
+    settings_file = target / SETTINGS_FILE  # the machine's own settings always stay
+    if not settings_file.is_file():
+        settings_file = files.get(SETTINGS_FILE, (target / SETTINGS_FILE, 0))[0]
+    try:
+        settings = _from_env(_read_model(settings_file, LabSettings, "lab settings"),
+                             dict(os.environ))
+    except LabError as e:
+        if settings_file != target / SETTINGS_FILE:
+            _bundle_error(e, SETTINGS_FILE)
+        raise
+    lab = Lab(root=target, settings=settings, volumes=dict(vols.volumes))
+    tags = {}
+    for img in head.images:
+        spec = f"images/{img.name}.yaml"
+        if spec not in files and not (target / spec).is_file():
+            raise _bundle_error(LabError(f"the image {img.name} has no spec {spec}"), "head")
+        if spec in files:  # a spec this labctl cannot read would load, and then fail
+            try:
+                load_spec(img.name, stage / "lab" / "images")
+            except LabError as e:
+                raise _bundle_error(e, spec) from None
+        try:
+            tags[img.name] = validators.image_ref(lab.image_tag(img.name))
+        except ValueError as e:
+            raise _bundle_error(LabError(f"the image {img.name}: {e}"), "head") from None
+    for rel in files:
+        if rel not in unchanged and not _inside(target, target / rel):
+            raise LabError(f"{target / rel} leads outside the lab folder (a link in it)",
+                           fix="nothing was loaded; load into a new folder")
+    wheels = [(staged[f"wheelhouse/{w}"], target / "wheelhouse" / w) for w in head.wheels]
+    cat_root = stage / "lab" if catalogue.LAB_FILE in files else target
+    try:
+        cat = catalogue.load(cat_root)
+    except LabError as e:
+        if cat_root != target:
+            _bundle_error(e, catalogue.LAB_FILE)
+        raise
+    data = []
+    for d in head.data:
+        entry = cat.entries.get(d.entry)
+        df = next((x for x in entry.files if x.name == d.file), None) if entry else None
+        if entry is None or df is None:
+            continue  # not in this lab's catalogue: nothing to put it in place of
+        root = store.volume_root(lab, d.entry, entry)
+        dest = store.file_path(root, df)
+        if not _inside(target, dest):
+            raise LabError(f"the data file {d.member} would be written to {dest}, outside"
+                           f" the lab folder {target}",
+                           fix="nothing was loaded; a bundle only fills the lab's own"
+                               " folders: load it into a lab whose volumes are inside it,"
+                               f" then copy the file (`labctl data get {d.entry}`)")
+        data.append((d.entry, df, staged[d.member], root))
+    dests = [target / r for r in files if r not in unchanged] + [d for _, d in wheels] + \
+        [store.file_path(root, df) for _, df, _, root in data]
+    for dest in dests:
+        blocked = next((p for p in [dest, *dest.parents] if p.exists() and
+                        (p.is_dir() if p == dest else not p.is_dir())), None)
+        if blocked is not None:
+            raise LabError(f"{dest} cannot be written: {blocked} is a"
+                           f" {'folder' if blocked.is_dir() else 'file'}",
+                           fix="nothing was loaded; move it aside and load again")
+    return _Plan(head, lab, files, unchanged, wheels, data, tags)
+
+
+def _engine_stream(reader: fmt.Reader,
+                   first: tuple[tarfile.TarInfo, Iterator[memoryview]] | None,
+                   members: Iterator[tuple[tarfile.TarInfo, Iterator[memoryview]]],
+                   unsent: set[str], sent: set[str], ids: set[str],
+                   failure: list[LabError]) -> Iterator[bytes | memoryview]:
+    """The images as the engine's tar stream: no tag in it (fmt.untagged; ``ids``: the
+    images its manifest names), the layers in ``unsent`` left out, and its end only
+    once every checksum matched (else a refusal the engine fails on, the error in
+    ``failure``)."""
+    try:
+        with fmt.reading():  # a broken member here is the bundle's, not the engine's
+            yield from _docker_members(reader, first, members, unsent, sent, ids)
+    except LabError as e:
+        failure.append(e)
+        yield fmt.REFUSE
+        return
+    yield fmt.END
+
+
+def _docker_members(reader: fmt.Reader,
+                    first: tuple[tarfile.TarInfo, Iterator[memoryview]] | None,
+                    members: Iterator[tuple[tarfile.TarInfo, Iterator[memoryview]]],
+                    unsent: set[str], sent: set[str], ids: set[str]
+                    ) -> Iterator[bytes | memoryview]:
+    for info, data in itertools.chain([first] if first else [], members):
+        member = info.name[len("docker/"):]
+        if not info.name.startswith("docker/"):
+            raise fmt.damaged(f"{info.name} among the images")
+        if member in fmt.ENGINE_DOCS and info.isreg():
+            if info.size > fmt.ENGINE_DOC_LIMIT:
+                raise fmt.damaged(f"{info.name} of {info.size} bytes")
+            # hashed as the bundle has it (the Reader); the engine gets it untagged
+            body, named = fmt.untagged(member, b"".join(data))
+            ids.update(named)
+            sent.add(member)
+            yield fmt.docker_doc(info, body)
+        elif member not in unsent:  # else it passes unsent, still read and hashed
+            sent.add(member)
+            yield from fmt.docker_member(info, data)
+    reader.check()
+
+
+def _refuse_unloaded(head: fmt.Head, ids: set[str], lines: list[str]) -> None:
+    """Each image the head names must be one the bundle's manifest names and the engine
+    reported loading: only such an id is tagged."""
+    loaded = {line.split(":", 1)[1].strip() for line in lines
+              if line.startswith("Loaded image ID:")}
+    for img in head.images:
+        if img.id not in ids or img.id not in loaded:
+            raise LabError(f"the bundle's head names the image {img.id} for {img.name}, which"
+                           " " + ("its images do not hold" if img.id not in ids else
+                                  "the engine did not report loading"),
+                           fix="nothing was tagged or written; ask for the bundle again"
+                               " (`labctl save`)", details=lines[-3:])
+
+
+def _move(src: Path, dest: Path) -> None:
+    try:
+        os.replace(src, dest)
+    except OSError:  # another file system (the target is a mount point)
+        shutil.move(src, dest)
+
+
+def _commit(plan: _Plan, target: Path, stage: Path, undo: _Undo) -> tuple[list[str], list[str]]:
+    """The staged files into the lab folder, each renamed in (a file replaced is kept
+    aside until the load is done), then wheels and data; all recorded in ``undo``."""
+    undo.mkdirs(target)
+    written = []
+    for rel, (src, mode) in plan.files.items():
+        if rel in plan.unchanged:
+            continue
+        dest = target / rel
+        undo.mkdirs(dest.parent)
+        if dest.exists() or dest.is_symlink():  # unchanged since the earlier bundle
+            aside = stage / "aside" / rel
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(dest, aside)
+            undo.steps.append(lambda a=aside, d=dest: _move(a, d))
+        src.chmod(mode & 0o755 | 0o644)
+        _move(src, dest)
+        undo.steps.append(dest.unlink)
+        written.append(rel)
+    for src, dest in plan.wheels:  # a wheel already there stays
+        if not dest.exists():
+            undo.mkdirs(dest.parent)
+            _move(src, dest)
+            undo.steps.append(dest.unlink)
+    placed = []
+    for entry, df, src, root in plan.data:
+        dest = store.file_path(root, df)
+        if not dest.exists():  # the learner's file stays as it is
+            undo.mkdirs(dest.parent)
+            store.place(root, entry, df, src, move=True)
+            undo.steps.append(dest.unlink)
+            placed.append(entry)
+    return written, sorted(set(placed))
+
+
+def _tag(engine: Engine, plan: _Plan, undo: _Undo) -> list[tuple[str, str]]:
+    """This lab's tags, on the ids checked: a tag it had before comes back on failure."""
+    tagged = []
+    for img in plan.head.images:
+        here = plan.tags[img.name]
+        old = engine.image(here)
+        engine.tag(img.id, here)
+        undo.steps.append(lambda h=here, o=old: _untag(engine, h, o.id if o else None))
+        tagged.append((img.name, here))
+    return tagged
+
+
+def _untag(engine: Engine, tag: str, old: str | None) -> None:
+    if old:
+        engine.tag(old, tag)
+    else:
+        engine.api.remove_image(tag, noprune=True)
+
+
+def _refuse_conflicts(target: Path, head: fmt.Head, files: dict[str, tuple[Path, int]]
                       ) -> set[str]:
     """The lab files already there as the bundle has them; LabError when one the learner
     changed would be replaced. This machine's own labctl.yaml always stays."""
     conflicts, unchanged = [], set()
-    for rel, (content, _) in files.items():
+    for rel, (staged, _) in files.items():
         dest = target / rel
         if not (dest.is_file() or dest.is_symlink()):
             continue
         have = _sha(dest) if dest.is_file() and not dest.is_symlink() else None
-        if rel == SETTINGS_FILE or have == hashlib.sha256(content).hexdigest():
+        if rel == SETTINGS_FILE or have == _sha(staged):
             unchanged.add(rel)
         elif have is None or have != head.replaces.get(rel):
             conflicts.append(rel)
@@ -413,42 +733,3 @@ def _refuse_missing_layers(head: fmt.Head, have: set[str]) -> None:
                            " not have (it was saved with --since an earlier bundle)",
                            fix="nothing was loaded; load the earlier bundle first, or save a"
                                " full one (without --since)")
-
-
-def _write_files(target: Path, files: dict[str, tuple[bytes, int]], unchanged: set[str]
-                 ) -> list[str]:
-    written = []
-    for rel, (content, mode) in files.items():
-        if rel in unchanged:
-            continue
-        dest = target / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.labctl-tmp")
-        tmp.write_bytes(content)
-        tmp.chmod(mode & 0o755 | 0o644)
-        os.replace(tmp, dest)
-        written.append(rel)
-    return written
-
-
-def _place(lab: Lab, target: Path, head: fmt.Head, staged: dict[str, Path]) -> list[str]:
-    """Wheels into the lab's wheelhouse/ (kept where one is there), datasets where their
-    library looks, each verified by its library's checks; a file already there stays."""
-    for member, path in staged.items():
-        if member.startswith("wheelhouse/"):
-            dest = _target(target / "wheelhouse", member[len("wheelhouse/"):])
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if not dest.exists():
-                os.replace(path, dest)
-    cat = catalogue.load(lab.root) if head.data else None
-    placed = []
-    for d in head.data:
-        entry = cat.entries.get(d.entry) if cat else None
-        if entry is None or d.member not in staged:
-            continue
-        df = next(x for x in entry.files if x.name == d.file)
-        root = store.volume_root(lab, d.entry, entry)
-        if not store.file_path(root, df).exists():  # the learner's file stays as it is
-            store.place(root, d.entry, df, staged[d.member], move=True)
-            placed.append(d.entry)
-    return sorted(set(placed))

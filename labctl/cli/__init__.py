@@ -17,7 +17,9 @@ from labctl.cli import (  # _startup first (see it)
     bundle,
     data,
     diagnose,
+    disk,
     export,
+    hub,
     images,
     reproduce,
     running,
@@ -28,10 +30,11 @@ SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
     ("Set up", (setup.init, setup.base, data.data)),
     ("Build", (images.list_, images.render, images.build, images.add)),
     ("Run", (running.run, running.shell, running.ps, running.logs, running.stop,
-             running.check, export.devcontainer, export.compose, export.export_group)),
-    ("Reproduce", (reproduce.lock, reproduce.freeze, reproduce.diff)),
+             running.check, export.devcontainer, export.compose, export.export_group,
+             hub.hub_group)),
+    ("Reproduce", (reproduce.lock, reproduce.freeze, reproduce.diff, reproduce.why)),
     ("Move to another machine", (bundle.save, bundle.load_bundle, images.push)),
-    ("Diagnose", (diagnose.doctor,)),
+    ("Diagnose", (diagnose.doctor, disk.df, disk.prune)),
 )
 
 

@@ -26,6 +26,7 @@ def _rows(lab, cat, names, verify: bool) -> list[dict]:  # noqa: ANN001
         states = [store.state(root, name, f, verify=verify) for f in e.files]
         done = sum(s.present for s in states)
         status = ("present" if done == len(states) else "corrupt" if any(s.problem for s in states)
+                  else "unverified" if any(s.unverified for s in states)
                   else "partial" if done or any(s.size for s in states) else "missing")
         rows.append({"name": name, "description": e.description, "labs": e.labs,
                      "volume": e.volume, "size": e.size, "state": status,
@@ -64,6 +65,14 @@ def list_(names: tuple[str, ...], for_lab: str | None, verify: bool, as_json: bo
     lab = load(lab_dir)
     cat = catalogue.load(lab.root)
     rows = _rows(lab, cat, _names(cat, names, for_lab), verify)
+    if not names and not for_lab:  # + the Hugging Face repositories in the shared cache
+        from labctl.data import hf
+
+        rows += [{"name": c.name, "description": f"Hugging Face ({', '.join(c.revisions)};"
+                  f" {c.files} files)", "labs": [], "volume": "cache", "size": c.size,
+                  "state": "present", "files": [{"path": str(c.path), "present": True,
+                                                 "bytes": c.size, "problem": ""}]}
+                 for c in hf.cached(lab)]
     if as_json:
         ui.dump_json(rows)
         return
@@ -76,19 +85,35 @@ def list_(names: tuple[str, ...], for_lab: str | None, verify: bool, as_json: bo
 @data.command()
 @click.argument("names", nargs=-1)
 @click.option("--for", "for_lab", metavar="LAB", help="Every entry of this lab (spec).")
+@click.option("--include", multiple=True, metavar="PATTERN",
+              help="hf: repositories: only the files matching PATTERN (repeatable).")
 @json_option
 @lab_option
 @friendly
-def get(names: tuple[str, ...], for_lab: str | None, as_json: bool, lab_dir: str | None
-        ) -> None:
-    """Download entries NAMES (resumable, verified, placed where the library looks)."""
+def get(names: tuple[str, ...], for_lab: str | None, include: tuple[str, ...], as_json: bool,
+        lab_dir: str | None) -> None:
+    """Download entries NAMES (resumable, verified, placed where the library looks), or
+    Hugging Face repositories hf:ORG/NAME[@REVISION] into the shared HF cache."""
     from labctl.cli import ui
-    from labctl.data import catalogue, fetch, store
+    from labctl.data import catalogue, fetch, hf, store
 
     if not names and not for_lab:
         raise LabError("name entries to get, or --for LAB",
                        fix="`labctl data list` shows the catalogue")
     lab = load(lab_dir)
+    if any(hf.is_ref(n) for n in names):  # Hugging Face repositories: huggingface_hub's cache
+        refs = [hf.parse_ref(n) for n in names if hf.is_ref(n)]
+        got = [hf.download(lab, r, list(include), say=ui.err_console.print,
+                           progress=not as_json) for r in refs]
+        if as_json:
+            ui.dump_json([{"name": g.ref.name, "commit": g.commit, "endpoint": g.endpoint,
+                           "path": str(g.folder), "files": g.files, "bytes": g.bytes} for g in got])
+        for g in [] if as_json else got:
+            ui.console.print(f"{g.ref.name}: present, {len(g.files)} files,"
+                             f" {ui.human_size(g.bytes)} ({lab.rel(g.folder)})")
+        names = tuple(n for n in names if not hf.is_ref(n))
+        if not names and not for_lab:
+            return
     cat = catalogue.load(lab.root)
     wanted = _names(cat, names, for_lab)
     s = fetch.session(lab)
@@ -98,7 +123,7 @@ def get(names: tuple[str, ...], for_lab: str | None, as_json: bool, lab_dir: str
             e = cat.entries[name]
             root = store.volume_root(lab, name, e)
             for f in e.files:
-                if store.state(root, name, f).present:
+                if store.ready(root, name, f):  # placed by labctl, or checked now
                     continue
                 fetch.fetch_file(lab, name, e, f, progress=progress.update, s=s)
             done.append(name)
@@ -157,29 +182,110 @@ def import_(name: str, path: str, as_json: bool, lab_dir: str | None) -> None:
 @lab_option
 @friendly
 def scan(folder: str, as_json: bool, lab_dir: str | None) -> None:
-    """Which entries the notebooks and scripts in FOLDER use, and which are missing."""
+    """What the notebooks and scripts in FOLDER download: catalogue entries (and which are
+    missing), calls no entry covers (with a datasets.yaml skeleton), Hugging Face repos."""
     from labctl.cli import ui
     from labctl.data import catalogue
-    from labctl.data.scan import scan as do_scan
+    from labctl.data.scan import printable, skeleton, survey
 
     lab = load(lab_dir)
     cat = catalogue.load(lab.root)
-    used = do_scan(Path(folder), cat)
+    report = survey(Path(folder), cat)
+    used = report.used
     rows = _rows(lab, cat, sorted(used), verify=False)
     for r in rows:
         r["used_by"] = [str(p) for p in used[r["name"]]]
     missing = [r for r in rows if r["state"] != "present"]
-    unknown = any(r["size"] is None for r in missing)
-    total = sum(r["size"] or 0 for r in missing)
+    # what a `labctl data get` of the missing entries downloads: the files not there yet
+    total, unknown = 0, []
+    for r in missing:
+        sizes = [f.size for f, st in zip(cat.entries[r["name"]].files, r["files"], strict=True)
+                 if not st["present"]]
+        total += sum(s or 0 for s in sizes)
+        if any(s is None for s in sizes):
+            unknown.append(r["name"])
+    calls = [{"kind": c.kind, "key": c.key, "call": c.code, "file": str(c.file),
+              "line": c.line, "cell": c.cell, "entry": c.entry} for c in report.calls]
+    new = [{"kind": c.kind, "key": c.key, "call": c.code, "where": c.where,
+            "skeleton": skeleton(c)} for c in report.unknown]
+    hf = {repo: [c.where for c in cs] for repo, cs in report.hf_repos.items()}
+    skipped = [{"file": str(s.file), "reason": s.reason} for s in report.skipped]
     if as_json:
         ui.dump_json({"entries": rows, "missing": [r["name"] for r in missing],
-                      "bytes_to_fetch": total, "size_unknown": unknown})
+                      "bytes_to_fetch": total, "size_unknown": unknown, "calls": calls,
+                      "unknown": new, "huggingface": hf, "skipped": skipped})
         return
-    ui.table(f"{folder}: {len(rows)} entries used", ["name", "state", "size", "used by"],
-             [[r["name"], r["state"], ui.human_size(r["size"]) if r["size"] else "?",
-               ", ".join(r["used_by"][:3]) + (" ..." if len(r["used_by"]) > 3 else "")]
-              for r in rows])
+    say = ui.console.print
+    for s in report.skipped:
+        ui.err_console.print(f"skipped {printable(str(s.file))}: {s.reason}")
+    ui.table(f"{printable(folder)}: {len(rows)} entries used", ["name", "state", "size",
+                                                                 "used by"],
+             [[r["name"], r["state"], f"{r['size']:,} B" if r["size"] is not None
+               else "unknown", ", ".join(printable(p) for p in r["used_by"][:3])
+               + (" ..." if len(r["used_by"]) > 3 else "")] for r in rows])
     if missing:
-        more = " (and some of unknown size)" if unknown else ""
-        ui.console.print(f"to fetch: {len(missing)} entries, {ui.human_size(total)}{more}:"
-                         f" labctl data get {' '.join(r['name'] for r in missing)}")
+        more = (f" + {len(unknown)} of unknown size ({', '.join(unknown)})" if unknown
+                else "")
+        say(f"to fetch: {len(missing)} entries, {total:,} B ({ui.human_size(total)}){more}:"
+            f" labctl data get {' '.join(r['name'] for r in missing)}")
+    if new:
+        say(f"\n{len(new)} download(s) no catalogue entry covers; labctl cannot fetch them"
+            " ahead. Add an entry to datasets.yaml in the lab folder (fill in FILL-IN):")
+        for c in report.unknown:
+            others = sum(1 for o in report.calls if (o.kind, o.key) == (c.kind, c.key)) - 1
+            say(f"  {printable(c.where)}: {c.code}" + (f" (and {others} more)" if others
+                                                        else ""))
+        say("entries:\n" + "\n".join(n["skeleton"] for n in new))
+    if hf:
+        say(f"\nHugging Face repositories ({len(hf)}; not catalogue entries: they go into"
+            " the cache volume's huggingface/ (HF_HOME), e.g. `huggingface-cli download"
+            " REPO` in the lab):")
+        for repo, where in hf.items():
+            say(f"  {printable(repo)}  ({printable(where[0])}"
+                + (f" and {len(where) - 1} more)" if len(where) > 1 else ")"))
+
+
+@data.command()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before removing.")
+@json_option
+@lab_option
+@friendly
+def rm(name: str, yes: bool, as_json: bool, lab_dir: str | None) -> None:
+    """Remove the files of entry NAME (and what labctl unpacked from them), asking first."""
+    import sys
+
+    from labctl.cli import ui
+    from labctl.data import catalogue, store
+    from labctl.image import disk
+
+    lab = load(lab_dir)
+    cat = catalogue.load(lab.root)
+    _names(cat, (name,), None)
+    e = cat.entries[name]
+    root = store.volume_root(lab, name, e)
+    # its partial downloads and labctl's records of it: folders of this entry's own
+    extra = [p for f in e.files for p in (store.partial_path(root, name, f).parent,
+                                          store.record_path(root, name, f).parent)]
+    paths = disk.entry_paths(root, cat, name, extra)
+    sizes = [disk.folder_size(p) for p in paths]
+    if not paths:
+        if as_json:
+            ui.dump_json({"name": name, "removed": [], "freed": 0})
+        else:
+            ui.err_console.print(f"{name}: none of its files are here")
+        return
+    out = ui.err_console if as_json else ui.console
+    for p, size in zip(paths, sizes, strict=True):
+        out.print(f"  {lab.rel(p)}  {disk.human(size)}")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise LabError(f"`data rm` asks before removing {name}'s files, and there is no"
+                           " terminal to ask on", fix=f"labctl data rm {name} --yes")
+        click.confirm(f"remove these {len(paths)} paths ({disk.human(sum(sizes))})?",
+                      abort=True, err=True)
+    freed = disk.remove_paths(paths)
+    if as_json:
+        ui.dump_json({"name": name, "removed": [str(p) for p in paths], "freed": freed})
+    else:
+        out.print(f"removed {name}: {disk.human(freed)} freed")

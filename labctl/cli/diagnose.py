@@ -12,6 +12,7 @@ import click
 from labctl.cli.common import friendly, json_option, lab_option
 
 if TYPE_CHECKING:
+    from labctl.doctor.context import Context
     from labctl.doctor.registry import Result
 
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
@@ -54,9 +55,13 @@ def render(results: list[Result]) -> None:
 @json_option
 @click.option("--image", "in_image", is_flag=True,
               help="Also check inside each built image (one short container per image).")
+@click.option("--model", "models", multiple=True, metavar="ORG/NAME",
+              help="Does this Hugging Face model fit each GPU (fp16/bf16, int8, int4)?"
+                   " Reads its config and safetensors index, not its weights.")
 @lab_option
 @friendly
-def doctor(names: tuple[str, ...], as_json: bool, in_image: bool, lab_dir: str | None) -> None:
+def doctor(names: tuple[str, ...], as_json: bool, in_image: bool, models: tuple[str, ...],
+           lab_dir: str | None) -> None:
     """Check whether this machine can run each lab, and if not, why and how to fix it.
 
     Checks the engine, the GPUs and driver, GPU access for containers, the lab's folders
@@ -67,9 +72,37 @@ def doctor(names: tuple[str, ...], as_json: bool, in_image: bool, lab_dir: str |
     from labctl.doctor.context import Context
     from labctl.doctor.registry import exit_code, run_checks
 
-    results = run_checks(Context(names, image=in_image, lab_dir=lab_dir), CHECKS)
+    ctx = Context(names, image=in_image, lab_dir=lab_dir)
+    results = run_checks(ctx, CHECKS)
+    if models:  # after the checks: the GPUs they probed
+        results += _model_results(ctx, models)
     if as_json:
         sys.stdout.write(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
     else:
         render(results)
     sys.exit(exit_code(results))
+
+
+def _model_results(ctx: Context, models: tuple[str, ...]) -> list[Result]:
+    """`--model`: one finding per model and GPU, in the gpu area."""
+    from labctl.data import hf
+    from labctl.doctor.registry import Result, slug
+    from labctl.errors import LabError
+    from labctl.gpu import model_memory as mm
+
+    out = []
+    for repo in models:
+        try:
+            if ctx.lab is None:
+                raise ctx.lab_error or LabError("no lab folder")
+            ref, files = hf.model_files(ctx.lab, repo)
+            size = mm.estimate(ref.repo_id, files.get("config.json"),
+                               files.get("model.safetensors.index.json"),
+                               files.get("model.safetensors"))
+            found = mm.verdicts(size, ctx.probe.gpus)
+        except LabError as e:
+            found = [mm.Verdict("fail", repo, "; ".join([e.message, *e.details]), e.fix or "")]
+        out += [Result(f"gpu.model-memory.{slug(repo)}.{slug(v.subject)}", "gpu",
+                       f"model memory: {v.subject}", v.status, v.message, v.fix)
+                for v in found]
+    return out

@@ -45,19 +45,26 @@ def devcontainer(name: str, src: str, single: bool, as_json: bool, lab_dir: str 
     from labctl.export import devcontainer as dc
     from labctl.gpu.access import gpu_mode
     from labctl.gpu.compat import gpu_use
+    from labctl.runtime.plan import RunRequest
     from labctl.runtime.run import create_host_dirs, kept_token_file, make_plan
 
     lab = load(lab_dir)
     e = _local_engine(lab, "a devcontainer.json")
     folder = Path(src).resolve()
-    plan = make_plan(e, lab, name, user=True, srcs=[str(folder)], command=None, gpus="none",
-                     bind=None, port=None,
-                     token_file=kept_token_file(lab, f"devcontainer-{name}.token"))
-    create_host_dirs(plan.host_dirs)  # the lab's folders, yours, before VS Code starts it
+    plan = make_plan(e, lab, name, RunRequest(
+        user=True, srcs=(str(folder),), gpus="none",
+        token_file=kept_token_file(lab, f"devcontainer-{name}.token")))
     gpu = gpu_use(lab.spec(name)) != "no" and gpu_mode(e) != "none"
+    doc = dc.document(plan, folder, gpu)  # refuses a path docker would misread, first
     path = folder / ".devcontainer" / ("devcontainer.json" if single else
                                        f"{name}/devcontainer.json")
-    changes = dc.write(path, dc.document(plan, folder, gpu))
+    where = path.parent.resolve()
+    if where != folder and folder not in where.parents:  # a cloned .devcontainer link
+        raise LabError(f"{path.parent} leads outside {folder} (to {where})",
+                       fix=f"remove the link {path.parent.relative_to(folder).parts[0]};"
+                       " labctl writes devcontainer.json inside the folder VS Code opens")
+    create_host_dirs(plan.host_dirs)  # the lab's folders, yours, before VS Code starts it
+    changes = dc.write(path, doc)
     if as_json:
         ui.dump_json({"file": str(path), "changes": changes, "image": plan.image,
                       "workspace": plan.workdir, "gpu": gpu})
@@ -79,12 +86,15 @@ def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: 
     """Write a Compose file with one service per lab (default: every built lab)."""
     import os
     import secrets
+    import stat
 
     import yaml
 
     from labctl.cli import ui
+    from labctl.config.safewrite import write_atomic
     from labctl.export import compose as cp
     from labctl.gpu.compat import gpu_use
+    from labctl.runtime.plan import RunRequest
     from labctl.runtime.ports import port_free
     from labctl.runtime.run import create_host_dirs, make_plan
 
@@ -93,10 +103,19 @@ def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: 
     names = built(e, lab, names)
     env_file = lab.root / cp.ENV_FILE
     lab.state_dir()
-    if not env_file.exists():  # 0600, in .labctl (kept out of git): the token lives here
+    try:
+        have = env_file.lstat()
+    except FileNotFoundError:
+        have = None
+    if have is None:  # 0600, in .labctl (kept out of git): the token lives here
         fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(f"JUPYTER_TOKEN={secrets.token_hex(24)}\n")
+    elif not stat.S_ISREG(have.st_mode) or have.st_uid != os.geteuid():
+        raise LabError(f"{env_file} is a link, not a file, or another account's",
+                       fix=f"remove it (`rm {env_file}`); labctl writes a new token there")
+    elif have.st_mode & 0o077:  # one that came with the folder: tightened
+        env_file.chmod(0o600)
     services, taken = {}, set()
     for name in names:
         spec = lab.spec(name)
@@ -106,8 +125,7 @@ def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: 
             while port in taken or not port_free(lab.settings.bind, port):
                 port += 1
             taken.add(port)
-        plan = make_plan(e, lab, name, user=True, srcs=[], command=None, gpus="none",
-                         bind=None, port=port)
+        plan = make_plan(e, lab, name, RunRequest(user=True, gpus="none", port=port))
         if plan.token_file is not None:
             plan.token_file.unlink(missing_ok=True)  # compose reads the env file instead
         create_host_dirs(plan.host_dirs)
@@ -121,7 +139,7 @@ def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: 
     text = ("# Written by `labctl compose`; `docker compose up` (or docker-compose up)"
             " starts the labs.\n# The Jupyter token is in " + cp.ENV_FILE + " (0600).\n"
             + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    out.write_text(text, encoding="utf-8")
+    write_atomic(out, text)  # a link planted at compose.yaml is replaced, not written through
     if as_json:
         ui.dump_json({"file": str(out), "services": list(services), "env_file": str(env_file)})
         return
@@ -141,15 +159,18 @@ def _images(lab: object, names: tuple[str, ...], registry: str | None) -> dict[s
             for n in names}
 
 
-def _write(docs: list[dict], output: str | None) -> None:
+def _write(docs: list[dict], output: str | None, private: bool = False) -> None:
+    """The documents to ``output`` (``private``: 0600, it holds a secret), else stdout."""
     import yaml
 
     from labctl.cli import ui
+    from labctl.config.safewrite import write_atomic
 
     text = yaml.safe_dump_all(docs, sort_keys=False)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
-        ui.err_console.print(f"wrote {output}")
+        write_atomic(Path(output), text, private=private)
+        ui.err_console.print(f"wrote {output}" + (" (0600: it holds the token)" if private
+                                                  else ""))
     else:
         ui.console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
 
@@ -177,10 +198,11 @@ def k8s(name: str, output: str | None, registry: str | None, namespace: str | No
     if not registry:
         ui.err_console.print("warning: no --registry: the cluster's nodes must already have"
                              f" {lab.image_tag(name)}")
-    if any(d["kind"] == "Secret" for d in docs):
+    secret = any(d["kind"] == "Secret" for d in docs)
+    if secret:
         ui.err_console.print("note: the Secret holds a new Jupyter token: keep the file out"
                              " of git")
-    _write(docs, output)
+    _write(docs, output, private=secret)
 
 
 @export_group.command(name="jupyterhub")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from labctl.cli.common import built, engine, friendly, json_option, lab_option, load
 from labctl.errors import LabError
+
+if TYPE_CHECKING:
+    from labctl.config.lab import Lab
+    from labctl.config.spec import ImageSpec
 
 BUILDER = click.option("--builder", type=click.Choice(["auto", "classic", "buildkit"]),
                        default=None, help="BuildKit (the docker CLI) or the docker SDK's"
@@ -115,8 +120,14 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
         image_tag = tag or lab.image_tag(ctx.spec.name)
         with ui.BuildProgress(ctx.spec.name, progress,
                               ui.err_console if as_json else None) as show:
-            res = do_build(e, lab, ctx, image_tag, nocache=no_cache, pull=pull,
-                           force=force, on_event=show, builder=builder)
+            try:
+                res = do_build(e, lab, ctx, image_tag, nocache=no_cache, pull=pull,
+                               force=force, on_event=show, builder=builder)
+            except LabError as err:  # a conflict: with the ways out
+                from labctl.lock.resolve import explain_conflict
+
+                raise explain_conflict(e, lab, ctx.spec, err, "\n".join(err.details)
+                                       ) from None
         results.append(res)
         if progress == "json":
             ui.dump_json(res.__dict__)
@@ -130,30 +141,44 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
                 f"built {res.tag} in {res.seconds:.0f}s ({res.backend}): {res.steps} steps, "
                 f"{res.cached_steps} from cache, {ui.human_size(res.size)}"
             )
+        if res.trimmed:  # said on stderr: stdout may carry --json
+            ui.err_console.print(f"trimmed labctl's build cache by {ui.human_size(res.trimmed)}"
+                                 f" to stay within build_cache_budget"
+                                 f" ({ui.human_size(lab.settings.build_cache_budget)})")
     if as_json:
         ui.dump_json([r.as_dict() for r in results])
 
 
 @click.command()
 @click.argument("name")
-@click.argument("packages", nargs=-1, required=True)
+@click.argument("packages", nargs=-1)
 @click.option("--no-build", is_flag=True, help="Only write the spec (and the lock).")
+@click.option("--resolve", "way", type=click.IntRange(min=1), is_flag=False, flag_value=1,
+              default=None, metavar="[N]",
+              help="When the packages conflict, write way out N (default 1: the smallest"
+                   " change) into the spec, then lock and build. Put it after the packages,"
+                   " or write --resolve=N.")
 @json_option
 @lab_option
 @friendly
-def add(name: str, packages: tuple[str, ...], no_build: bool, as_json: bool,
+def add(name: str, packages: tuple[str, ...], no_build: bool, way: int | None, as_json: bool,
         lab_dir: str | None) -> None:
-    """Keep PACKAGES in lab NAME: its spec's extras, its lock, a rebuild of that layer."""
-    import os
+    """Keep PACKAGES in lab NAME: its spec's extras, its lock, a rebuild of that layer.
 
+    When they conflict with the spec, labctl shows the ways out; `--resolve` writes one."""
     from labctl.cli import ui
     from labctl.config import validators, yamlfile
     from labctl.config.edit import add_extras
+    from labctl.config.safewrite import write_atomic
     from labctl.image.build import build as do_build
     from labctl.image.render import render as do_render
-    from labctl.lock import lockfile
+    from labctl.lock import conflicts, lockfile
+    from labctl.lock.resolve import explain_conflict
     from labctl.lock.resolve import lock as do_lock
 
+    if not packages and way is None:
+        raise LabError("name the packages to add", fix=f"e.g. labctl add {name} seaborn; or"
+                       f" `labctl add {name} --resolve` to resolve the spec as it is")
     for p in packages:
         try:
             validators.requirement(p)
@@ -164,30 +189,115 @@ def add(name: str, packages: tuple[str, ...], no_build: bool, as_json: bool,
     spec = lab.spec(name)
     path = lab.images_dir / f"{name}.yaml"
     doc = yamlfile.read(path)
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    text = raw.decode("utf-8")  # as it is: CRLF line endings stay CRLF
+    if not packages:  # --resolve alone: the spec as it is
+        _resolve_and_build(lab, name, spec, raw, way or 1, no_build, as_json,
+                           {"spec": name, "file": str(path), "added": []})
+        return
     new_text = add_extras(doc, text, list(packages),
                           [] if "extras" in doc.data else list(spec.extras))
-    tmp = path.with_name(f".{path.name}.labctl-tmp")
-    tmp.write_text(new_text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, new_text)  # a link planted at the spec is replaced, not followed
     try:  # the file must say what was meant, or it goes back as it was
         after = lab.spec(name)
-        assert after.extras == [*spec.extras, *packages], after.extras
-    except (LabError, AssertionError):
-        path.write_text(text, encoding="utf-8")
+        if after.extras != [*spec.extras, *packages]:  # not an assert: -O would drop it
+            raise LabError(f"the edit would make extras: {after.extras}",
+                           file=str(path), fix=f"add {', '.join(packages)} to extras: by hand")
+    except LabError:
+        write_atomic(path, raw)
         raise
     result: dict[str, object] = {"spec": name, "file": str(path), "added": list(packages),
                                  "extras": after.extras}
     say = ui.err_console.print
     say(f"{lab.rel(path)}: extras += {', '.join(packages)}")
+    if way is not None:
+        _resolve_and_build(lab, name, after, raw, way, no_build, as_json, result)
+        return
     e = engine(lab)
-    if lockfile.read_lock(lockfile.lock_path(after, lab.images_dir), name) is not None:
-        res = do_lock(e, lab, after)
-        result["lock"] = res.as_dict()
-        say(f"{lab.rel(res.path)}: " + (", ".join(f"{c.package} {c.old or '-'} -> {c.new}"
-                                                   for c in res.changes) or "no change"))
+    try:
+        if lockfile.read_lock(lockfile.lock_path(after, lab.images_dir), name) is not None:
+            res = do_lock(e, lab, after)
+            result["lock"] = res.as_dict()
+            say(f"{lab.rel(res.path)}: " + (", ".join(
+                f"{c.package} {c.old or '-'} -> {c.new}" for c in res.changes) or "no change"))
+        if not no_build:
+            ctx = do_render(lab, after)
+            with ui.BuildProgress(name, "auto", ui.err_console) as show:
+                try:
+                    built = do_build(e, lab, ctx, lab.image_tag(name), on_event=show)
+                except LabError as err:
+                    raise explain_conflict(e, lab, after, err, "\n".join(err.details)
+                                           ) from None
+            result["build"] = built.as_dict()
+            say(f"built {built.tag} in {built.seconds:.0f}s ({built.cached_steps} of"
+                f" {built.steps} steps from cache)")
+    except conflicts.ConflictError as c:
+        # The spec goes back as it was (it would not build), and the fix adds them again
+        # with the way out the learner picks.
+        write_atomic(path, raw)
+        c.fix = (f"{lab.rel(path)} is as it was; `labctl add {name} {' '.join(packages)}"
+                 " --resolve` adds them with way 1 (`--resolve=N` way N), locks and builds"
+                 if c.advice.ways else c.fix)
+        if as_json:
+            ui.dump_json({**result, "error": c.message, "advice": c.advice.as_dict()})
+        raise
+    if as_json:
+        ui.dump_json(result)
+
+
+def _resolve_and_build(lab: Lab, name: str, spec: ImageSpec, raw: bytes, way: int,
+                       no_build: bool, as_json: bool, result: dict[str, object]) -> None:
+    """`labctl add --resolve`: lock ``spec``; when its packages conflict, write way out
+    ``way`` into images/NAME.yaml (its other lines and comments kept) and lock again; then
+    build (the layers that did not change come from the cache). ``raw`` is the spec file
+    before `add` touched it: it goes back when no way out can be written."""
+    from labctl.cli import ui
+    from labctl.config import yamlfile
+    from labctl.config.safewrite import write_atomic
+    from labctl.image.build import build as do_build
+    from labctl.image.render import render as do_render
+    from labctl.lock import conflicts
+    from labctl.lock.resolve import lock as do_lock
+
+    say = ui.err_console.print
+    path = lab.images_dir / f"{name}.yaml"
+    e = engine(lab)
+    try:
+        with ui.status(f"locking {name}") as update:
+            try:
+                res = do_lock(e, lab, spec, say=lambda m: update(f"{name}: {m}"))
+            except conflicts.ConflictError as c:
+                advice = c.advice
+                if as_json:
+                    result["advice"] = advice.as_dict()
+                for line in [advice.conflict.headline(), *advice.lines()]:
+                    say(line)
+                if not advice.ways:
+                    raise
+                if way > len(advice.ways):
+                    raise LabError(f"--resolve={way}: there are {len(advice.ways)} ways out",
+                                   fix=f"pick one of 1..{len(advice.ways)}") from None
+                chosen = advice.ways[way - 1]
+                text = path.read_bytes().decode("utf-8")
+                new = conflicts.apply(yamlfile.parse(path, text), text, chosen)
+                write_atomic(path, new)
+                result["resolved"] = {"way": way, **chosen.as_dict()}
+                say(f"way out {way}: {chosen.title()}: {lab.rel(path)} rewritten")
+                update(f"{name}: locking again")
+                spec = lab.spec(name)
+                res = do_lock(e, lab, spec, say=lambda m: update(f"{name}: {m}"))
+    except LabError:
+        write_atomic(path, raw)  # no way out written: the spec as it was
+        say(f"{lab.rel(path)} is as it was")
+        if as_json:
+            ui.dump_json(result)
+        raise
+    result["extras"] = spec.extras
+    result["lock"] = res.as_dict()
+    say(f"{lab.rel(res.path)}: " + (", ".join(f"{c.package} {c.old or '-'} -> {c.new}"
+                                               for c in res.changes) or "written"))
     if not no_build:
-        ctx = do_render(lab, after)
+        ctx = do_render(lab, spec)
         with ui.BuildProgress(name, "auto", ui.err_console) as show:
             built = do_build(e, lab, ctx, lab.image_tag(name), on_event=show)
         result["build"] = built.as_dict()

@@ -40,6 +40,7 @@ def lock(names: tuple[str, ...], upgrade: bool, packages: tuple[str, ...], as_js
 
     The packages are resolved inside each spec's own base image and Python."""
     from labctl.cli import ui
+    from labctl.lock.conflicts import ConflictError
     from labctl.lock.resolve import lock as do_lock
     from labctl.lock.resolve import upgrade_arg
 
@@ -54,9 +55,14 @@ def lock(names: tuple[str, ...], upgrade: bool, packages: tuple[str, ...], as_js
     e = engine(lab)
     results = []
     for spec in specs:
-        with ui.err_console.status(f"locking {spec.name}") as status:
-            res = do_lock(e, lab, spec, upgrade=how,
-                          say=lambda m, s=spec.name: status.update(f"{s}: {m}"))
+        with ui.status(f"locking {spec.name}") as update:
+            try:
+                res = do_lock(e, lab, spec, upgrade=how,
+                              say=lambda m, s=spec.name, u=update: u(f"{s}: {m}"))
+            except ConflictError as c:
+                if as_json:  # the ways out, for scripts, before the one-screen error
+                    ui.dump_json({"error": c.message, "advice": c.advice.as_dict()})
+                raise
         results.append(res)
         if as_json:
             continue
@@ -138,3 +144,51 @@ def diff(a: str, b: str, as_json: bool, lab_dir: str | None) -> None:
     ui.table(f"{sa.label} -> {sb.label}: {len(changes)} differ, {same} the same",
              ["package", sa.ref if len(sa.ref) < 40 else "A", sb.ref if len(sb.ref) < 40
               else "B", "change"], _change_rows(changes))
+
+
+@click.command()
+@click.argument("name")
+@click.argument("package")
+@json_option
+@lab_option
+@friendly
+def why(name: str, package: str, as_json: bool, lab_dir: str | None) -> None:
+    """Which of spec NAME's requirements bring PACKAGE in, and which constrain its version.
+
+    Read from images/NAME.lock alone (the resolver's "via" notes): no engine, no network."""
+    from labctl.cli import ui
+    from labctl.lock import lockfile
+    from labctl.lock.conflicts import why as do_why
+
+    lab = load(lab_dir)
+    spec = lab.spec(name)
+    path = lockfile.lock_path(spec, lab.images_dir)
+    lock = lockfile.read_lock(path, name)
+    if lock is None:
+        raise LabError(f"{name} has no lock file: `why` reads what brought each package in"
+                       " from it", file=lab.rel(path), fix=f"run `labctl lock {name}` first")
+    reqs = [*spec.lab_packages, *spec.pip_nodeps, *spec.extras]
+    if spec.torch:
+        reqs += [f"torch=={spec.torch.version}", *spec.torch.packages]
+    found = do_why(lock, reqs, package)
+    if found is None:
+        raise LabError(f"{package} is not in {lab.rel(path)}: {name} does not install it",
+                       fix=f"`labctl add {name} {package}` adds it")
+    stale = lockfile.state(spec, lock) == "stale"
+    if as_json:
+        ui.dump_json({"spec": name, "lock": lab.rel(path), "stale": stale,
+                      **found.as_dict()})
+        return
+    say = ui.console.print
+    say(f"{found.package} {found.version} in {lab.rel(path)}"
+        + (f" (stale: images/{name}.yaml changed since; `labctl lock {name}`)" if stale
+           else ""))
+    if found.chains:
+        say(f"brought in by {len(found.chains)} of the spec's requirements:")
+        for chain in found.chains:
+            say(f"  {chain[0]}: " + " -> ".join(chain[1:]))
+    else:
+        say("no requirement of the spec leads to it in the lock's notes")
+    if found.constrained_by:
+        say("its version is constrained by: " + ", ".join(found.constrained_by),
+            markup=False, highlight=False)

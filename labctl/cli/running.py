@@ -4,11 +4,15 @@ this lab folder's containers and this user's; another lab of yours by its exact 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from labctl.cli.common import engine, friendly, json_option, lab_option, load, maybe_lab
 from labctl.errors import LabError
+
+if TYPE_CHECKING:
+    from labctl.runtime.plan import RunPlan
 
 GPUS = click.option("--gpus", type=click.Choice(["auto", "all", "none"]), default="auto",
                     show_default=True,
@@ -43,15 +47,24 @@ def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...], 
         keep: bool, verbose: bool, as_json: bool, lab_dir: str | None) -> None:
     """Run lab NAME (JupyterLab, or COMMAND after --)."""
     from labctl.cli import ui
+    from labctl.runtime.plan import RunRequest
     from labctl.runtime.run import make_plan
     from labctl.runtime.run import run as do_run
 
     lab = load(lab_dir)
     e = engine(lab)
-    plan = make_plan(e, lab, name, user=user, srcs=list(srcs), sync=sync,
-                     command=list(command) or None, gpus=gpus, bind=bind, port=port)
-    if no_compat:
-        plan.env["LABCTL_COMPAT"] = "off"
+    plan = make_plan(e, lab, name, RunRequest(
+        user=user, srcs=srcs, command=command, gpus=gpus, bind=bind, port=port, sync=sync,
+        compat=not no_compat, verbose=verbose))
+    _tell(plan, name, verbose)
+    sys.exit(do_run(e, plan, detach=detach, keep=keep, say=ui.err_console.print,
+                    on_ready=lambda p: _as_json(p, name, detach) if as_json else None))
+
+
+def _tell(plan: RunPlan, name: str, verbose: bool) -> None:
+    """What `labctl run` says before the lab starts: warnings always, the rest with -v."""
+    from labctl.cli import ui
+
     for note in plan.warnings:  # said always: exposure and a GPU lab falling back to CPU
         ui.err_console.print(f"warning: {note}")
     ui.err_console.print(f"{name}: {'GPU (' + plan.gpus + ')' if plan.gpus else 'CPU'}"
@@ -61,20 +74,18 @@ def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...], 
             ui.err_console.print(f"note: {note}")
         for m in plan.mounts:
             ui.err_console.print(f"mount: {m.source} -> {m.target}")
-        plan.env["LABCTL_VERBOSE"] = "1"
 
-    def ready(p: object) -> None:
-        if as_json:
-            ui.dump_json({"container": plan.name, "spec": name, "url": plan.url,
-                          "tensorboard_url": plan.tensorboard_url,
-                          "token_file": str(plan.token_file) if plan.token_file else None,
-                          "gpu": plan.gpu_mode, "user": plan.user_mode,
-                          "ports": {str(c): h for c, h in plan.ports.items()},
-                          "detached": detach})
-            sys.stdout.flush()
 
-    sys.exit(do_run(e, plan, detach=detach, keep=keep, say=ui.err_console.print,
-                    on_ready=ready))
+def _as_json(plan: RunPlan, name: str, detach: bool) -> None:
+    """`labctl run --json`: the lab, once it is ready."""
+    from labctl.cli import ui
+
+    ui.dump_json({"container": plan.name, "spec": name, "url": plan.url,
+                  "tensorboard_url": plan.tensorboard_url,
+                  "token_file": str(plan.token_file) if plan.token_file else None,
+                  "gpu": plan.gpu_mode, "user": plan.user_mode,
+                  "ports": {str(c): h for c, h in plan.ports.items()}, "detached": detach})
+    sys.stdout.flush()
 
 
 @click.command()
@@ -85,6 +96,7 @@ def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...], 
 def shell(name: str, user: bool, lab_dir: str | None) -> None:
     """A shell in running lab NAME (container or spec name), or in a new one."""
     from labctl.runtime import containers
+    from labctl.runtime.plan import RunRequest
     from labctl.runtime.run import make_plan
     from labctl.runtime.run import run as do_run
 
@@ -101,8 +113,7 @@ def shell(name: str, user: bool, lab_dir: str | None) -> None:
     if lab is None:
         raise LabError(f"no running lab named {name}, and no lab folder to start one from",
                        fix="see `labctl ps`, or run this in a lab folder")
-    plan = make_plan(e, lab, name, user=user, srcs=[], command=["bash", "-l"],
-                     gpus="auto", bind=None, port=None)
+    plan = make_plan(e, lab, name, RunRequest(user=user, command=("bash", "-l")))
     sys.exit(do_run(e, plan, detach=False, keep=False, say=lambda m: None))
 
 
@@ -176,11 +187,11 @@ def logs(name: str, follow: bool, tail: str, lab_dir: str | None) -> None:
 @friendly
 def stop(names: tuple[str, ...], all_: bool, as_json: bool, lab_dir: str | None) -> None:
     """Stop labs NAMES (container or spec names) and remove their containers."""
-    from pathlib import Path
-
+    from labctl import labels
     from labctl.cli import ui
     from labctl.runtime import containers, remote
     from labctl.runtime.plan import TOKEN_IN_CONTAINER
+    from labctl.runtime.run import forget_token_file
 
     if not names and not all_:
         raise LabError("name a lab to stop, or pass --all", fix="see `labctl ps`")
@@ -203,7 +214,7 @@ def stop(names: tuple[str, ...], all_: bool, as_json: bool, lab_dir: str | None)
                          ui.err_console.print)
         for m in c.attrs.get("Mounts") or []:  # its token file goes with it
             if m.get("Destination") == TOKEN_IN_CONTAINER:
-                Path(m["Source"]).unlink(missing_ok=True)
+                forget_token_file((c.labels or {}).get(labels.LAB, ""), m["Source"])
         stopped.append(c.name)
         if not as_json:
             ui.console.print(f"stopped {c.name}")
@@ -228,9 +239,9 @@ def check(name: str, only: tuple[str, ...], gpus: str, as_json: bool,
 
     lab = load(lab_dir)
     e = engine(lab)
-    with ui.err_console.status("checking") as status:
+    with ui.status("checking") as update:
         results = run_checks(e, lab, name, list(only) or None, gpus,
-                             on_start=lambda n: status.update(f"{name}: running check {n}"))
+                             on_start=lambda n: update(f"{name}: running check {n}"))
     failed = [r for r in results if r.status != "pass"]
     if as_json:
         ui.dump_json([r.__dict__ for r in results])

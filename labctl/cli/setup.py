@@ -63,9 +63,9 @@ def base_bootstrap(image: str, suite: str | None, mirror: str | None, force: boo
     lab = maybe_lab(None)
     mirror = check_mirror(mirror or (lab.settings.network.apt_mirror if lab else None)
                           or os.environ.get("LABCTL_APT_MIRROR") or DEFAULT_MIRROR)
-    with ui.err_console.status(f"bootstrapping {image}") as status:
+    with ui.status(f"bootstrapping {image}") as update:
         image_id = bootstrap(e, image, suite_of(image, suite), mirror,
-                             lambda line: status.update(f"{image}: {line[:100]}"))
+                             lambda line: update(f"{image}: {line[:100]}"))
     if as_json:
         ui.dump_json({"image": image, "image_id": image_id, "status": "built",
                       "mirror": mirror})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -18,10 +19,13 @@ from labctl.errors import LabError
 if TYPE_CHECKING:  # a runtime import would load jinja2 for every command
     from labctl.image.build import BuildEvent
 
-# Pipes and logs get long lines rather than rich's default 80 columns.
+# Pipes and logs get long lines rather than rich's default 80 columns. No markup: what is
+# printed holds paths, spec and package names of the learner's (a folder 'ld[/]y', a
+# requirement 'x[bold]==1'), which rich would read as tags, or fail on; styles come
+# from Text objects.
 _WIDTH = None if sys.stdout.isatty() else 160
-console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True,
+console = Console(highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False,
                       width=None if sys.stderr.isatty() else 160)
 
 
@@ -34,6 +38,14 @@ def error(exc: LabError) -> None:
         err_console.print(Text(f"  {d}"))
     if exc.fix:
         err_console.print(Text("fix: ", style="bold green") + Text(exc.fix))
+
+
+@contextmanager
+def status(text: str) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr saying ``text``; yields the function that changes what it says.
+    The text is shown as it is (rich's status would read engine output as markup)."""
+    with err_console.status(Text(text)) as shown:
+        yield lambda line: shown.update(Text(line))
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -126,7 +138,7 @@ class DownloadProgress:
             TransferSpeedColumn,
         )
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                                  DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
                                  console=err_console, transient=not err_console.is_terminal)
         self.tasks: dict[str, Any] = {}

@@ -1,55 +1,112 @@
 """Edit a spec file the way a person would: add packages to its `extras:` list and leave
-every other line, comment and blank line as it was. Pure: text in, text out."""
+every other line, comment, blank line and line ending as it was. Pure: text in, text out.
+
+Where the list is is found from the YAML parser's own marks (a flow list over several
+lines, an anchored list, a list that is an alias of another key's), and the new text is
+read back: a layout it cannot edit in place is a LabError saying what to edit by hand,
+never a changed meaning."""
 
 from __future__ import annotations
 
 import re
 
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
 from labctl.config import yamlfile
 from labctl.errors import LabError
+
+_STR = "tag:yaml.org,2002:str"
+_ALIAS = re.compile(r"([ \t]*:[ \t]*)(\*[^\s,\[\]{}]+)")
 
 
 def add_extras(doc: yamlfile.Document, text: str, packages: list[str],
                inherited: list[str]) -> str:
-    """``text`` (the spec file ``doc`` was read from) with ``packages`` appended to its
-    extras. A spec without its own `extras:` gets one, holding the ``inherited`` extras of
-    the spec it extends first (a child's list replaces its parent's)."""
-    lines = text.splitlines(keepends=True)
+    """``text`` (the spec file ``doc`` was read from, line endings as in the file) with
+    ``packages`` appended to its extras. A spec without its own `extras:` gets one, holding
+    the ``inherited`` extras of the spec it extends first (a child's list replaces its
+    parent's)."""
     items = doc.data.get("extras")
-    if "extras" not in doc.data:
-        tail = "" if not lines or lines[-1].endswith("\n") else "\n"
-        body = "".join(f"  - {_item(p)}\n" for p in [*inherited, *packages])
-        return text + tail + "extras:\n" + body
-    if items is None:
-        items = []
-    if not isinstance(items, list):
+    if "extras" in doc.data and items is not None and not isinstance(items, list):
         raise LabError("extras: is not a list", file=str(doc.path),
                        fix="write extras: as a list of requirements")
-    key_line = doc.lines[("extras",)] - 1
-    line = lines[key_line]
-    flow = re.match(r"^(extras\s*:\s*)\[(.*)\](\s*(#.*)?)$", line.rstrip("\n"))
-    if flow:
-        inner = flow[2].strip()
-        new = ", ".join(_item(p) for p in packages)
-        lines[key_line] = (f"{flow[1]}[{inner + ', ' if inner else ''}{new}]{flow[3] or ''}"
-                           "\n")
-        return "".join(lines)
-    if not items:  # `extras:` with nothing after it
-        lines[key_line] = re.sub(r"(extras\s*:)\s*(#.*)?$", r"\1 \2", line.rstrip("\n")
-                                 ).rstrip() + "\n"
-        after = key_line + 1
-        indent = "  "
+    current = list(items or []) if "extras" in doc.data else list(inherited)
+    want = [*current, *packages]
+    nl = "\r\n" if "\r\n" in text else "\n"
+    key, value = _extras_node(doc, text)
+    if key is None or value is None:  # none of its own (perhaps one from a `<<:` merge)
+        tail = nl if text and not text.endswith(("\n", "\r")) else ""
+        new = text + tail + "extras:" + nl + "".join(f"  - {_item(p)}{nl}" for p in want)
+    elif value.start_mark.index < key.end_mark.index:  # `extras: *other`: a list of its own
+        alias = _ALIAS.match(text, key.end_mark.index)
+        if alias is None:
+            raise _by_hand(doc, packages, "its value is an alias labctl cannot find")
+        new = text[:alias.start(2)] + _flow(want) + text[alias.end(2):]
+    elif isinstance(value, ScalarNode):  # `extras:`, `extras: ~`, `extras: null`
+        start, end = value.start_mark.index, value.end_mark.index
+        gap = " " if start == end else ""
+        new = text[:start] + gap + _flow(want) + text[end:]
+    elif isinstance(value, SequenceNode) and value.flow_style:  # [a, b] over any lines
+        if value.value:
+            at = value.value[-1].end_mark.index
+            new = text[:at] + ", " + ", ".join(_item(p) for p in packages) + text[at:]
+        else:
+            at = text.find("[", value.start_mark.index) + 1
+            new = text[:at] + ", ".join(_item(p) for p in packages) + text[at:]
+    elif isinstance(value, SequenceNode) and value.value:  # a block list: after its last item
+        last = value.value[-1]
+        start = text.rfind("\n", 0, last.start_mark.index) + 1
+        dash = re.fullmatch(r"([ \t]*)-[ \t]+", text[start:last.start_mark.index])
+        if dash is None:
+            raise _by_hand(doc, packages, "its last item is not on a `- ` line")
+        at = last.end_mark.index
+        if not text[:at].endswith("\n"):  # else a block scalar item ended with its line
+            end = text.find("\n", at)
+            at = len(text) if end < 0 else end + 1
+        head = text[:at] if text[:at].endswith("\n") or not text[:at] else text[:at] + nl
+        new = head + "".join(f"{dash[1]}- {_item(p)}{nl}" for p in packages) + text[at:]
     else:
-        last = doc.lines[("extras", len(items) - 1)] - 1
-        indent = re.match(r"^(\s*)", lines[last])[1]  # type: ignore[index]
-        after = last + 1
-        while after < len(lines) and lines[after].strip() and \
-                len(lines[after]) - len(lines[after].lstrip()) > len(indent):
-            after += 1  # a multi-line item
-    new_lines = [f"{indent}- {_item(p)}\n" for p in packages]
-    if after > 0 and not lines[after - 1].endswith("\n"):
-        lines[after - 1] += "\n"
-    return "".join(lines[:after] + new_lines + lines[after:])
+        raise _by_hand(doc, packages, "its layout is not one labctl edits")
+    _check(doc, new, want, packages)
+    return new
+
+
+def _extras_node(doc: yamlfile.Document, text: str) -> tuple[Node | None, Node | None]:
+    """The key and value nodes of the file's own top-level `extras:` (not a merged one)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError:
+        raise _by_hand(doc, [], "it does not read as YAML") from None
+    finally:
+        loader.dispose()
+    if not isinstance(root, MappingNode):
+        return None, None
+    for k, v in root.value:
+        if isinstance(k, ScalarNode) and k.tag == _STR and k.value == "extras":
+            return k, v
+    return None, None
+
+
+def _check(doc: yamlfile.Document, new: str, want: list[str], packages: list[str]) -> None:
+    """The edited text must mean the file with only its extras changed."""
+    expected = {**doc.data, "extras": want}
+    try:
+        got = yamlfile.parse(doc.path, new).data
+    except LabError:
+        got = None
+    if got != expected:
+        raise _by_hand(doc, packages, "an edit in place would change more than extras:")
+
+
+def _by_hand(doc: yamlfile.Document, packages: list[str], why: str) -> LabError:
+    what = ", ".join(packages) or "the packages"
+    return LabError(f"cannot add to extras: in place: {why}", file=str(doc.path),
+                    fix=f"add {what} to extras: by hand (a plain list, e.g. extras: [{what}])")
+
+
+def _flow(reqs: list[str]) -> str:
+    return "[" + ", ".join(_item(p) for p in reqs) + "]"
 
 
 def _item(req: str) -> str:

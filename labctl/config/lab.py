@@ -5,13 +5,23 @@ Found from the working directory upward (like git), or from --lab / LABCTL_LAB.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from labctl import resources
 from labctl.config import validators as v
@@ -39,6 +49,7 @@ TagPrefix = Annotated[str, AfterValidator(v.tag_prefix)]
 Registry = Annotated[str, AfterValidator(v.registry)]
 HostFolder = Annotated[str, AfterValidator(v.host_folder)]
 Plain = Annotated[str, AfterValidator(v.plain_value)]
+MountSource = Annotated[str, AfterValidator(v.mount_source)]
 
 
 class _Strict(BaseModel):
@@ -48,7 +59,7 @@ class _Strict(BaseModel):
 class Volume(_Strict):
     """A host folder shared by every image in the lab, and the variables that point tools at it."""
 
-    host: PathText
+    host: MountSource
     container: MountTarget
     env: dict[EnvKey, Plain] = Field(default_factory=dict)
     subdirs: list[RelPath] = Field(default_factory=list)
@@ -67,6 +78,9 @@ class NetworkSettings(_Strict):
     https_proxy: Proxy | None = None
     no_proxy: NoProxy | None = None
     ca_bundle: PathText | None = None  # extra CA certificates trusted during builds
+    # A Hugging Face mirror (an HF-API-compatible endpoint): HF_ENDPOINT in labs and in
+    # `labctl data get hf:` (the Hub itself when unset).
+    hf_endpoint: Url | None = None
 
 
 class DataMirror(_Strict):
@@ -77,6 +91,21 @@ class DataMirror(_Strict):
 
     from_: Url = Field(alias="from")
     to: Url
+
+
+def _bytes(value: object) -> object:
+    """A size as bytes: 10GB, 500 MB, 2GiB or a number of bytes (build_cache_budget)."""
+    import re
+
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kMGT]i?B|B)?\s*", value, re.I)
+        if not m:
+            raise ValueError(f"{value!r} is not a size: write e.g. 10GB or 500MB")
+        unit = (m[2] or "B").upper()
+        scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10,
+                 "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]
+        return int(float(m[1]) * scale)
+    return value
 
 
 class LabSettings(_Strict):
@@ -97,6 +126,9 @@ class LabSettings(_Strict):
     # This lab folder on an engine of another machine (DOCKER_HOST=ssh://...): where its
     # volume folders are made there (default: ~/labctl/<this folder's name> on that host).
     remote_root: HostFolder | None = None
+    # labctl's BuildKit cache (its builds' layers, uv's and apt's cache mounts) is kept
+    # within this size after each build and by `labctl prune` (e.g. 10GB, 500MB).
+    build_cache_budget: Annotated[int, BeforeValidator(_bytes), Field(ge=0)] = 10 * 1000**3
 
 
 _FROM_ENV = {
@@ -106,6 +138,7 @@ _FROM_ENV = {
     "https_proxy": ("https_proxy", "HTTPS_PROXY"),
     "no_proxy": ("no_proxy", "NO_PROXY"),
     "ca_bundle": ("LABCTL_CA_BUNDLE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"),
+    "hf_endpoint": ("HF_ENDPOINT",),
 }
 
 
@@ -199,14 +232,17 @@ class Lab:
 
     def state_dir(self, *parts: str) -> Path:
         """lab/.labctl/PARTS: labctl's own files of this lab (check scratch folders, Jupyter
-        tokens, build contexts), private to the user (0700) and kept out of git."""
-        root = self.root / ".labctl"
-        root.mkdir(mode=0o700, exist_ok=True)
-        ignore = root / ".gitignore"
+        tokens, build contexts), private to the user (0700) and kept out of git. A folder
+        that came from elsewhere (a bundle, a clone) is tightened, and one that is a link or
+        another account's is refused: the tokens of later labs go there."""
+        folder = self.root / ".labctl"
+        private_folder(folder)
+        ignore = folder / ".gitignore"
         if not ignore.exists():
             ignore.write_text("*\n", encoding="utf-8")
-        folder = root.joinpath(*parts)
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for part in parts:
+            folder = folder / part
+            private_folder(folder)
         return folder
 
     def inside(self, path: Path, what: str) -> Path:
@@ -267,11 +303,59 @@ def _read_model(path: Path, model: type[BaseModel], what: str) -> Any:
         raise validation_error(path, e, model, what, lines) from None
 
 
+def private_folder(folder: Path) -> None:
+    """``folder`` exists as a real folder of this user's, 0700 (made or tightened)."""
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = folder.lstat()
+    except OSError as e:
+        raise LabError(f"{folder}: {e.strerror or e}",
+                       fix="labctl keeps its tokens there; make it a folder of yours") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        what = "a link" if stat.S_ISLNK(st.st_mode) else (
+            "not a folder" if not stat.S_ISDIR(st.st_mode) else "another account's folder")
+        raise LabError(f"{folder} is {what}: labctl keeps this lab's Jupyter tokens there",
+                       fix=f"remove it (`rm -r {folder}`); labctl makes it again, private")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        folder.chmod(0o700)
+
+
+def _homes() -> set[Path]:
+    """Every account's home folder (a volume must not be one, nor in its hidden folders)."""
+    out = {Path("/root")}
+    with contextlib.suppress(OSError, KeyError):
+        out.add(Path.home().resolve())
+    with contextlib.suppress(OSError):
+        out |= {Path(p.pw_dir) for p in pwd.getpwall() if p.pw_dir not in ("", "/")}
+    return out
+
+
+def volume_problem(root: Path, host: Path) -> str | None:
+    """Why ``host`` must not be a volume folder of the lab at ``root``, or None. Besides the
+    system's folders: a home itself or any hidden folder (~/.ssh, the lab's .labctl/ and
+    .git/: a volume gets files written into it), and a folder this user may not write
+    (the lab, without --user, runs as the image's uid and could read another account's)."""
+    problem = host_folder_problem(host)
+    if problem:
+        return problem
+    real, lab = host.resolve(), root.resolve()
+    if real == lab:
+        return f"{real} is the lab folder itself (its .labctl/ holds the Jupyter tokens)"
+    if real in _homes():
+        return f"{real} is a home folder"
+    below = real.relative_to(lab).parts if v.is_within(str(real), str(lab)) else real.parts
+    hidden = next((p for p in below if p.startswith(".")), None)
+    if hidden is not None:
+        return f"{real} is in a hidden folder ({hidden}: keys, tokens, settings)"
+    if real.exists() and not os.access(real, os.W_OK | os.X_OK):
+        return f"you may not write to {real}"
+    return None
+
+
 def _check_volumes(root: Path, vols: VolumesFile) -> None:
     for name, vol in vols.volumes.items():
         p = Path(os.path.expanduser(vol.host))
-        host = p if p.is_absolute() else root / p
-        problem = host_folder_problem(host)
+        problem = volume_problem(root, p if p.is_absolute() else root / p)
         if problem:
             raise LabError(f"volumes.{name}.host: {problem}", file=str(root / VOLUMES_FILE),
                            fix="point it at a folder of yours, e.g. host: data (inside the lab)")
@@ -324,6 +408,7 @@ network: {}
 #   apt_mirror: http://mirrors.tuna.tsinghua.edu.cn/debian
 #   https_proxy: http://127.0.0.1:7890
 #   ca_bundle: /etc/ssl/certs/corporate-ca.pem
+#   hf_endpoint: https://hf-mirror.com   # a Hugging Face mirror (HF_ENDPOINT)
 # wheelhouse: wheels        # a folder of .whl files preferred over the index
 # bind: 127.0.0.1           # where Jupyter and other ports are published
 # data_mirrors:             # tried first by `labctl data get`, in this order

@@ -307,6 +307,20 @@ def path_text(value: str) -> str:
     return value
 
 
+# docker's --mount value (devcontainer.json's mounts, `docker run --mount`) is CSV: in a
+# folder's path these would end the field and add options of the path's choosing.
+MOUNT_CSV = (",", "=", '"')
+
+
+def mount_source(value: str) -> str:
+    """A host folder that reaches a --mount string: one line, none of , = \"."""
+    path_text(value)
+    if any(c in value for c in MOUNT_CSV):
+        raise ValueError(f"{value!r} holds one of , = \" which docker's --mount would read as"
+                         " another mount option; rename the folder (or name another)")
+    return value
+
+
 def rel_script(value: str) -> str:
     """A .sh or .py file inside the lab's images/ folder (no '..', no absolute path)."""
     if not _REL_FILE.fullmatch(value):

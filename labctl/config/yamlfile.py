@@ -66,6 +66,7 @@ class _Builder:
         self.path, self.loader = path, loader
         self.lines: dict[Key, int] = {}
         self.nodes = 0
+        self.merged: dict[int, int] = {}  # id of a mapping node -> its merged pairs
 
     def build(self, node: Node, key: Key = ()) -> Any:
         self.nodes += 1
@@ -73,21 +74,28 @@ class _Builder:
             raise LabError(f"holds more than {MAX_NODES} values (after expanding anchors)",
                            file=str(self.path), fix="no real spec is this large: shorten it")
         if isinstance(node, MappingNode):
-            self.loader.flatten_mapping(node)  # `<<: *anchor` merge keys
+            # `<<: *anchor` merge keys: the merged pairs come first, and the mapping's own
+            # keys may override them (the node is flattened in place, once: an alias of it
+            # finds the count of merged pairs here).
+            if id(node) not in self.merged:
+                own = sum(k.tag != "tag:yaml.org,2002:merge" for k, _ in node.value)
+                self.loader.flatten_mapping(node)
+                self.merged[id(node)] = len(node.value) - own
             out: dict[Any, Any] = {}
             seen: dict[Any, int] = {}
-            for knode, vnode in node.value:
-                k = self.loader.construct_object(knode, deep=True)
+            for i, (knode, vnode) in enumerate(node.value):
+                k = self.construct(knode)
                 line = knode.start_mark.line + 1
                 if not isinstance(k, Hashable):
                     raise LabError(f"line {line}: a key must be a name, not a list or mapping",
                                    file=str(self.path), fix="write `name: value` pairs")
-                if k in seen:
-                    raise LabError(
-                        f"line {line}: key {k!r} appears twice (first on line {seen[k]})",
-                        file=str(self.path),
-                        fix="keep one of them: YAML would silently use the last one")
-                seen[k] = line
+                if i >= self.merged[id(node)]:  # a merged pair may be overridden
+                    if k in seen:
+                        raise LabError(
+                            f"line {line}: key {k!r} appears twice (first on line {seen[k]})",
+                            file=str(self.path),
+                            fix="keep one of them: YAML would silently use the last one")
+                    seen[k] = line
                 self.lines[(*key, k)] = line
                 out[k] = self.build(vnode, (*key, k))
             return out
@@ -97,8 +105,20 @@ class _Builder:
                 self.lines[(*key, i)] = item.start_mark.line + 1
                 items.append(self.build(item, (*key, i)))
             return items
-        assert isinstance(node, ScalarNode)
-        return self.loader.construct_object(node, deep=True)
+        if not isinstance(node, ScalarNode):
+            raise LabError(f"line {node.start_mark.line + 1}: not a YAML value labctl reads",
+                           file=str(self.path), fix="write plain keys, lists and values")
+        return self.construct(node)
+
+    def construct(self, node: Node) -> Any:
+        """A key or scalar's value; one Python cannot make (an integer of more than 4300
+        digits, the 31st of February as a date) is the file's error on that line."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as e:
+            raise LabError(f"line {node.start_mark.line + 1}: a value labctl cannot read"
+                           f" ({str(e)[:120]})", file=str(self.path),
+                           fix="quote it to make it text, or shorten it") from None
 
 
 def read(path: Path, *, optional: bool = False) -> Document:
@@ -117,7 +137,11 @@ def read(path: Path, *, optional: bool = False) -> Document:
         raise LabError("file not found", file=str(path)) from None
     except IsADirectoryError:
         raise LabError("is a folder, not a YAML file", file=str(path)) from None
-    text = _decode(path, raw)
+    return parse(path, _decode(path, raw))
+
+
+def parse(path: Path, text: str) -> Document:
+    """``text`` (of the file ``path``) as read() reads it."""
     loader: yaml.SafeLoader | None = None
     try:
         loader = yaml.SafeLoader(text)  # refuses control characters already
@@ -133,6 +157,9 @@ def read(path: Path, *, optional: bool = False) -> Document:
     except RecursionError:
         raise LabError("is nested too deeply to be a spec", file=str(path),
                        fix="no real spec nests more than a few levels") from None
+    except (ValueError, OverflowError) as e:  # what construction raises outside a scalar
+        raise LabError(f"a value labctl cannot read ({str(e)[:120]})", file=str(path),
+                       fix="quote it to make it text, or shorten it") from None
     finally:
         if loader is not None:
             loader.dispose()

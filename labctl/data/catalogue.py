@@ -49,7 +49,18 @@ class _Strict(BaseModel):
 
 
 class DataFile(_Strict):
-    """One file of an entry, as its library downloads and checks it."""
+    """One file of an entry, as its library downloads and checks it.
+
+    A lab's datasets.yaml and the download servers are not trusted: ``to`` and ``into``
+    are relative paths that labctl keeps inside the entry's volume folder (links that
+    lead out are refused), ``size`` bounds the download, and archives are unpacked by
+    labctl's own member loop (store.unpack). Where the library records no checksum
+    (fastai's WT103 weights, Ultralytics' assets and datasets: no authoritative digest is
+    published with them, and labctl invents none), labctl never resumes a partial
+    download of the file (it starts over) and counts the file as present only when it
+    placed it itself: store.place records its size, mtime and sha256 beside the volume
+    (.labctl-verified), and a file that no longer matches that record, or that another
+    program put there, is "unverified" and fetched again by `labctl data get`."""
 
     urls: list[Url] = Field(min_length=1)
     to: RelPath  # where the library looks, inside the entry's volume
@@ -127,8 +138,8 @@ def load(lab_root: Path | None) -> Catalogue:
     doc = yamlfile.read(path, optional=True)
     if not doc.data:
         return base
-    try:
-        own = Catalogue(**doc.data)
+    try:  # model_validate: keys that are not text are the file's error, not a TypeError
+        own = Catalogue.model_validate(doc.data)
         return Catalogue(entries={**base.entries, **own.entries})
     except ValidationError as e:
         lines = {".".join(str(p) for p in k): (path, n) for k, n in doc.lines.items()}

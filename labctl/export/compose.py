@@ -22,7 +22,10 @@ def service(plan: RunPlan, gpu: bool) -> dict[str, Any]:
         "command": plan.command,
         "working_dir": plan.workdir,
         "environment": env,
-        "volumes": [f"{m.source}:{m.target}" + (":ro" if m.read_only else "")
+        # The long syntax: in SRC:DST:MODE a ':' of a folder's name would add a mode
+        "volumes": [{"type": "volume" if m.volume else "bind", "source": str(m.source),
+                     "target": m.target,
+                     **({"read_only": True} if m.read_only else {})}
                     for m in plan.mounts if m.target != TOKEN_IN_CONTAINER],
         "ports": [f"{ip}:{host}:{cport}" if ":" not in ip else f"[{ip}]:{host}:{cport}"
                   for cport, binds in plan.publish().items() for ip, host in binds],

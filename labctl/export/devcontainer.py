@@ -10,10 +10,13 @@ and VS Code's server runs as `lab` in a HOME it can write.
 from __future__ import annotations
 
 import json
-import re
+import math
+import os
 from pathlib import Path
 from typing import Any
 
+from labctl.config.safewrite import write_atomic
+from labctl.errors import LabError
 from labctl.runtime.plan import RunPlan
 
 EXTENSIONS = ["ms-python.python", "ms-toolsai.jupyter"]
@@ -25,7 +28,23 @@ MANAGED = ("name", "image", "remoteUser", "containerUser", "updateRemoteUserUID"
 _NOT_PASSED = ("LABCTL_UID", "LABCTL_GID")
 
 
+# docker's --mount value is CSV (key=value pairs, "quoted" fields): one of these in a path
+# would end the field and add options of the path's choosing (`x,source=/etc`).
+_CSV = (",", "=", '"', "\n", "\r")
+MAX_BYTES = 1024 * 1024  # a devcontainer.json is a few KB
+MAX_DEPTH = 64  # one nests about five levels
+
+
 def _mount(source: Path, target: str, read_only: bool) -> str:
+    """A --mount value; a path docker would read as more than a path is refused."""
+    for what, value in (("folder", str(source)), ("container path", target)):
+        bad = next((c for c in _CSV if c in value), None)
+        if bad is not None:
+            raise LabError(
+                f"the {what} {value} holds {bad!r}, which docker's --mount (and so VS Code)"
+                " would read as the start of another mount option",
+                fix=f"rename the folder so that its path has no {', '.join(map(repr, _CSV))}"
+                " (a lab cloned from someone else may be named so on purpose)")
     return f"source={source},target={target},type=bind" + (",readonly" if read_only else "")
 
 
@@ -56,26 +75,121 @@ def document(plan: RunPlan, src: Path, gpu: bool) -> dict[str, Any]:
     return doc
 
 
-def strip_jsonc(text: str) -> str:
-    """devcontainer.json is JSON with comments and trailing commas."""
-    out, i, n = [], 0, len(text)
+def strip_jsonc(text: str, file: str = "devcontainer.json") -> str:
+    """devcontainer.json is JSON with comments and trailing commas: both go, outside
+    strings only (a string's "//", "/*", ",]" are the learner's). Line breaks are kept,
+    so that JSON's line numbers are the file's."""
+    out: list[str] = []
+    comma: int | None = None  # where in out a comma waits that only blanks have followed
+    i, n = 0, len(text)
     while i < n:
         c = text[i]
         if c == '"':
             j = i + 1
             while j < n and text[j] != '"':
                 j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
-            i = j + 1
+            out.append(text[i:j + 1])  # unterminated: the rest, which json then refuses
+            comma, i = None, j + 1
         elif text.startswith("//", i):
-            i = text.find("\n", i) if "\n" in text[i:] else n
+            end = text.find("\n", i)
+            i = n if end < 0 else end
         elif text.startswith("/*", i):
             end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
+            if end < 0:
+                raise LabError(f"a /* comment on line {text.count(chr(10), 0, i) + 1} is never"
+                               " closed", file=file, fix="close it with */")
+            out.append("\n" * text.count("\n", i, end))
+            i = end + 2
         else:
+            if c == ",":
+                comma = len(out)
+            elif c in "]}":
+                if comma is not None:
+                    out[comma] = ""
+                comma = None
+            elif c not in " \t\r\n":
+                comma = None
             out.append(c)
             i += 1
-    return re.sub(r",(\s*[}\]])", r"\1", "".join(out))
+    return "".join(out)
+
+
+class _NotJson(ValueError):
+    """A number JSON does not have (NaN, Infinity, 1e400): it would not be written back."""
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NotJson(text)
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _NotJson(text)
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` nests, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if d <= MAX_DEPTH:
+            if isinstance(v, dict):
+                stack += [(x, d + 1) for x in v.values()]
+            elif isinstance(v, list):
+                stack += [(x, d + 1) for x in v]
+    return deepest
+
+
+def read(path: Path) -> dict[str, Any]:
+    """The learner's devcontainer.json (JSONC) as a dict; every problem a LabError."""
+    where = str(path)
+    fix = "correct it, or move it away to have labctl write a new one"
+    if path.is_symlink():  # a cloned project's link to ~/.docker/config.json: no merging
+        raise LabError(f"is a link (to {os.readlink(path)}): labctl merges only a file of"
+                       " the folder's own, lest it copy another file into the project",
+                       file=where, fix="replace the link by a copy of the file, or remove it")
+    if path.stat().st_size > MAX_BYTES:
+        raise LabError(f"is larger than {MAX_BYTES // 1024} KB", file=where, fix=fix)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LabError(f"is not UTF-8 text (byte {e.start})", file=where,
+                       fix="save it as UTF-8, or " + fix) from None
+    try:
+        doc = json.loads(strip_jsonc(text, where), parse_constant=_constant,
+                         parse_float=_number)
+    except json.JSONDecodeError as e:
+        raise LabError(f"is not valid JSON (line {e.lineno}): {e.msg}", file=where,
+                       fix=fix) from None
+    except _NotJson as e:
+        raise LabError(f"holds {e}, a number JSON does not have (NaN, Infinity or too large)",
+                       file=where, fix=fix) from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise LabError(f"holds a number labctl cannot read ({e})", file=where,
+                       fix=fix) from None
+    except RecursionError:
+        raise LabError("is nested too deeply", file=where, fix=fix) from None
+    if not isinstance(doc, dict):
+        raise LabError(f"must be a JSON object {{...}}, not {type(doc).__name__}", file=where,
+                       fix=fix)
+    if _depth(doc) > MAX_DEPTH:
+        raise LabError(f"is nested too deeply (more than {MAX_DEPTH} levels)", file=where,
+                       fix=fix)
+    custom = doc.get("customizations", {})
+    vscode = custom.get("vscode", {}) if isinstance(custom, dict) else None
+    for key, value, kind in (("customizations", custom, dict),
+                             ("customizations.vscode", vscode, dict),
+                             ("customizations.vscode.extensions",
+                              (vscode or {}).get("extensions", []), list)):
+        if not isinstance(value, kind):
+            raise LabError(f"{key} must be a JSON {'object' if kind is dict else 'array'}",
+                           file=where, fix=f"correct {key}, or move the file away to have"
+                           " labctl write a new one")
+    return doc
 
 
 def merge(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -100,20 +214,15 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], lis
 
 
 def write(path: Path, new: dict[str, Any]) -> list[str]:
-    """Write ``new`` merged into the file at ``path``; what changed."""
-    old: dict[str, Any] = {}
-    if path.exists():
-        try:
-            old = json.loads(strip_jsonc(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as e:
-            from labctl.errors import LabError
-
-            raise LabError(f"is not valid JSON (line {e.lineno}): {e.msg}", file=str(path),
-                           fix="correct it, or move it away to have labctl write a new one"
-                           ) from None
+    """Write ``new`` merged into the file at ``path``; what changed. The file is replaced
+    by a new one (read() refuses a link at ``path``)."""
+    old = read(path) if path.exists() or path.is_symlink() else {}
     merged, changes = merge(old, new)
+    text = json.dumps(merged, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (\ud800) of the learner's: kept escaped
+        data = (json.dumps(merged, indent=2, allow_nan=False) + "\n").encode("ascii")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.labctl-tmp")
-    tmp.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, data)
     return changes if old else ["written"]

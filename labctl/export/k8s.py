@@ -10,57 +10,15 @@ own (ReadWriteOnce). The Jupyter token is a Secret mounted where the image reads
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import Any
 
-from labctl.config.lab import Lab
-from labctl.config.spec import ImageSpec
-from labctl.gpu.compat import gpu_use
-from labctl.image.layers import command
-from labctl.runtime.plan import LAB_UID, SHM_SIZE, TOKEN_IN_CONTAINER
+from labctl.export.profiles import GPU_RESOURCE, SHARED, dns_name
+from labctl.export.profiles import LabProfile as KubeLab
+from labctl.export.profiles import lab_profile as kube_lab
+from labctl.runtime.plan import LAB_UID, TOKEN_IN_CONTAINER
 
-SHARED = ("data", "cache")  # read by every learner of a class: ReadWriteMany
-GPU_RESOURCE = "nvidia.com/gpu"
-
-
-@dataclass(frozen=True)
-class KubeLab:
-    """What a cluster needs to know of one lab (built from its spec and the lab folder)."""
-
-    name: str
-    image: str
-    description: str
-    env: dict[str, str]
-    volumes: dict[str, str]  # volume name -> container path
-    workdir: str
-    jupyter_port: int | None
-    command: list[str]
-    gpu: bool
-    cpu: str = "2"
-    memory: str = "8Gi"
-    storage: dict[str, str] = field(default_factory=lambda: {"data": "50Gi", "cache": "50Gi",
-                                                              "models": "20Gi",
-                                                              "work": "10Gi"})
-
-
-def kube_lab(lab: Lab, spec: ImageSpec, image: str) -> KubeLab:
-    """The lab as `labctl run` would start it: the spec's volumes at the same paths with
-    the same variables, its command and Jupyter port, a GPU when the spec uses one."""
-    env: dict[str, str] = {}
-    volumes = {}
-    for name in spec.volumes:
-        env.update(lab.volumes[name].env)
-        volumes[name] = lab.volumes[name].container
-    jupyter = spec.jupyter.port if spec.jupyter and spec.jupyter.enabled else None
-    return KubeLab(spec.name, image, spec.description or spec.name, env, volumes,
-                   spec.workdir, jupyter, command(spec), gpu_use(spec) != "no")
-
-
-def dns_name(text: str) -> str:
-    """A Kubernetes object name (RFC 1123 label) from a spec name."""
-    out = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
-    return out or "lab"
+__all__ = ["GPU_RESOURCE", "SHARED", "KubeLab", "dns_name", "jupyterhub_values", "kube_lab",
+           "manifests"]
 
 
 def _claim(name: str, size: str, shared: bool, meta: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +46,7 @@ def manifests(lab: KubeLab, token: str, namespace: str | None = None) -> list[di
         volumes.append({"name": dns_name(vol), "persistentVolumeClaim": {"claimName": claim}})
         mounts.append({"name": dns_name(vol), "mountPath": path})
     volumes.append({"name": "shm", "emptyDir": {"medium": "Memory",
-                                                 "sizeLimit": SHM_SIZE.upper() + "i"}})
+                                                 "sizeLimit": lab.shm.upper() + "i"}})
     mounts.append({"name": "shm", "mountPath": "/dev/shm"})
     container: dict[str, Any] = {
         "name": "lab", "image": lab.image, "args": list(lab.command),  # the entrypoint stays

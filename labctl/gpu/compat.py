@@ -1,5 +1,6 @@
-"""GPU / CUDA / driver / torch- and TensorFlow-wheel compatibility: pure functions over
-data tables.
+"""Verdicts: can this GPU, with this driver, run a spec's torch or TensorFlow, and if not,
+what fixes it. Built on the arithmetic of labctl/gpu/arith.py (compute capabilities,
+CUDA, drivers) and the wheel fit of labctl/gpu/fit.py.
 
 Why: what broke the learner (an RTX 50xx with a CUDA 11.7 wheel, a driver too old for a
 wheel's CUDA) is decided by a few published tables. Keeping them as data files with
@@ -10,306 +11,57 @@ be unit tested without a GPU. Nothing here probes the machine or talks to an eng
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import InvalidVersion
 
 from labctl.config.spec import GpuSpec
 from labctl.gpu import tables, torch_wheels
-from labctl.gpu.tables import Arch, TfBuild
+from labctl.gpu.arith import (  # noqa: F401 (the arithmetic, also asked for through here)
+    CC,
+    DriverSupport,
+    arch_for,
+    arch_name,
+    arch_table,
+    cc_from_name,
+    cc_str,
+    compat_floor_for,
+    cuda_variant,
+    driver_supports,
+    last_cuda_for,
+    max_cuda_for_driver,
+    min_cuda_for,
+    min_driver_for,
+    parse_cc,
+    parse_cuda,
+    parse_driver,
+    ptx_jit_under_compat,
+    variant_cuda,
+)
+from labctl.gpu.fit import (  # noqa: F401 (the wheel fit, also asked for through here)
+    ArchList,
+    Runs,
+    Wheel,
+    best_wheel,
+    kernels_run_on,
+    parse_arch_list,
+    parse_torch_arch_list,
+    torch_minor,
+    wheel_archs,
+    wheel_fits,
+    wheel_runs_on,
+    wheels,
+)
+from labctl.gpu.tables import TfBuild
 
 if TYPE_CHECKING:
     from labctl.config.spec import ImageSpec
 
-CC = tuple[int, int]
 Status = Literal["ok", "warn", "fail", "skip"]
-DriverSupport = Literal["full", "compat", "no", "unknown"]
-Runs = Literal["cubin", "ptx", "no", "unknown"]
 _RANK = {"ok": 0, "skip": 0, "warn": 1, "fail": 2}
-
-
-# --- parsing -------------------------------------------------------------------------
-def parse_cc(value: str | CC) -> CC:
-    """'12.0' -> (12, 0); also accepts 'sm_120' / 'compute_120' and a tuple."""
-    if isinstance(value, tuple):
-        return value
-    text = str(value).strip()
-    m = re.fullmatch(r"(?:sm_|compute_)(\d+?)(\d)[a-z]?", text)
-    if m:
-        return int(m.group(1)), int(m.group(2))
-    m = re.fullmatch(r"(\d+)\.(\d+)", text)
-    if not m:
-        raise ValueError(f"not a compute capability: {value!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
-def cc_str(cc: str | CC) -> str:
-    major, minor = parse_cc(cc)
-    return f"{major}.{minor}"
-
-
-def parse_cuda(value: str) -> tuple[int, int]:
-    """'12.8' (or '12.8.1') -> (12, 8)."""
-    parts = str(value).strip().split(".")
-    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-
-
-def parse_driver(value: str) -> tuple[int, ...]:
-    """'570.133.07' -> (570, 133, 7): compared as numbers, not text."""
-    return tuple(int(p) for p in re.findall(r"\d+", str(value)))
-
-
-def variant_cuda(variant: str | None) -> str | None:
-    """'cu128' -> '12.8' (the last digit is the minor); 'cpu' or unknown -> None."""
-    m = re.fullmatch(r"cu(\d+)(\d)", variant or "")
-    return f"{int(m.group(1))}.{m.group(2)}" if m else None
-
-
-def cuda_variant(cuda: str) -> str:
-    """'12.8' -> 'cu128'."""
-    major, minor = parse_cuda(cuda)
-    return f"cu{major}{minor}"
-
-
-# --- tables ----------------------------------------------------------------------------
-@cache
-def arch_table() -> dict[CC, Arch]:
-    return {parse_cc(a.cc): a for a in tables.gpu_arch().architectures}
-
-
-@cache
-def _names() -> tuple[tuple[re.Pattern[str], str], ...]:
-    return tuple((re.compile(r.match), r.cc) for r in tables.gpu_arch().names)
-
-
-@cache
-def _drivers() -> tuple[dict[tuple[int, int], str], dict[int, str], bool]:
-    t = tables.cuda_drivers()
-    mins = {parse_cuda(k): v for k, v in t.min_driver.items()}
-    floors = {int(k): v for k, v in t.minor_version_compat.items()}
-    return mins, floors, t.ptx_jit_under_compat
-
-
-@cache
-def _arch_lists() -> dict[tuple[str, str], str]:
-    out: dict[tuple[str, str], str] = {}
-    for row in tables.torch_wheels().archs:
-        for minor in row.torch:
-            out[(minor, row.variant)] = row.arch_list
-    return out
-
-
-# --- architectures ---------------------------------------------------------------------
-def arch_for(cc: str | CC) -> Arch | None:
-    return arch_table().get(parse_cc(cc))
-
-
-def arch_name(cc: str | CC) -> str:
-    a = arch_for(cc)
-    return a.arch if a else "unknown architecture"
-
-
-def min_cuda_for(cc: str | CC) -> str | None:
-    """The first CUDA that compiles for this CC."""
-    a = arch_for(cc)
-    return a.first_cuda if a else None
-
-
-def last_cuda_for(cc: str | CC) -> str | None:
-    """The last CUDA that still compiles for this CC (None: every current CUDA does)."""
-    a = arch_for(cc)
-    return a.last_cuda if a else None
-
-
-def cc_from_name(name: str) -> str | None:
-    """The CC of a GPU by its marketing name, for nvidia-smi builds that cannot report it."""
-    low = name.lower()
-    return next((cc for pat, cc in _names() if pat.search(low)), None)
-
-
-# --- drivers ---------------------------------------------------------------------------
-def min_driver_for(cuda: str) -> str | None:
-    """The Linux driver that fully supports this CUDA (release notes, table 3)."""
-    return _drivers()[0].get(parse_cuda(cuda))
-
-
-def compat_floor_for(cuda: str) -> str | None:
-    """The lowest driver that runs this CUDA under minor-version compatibility."""
-    return _drivers()[1].get(parse_cuda(cuda)[0])
-
-
-def max_cuda_for_driver(driver: str) -> str | None:
-    """The highest CUDA in the table that this driver fully supports."""
-    have = parse_driver(driver)
-    ok = [c for c, d in _drivers()[0].items() if parse_driver(d) <= have]
-    return f"{max(ok)[0]}.{max(ok)[1]}" if ok else None
-
-
-def driver_supports(driver: str | None, cuda: str, cuda_max: str | None = None) -> DriverSupport:
-    """full: every feature of ``cuda`` works; compat: runs under minor-version
-    compatibility (no PTX JIT of newer PTX, some APIs missing); no: does not start.
-    ``cuda_max`` is what the driver itself reports (nvidia-smi header / NVML), which
-    beats the table when known."""
-    want = parse_cuda(cuda)
-    if cuda_max:
-        if parse_cuda(cuda_max) >= want:
-            return "full"
-    elif driver:
-        need = min_driver_for(cuda)
-        if need is None:  # a CUDA the table does not know: go by the highest one it knows
-            top = max_cuda_for_driver(driver)
-            if top and parse_cuda(top) >= want:
-                return "full"
-        elif parse_driver(driver) >= parse_driver(need):
-            return "full"
-    else:
-        return "unknown"
-    floor = compat_floor_for(cuda)
-    if driver and floor and parse_driver(driver) >= parse_driver(floor):
-        return "compat"
-    if not driver:
-        return "unknown"
-    return "no"
-
-
-def ptx_jit_under_compat() -> bool:
-    return _drivers()[2]
-
-
-# --- wheels ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ArchList:
-    """The GPU code in a torch build: cubins (sm_XY) and PTX (compute_XY)."""
-
-    cubins: tuple[CC, ...]
-    ptx: tuple[CC, ...]
-
-    def describe(self) -> str:
-        parts = [f"sm_{a}{b}" for a, b in self.cubins] + [f"compute_{a}{b}" for a, b in self.ptx]
-        return ", ".join(parts) or "no GPU code"
-
-
-def parse_arch_list(text: str) -> ArchList:
-    """TORCH_CUDA_ARCH_LIST syntax: '7.5;8.0;12.0+PTX'."""
-    cubins: list[CC] = []
-    ptx: list[CC] = []
-    for item in re.split(r"[;\s]+", text.strip()):
-        if not item:
-            continue
-        base, _, extra = item.partition("+")
-        cc = parse_cc(base)
-        cubins.append(cc)
-        if extra.upper() == "PTX":
-            ptx.append(cc)
-    return ArchList(tuple(sorted(set(cubins))), tuple(sorted(set(ptx))))
-
-
-def parse_torch_arch_list(items: list[str]) -> ArchList:
-    """``torch.cuda.get_arch_list()`` output: ['sm_75', 'sm_120', 'compute_120']."""
-    cubins = [parse_cc(i) for i in items if i.startswith("sm_")]
-    ptx = [parse_cc(i) for i in items if i.startswith("compute_")]
-    return ArchList(tuple(sorted(set(cubins))), tuple(sorted(set(ptx))))
-
-
-def _minor(version: str) -> str:
-    v = Version(version)
-    return f"{v.major}.{v.minor}"
-
-
-def wheel_archs(torch_version: str, variant: str) -> ArchList | None:
-    """The compiled arch list of torch ``torch_version`` built for ``variant`` (None if
-    the table has no row; a CPU wheel has an empty list)."""
-    cu = torch_wheels.wheel_cuda(torch_version, variant)
-    if cu == "cpu":
-        return ArchList((), ())
-    if cu is None:
-        return None
-    try:
-        text = _arch_lists().get((_minor(torch_version), cu))
-    except InvalidVersion:
-        return None
-    return parse_arch_list(text) if text else None
-
-
-def kernels_run_on(archs: ArchList, cc: str | CC) -> Runs:
-    """cubin: a cubin of the same major and an equal or lower minor; ptx: only PTX at or
-    below the CC (JIT-compiled by the driver at first use); no: nothing runs."""
-    major, minor = parse_cc(cc)
-    if any(a == major and b <= minor for a, b in archs.cubins):
-        return "cubin"
-    if any(p <= (major, minor) for p in archs.ptx):
-        return "ptx"
-    return "no"
-
-
-def wheel_runs_on(torch_version: str, variant: str, cc: str | CC) -> Runs:
-    archs = wheel_archs(torch_version, variant)
-    return "unknown" if archs is None else kernels_run_on(archs, cc)
-
-
-@dataclass(frozen=True)
-class Wheel:
-    """A torch wheel that labctl can install: version, CUDA variant and its torchvision."""
-
-    torch: str
-    variant: str
-    cuda: str
-    torchvision: str
-    pypi_default: bool
-
-    def spec_line(self, with_vision: bool = True) -> str:
-        """The spec change, written as YAML the learner can paste."""
-        pkgs = f", packages: ['torchvision=={self.torchvision}']" if with_vision else ""
-        return f"torch: {{version: '{self.torch}', variant: {self.variant}{pkgs}}}"
-
-
-@cache
-def _wheels() -> tuple[Wheel, ...]:
-    out: list[Wheel] = []
-    for rel in torch_wheels.releases():
-        for variant in rel.variants:
-            cuda = variant_cuda(variant)
-            if cuda:
-                out.append(Wheel(f"{rel.torch}.0", variant, cuda, f"{rel.torchvision}.0",
-                                 variant == rel.pypi_default))
-    out.sort(key=lambda w: (Version(w.torch), parse_cuda(w.cuda)), reverse=True)
-    return tuple(out)
-
-
-def wheels() -> list[Wheel]:
-    """Every CUDA wheel in the table, newest torch first, highest CUDA first."""
-    return list(_wheels())
-
-
-def wheel_fits(w: Wheel, cc: str | CC) -> bool:
-    """The wheel has code for the GPU and was built by a CUDA that targets it."""
-    first, last = min_cuda_for(cc), last_cuda_for(cc)
-    if first is None or parse_cuda(w.cuda) < parse_cuda(first):
-        return False
-    if last is not None and parse_cuda(w.cuda) > parse_cuda(last):
-        return False
-    return wheel_runs_on(w.torch, w.variant, cc) in ("cubin", "ptx")
-
-
-def best_wheel(
-    cc: str | CC, driver: str | None = None, cuda_max: str | None = None,
-    *, allow_compat: bool = False,
-) -> Wheel | None:
-    """The wheel to suggest for a GPU (and, when given, its driver): the newest torch whose
-    PyPI default wheel fits, else the newest one on PyTorch's own index. PyPI first because
-    its mirrors are what learners behind slow networks can reach."""
-    ok_support = ("full", "compat") if allow_compat else ("full",)
-    fits = [
-        w for w in wheels() if wheel_fits(w, cc)
-        and (driver is None and cuda_max is None
-             or driver_supports(driver, w.cuda, cuda_max) in ok_support)
-    ]
-    return next((w for w in fits if w.pypi_default), None) or (fits[0] if fits else None)
 
 
 # --- verdicts -------------------------------------------------------------------------
@@ -567,7 +319,7 @@ def tensorflow_of(spec: ImageSpec) -> TfReq | None:
 def tf_build(version: str) -> TfBuild | None:
     """The table's row for this TensorFlow release (by major.minor)."""
     try:
-        minor = _minor(version)
+        minor = torch_minor(version)
     except InvalidVersion:
         return None
     return next((b for b in tables.tf_wheels().builds if b.tensorflow == minor), None)

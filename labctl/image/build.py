@@ -18,7 +18,7 @@ from labctl.config.lab import SETTINGS_FILE, Lab
 from labctl.config.spec import ImageSpec
 from labctl.engine import Engine
 from labctl.errors import LabError, advise
-from labctl.image import buildkit
+from labctl.image import buildkit, disk
 from labctl.image.events import BuildEvent
 from labctl.image.layers import HELPER_PORT
 from labctl.image.render import (
@@ -53,12 +53,14 @@ class BuildResult:
     # breakdown of where the time goes)
     timings: list[tuple[int, str, str, float]] = field(default_factory=list)
     context_bytes: int | None = None  # what BuildKit was sent of the context (None: classic)
+    trimmed: int = 0  # bytes of labctl's build cache removed after it, to keep the budget
 
     def as_dict(self) -> dict[str, object]:
         return {"spec": self.name, "tag": self.tag, "status": self.status,
                 "image_id": self.image_id, "seconds": round(self.seconds, 1),
                 "steps": self.steps, "cached_steps": self.cached_steps, "size": self.size,
-                "backend": self.backend, "context_bytes": self.context_bytes}
+                "backend": self.backend, "context_bytes": self.context_bytes,
+                "trimmed": self.trimmed}
 
 
 def backend(builder: str) -> buildkit.Cli | None:
@@ -76,12 +78,16 @@ def backend(builder: str) -> buildkit.Cli | None:
     return cli
 
 
-def image_labels(lab: Lab, ctx: BuildContext) -> dict[str, str]:
+def image_labels(lab: Lab, ctx: BuildContext, steps: list[str] | None = None
+                 ) -> dict[str, str]:
+    """The image's labels; ``steps`` (disk.step_hashes) lets the next build of the spec
+    size what it will write."""
     return {
         labels.SPEC: ctx.spec.name,
         labels.HASH: ctx.digest,
         labels.VERSION: __version__,
         labels.LAB: str(lab.root),
+        **({labels.STEPS: ",".join(steps)} if steps else {}),
     }
 
 
@@ -134,10 +140,17 @@ def build(
         if pulled is not None:
             return pulled
     ensure_base(engine, ctx.spec.base, pull)
-    ctx = ctx.labelled(image_labels(lab, ctx))
     cli = backend(builder or lab.settings.builder)
+    steps = disk.step_hashes(*((ctx.buildkit_dockerfile, {**ctx.files, **ctx.buildkit_files})
+                               if cli is not None else (ctx.dockerfile, ctx.files)))
+    # Refused now, with the figures, rather than midway with an engine error about a
+    # snapshot; the previous image stays tagged either way.
+    disk.check_room(engine, lab, name, ctx.spec.base, None if nocache else steps)
+    ctx = ctx.labelled(image_labels(lab, ctx, steps))
     if cli is not None:
-        return _build_buildkit(engine, lab, ctx, tag, cli, nocache=nocache, on_event=on_event)
+        res = _build_buildkit(engine, lab, ctx, tag, cli, nocache=nocache, on_event=on_event)
+        res.trimmed = trim_cache(engine, lab, on_event)
+        return res
     keys = ctx.step_keys()
     start = time.monotonic()
     run = _Run(keys)
@@ -226,6 +239,22 @@ def _build_buildkit(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
         size=img.attrs.get("Size", 0) if img else 0, backend="buildkit", timings=timings,
         context_bytes=progress.context_bytes,
     )
+
+
+def trim_cache(engine: Engine, lab: Lab, on_event: Callable[[BuildEvent], None]) -> int:
+    """After a successful build: labctl's build cache back within build_cache_budget
+    (its least recently used layers first, uv's and apt's cache mounts last), said when
+    it trimmed any. A failure to trim fails no build."""
+    budget = lab.settings.build_cache_budget
+    try:
+        freed = disk.trim_build_cache(engine, budget)
+    except LabError as e:
+        on_event(BuildEvent("output", f"could not trim the build cache: {e.message}"))
+        return 0
+    if freed:
+        on_event(BuildEvent("output", f"trimmed labctl's build cache by {disk.human(freed)} to"
+                            f" stay within build_cache_budget ({disk.human(budget)})"))
+    return freed
 
 
 def _first_layers_tag(lab: Lab, spec: ImageSpec, kind: str) -> str:
@@ -376,7 +405,9 @@ def _step_error(lab: Lab, ctx: BuildContext, msg: str, step: int, total: int,
         if found.id == "no-solution" and ctx.lock_state == "stale":
             fix += f"; images/{ctx.spec.name}.lock is stale: run `labctl lock {ctx.spec.name}`"
         if found.id == "disk-full":
-            return LabError("the build ran out of disk space", details=tail[-5:], fix=fix)
+            return LabError(f"the build of '{ctx.spec.name}' ran out of disk space on the"
+                            " engine; the previous image is still tagged",
+                            details=tail[-5:], fix=fix)
         headline += f": {found.message}"
     short = instruction if len(instruction) < 160 else instruction[:157] + "..."
     where = spec_line(lab, ctx, key)

@@ -29,6 +29,11 @@ PIP_CHECK = "python /opt/labctl/lib/pip_check.py"
 FONT_PACKAGES = ("fonts-wqy-microhei",)
 # Where labctl_site.py (the shims, the offline hint) reads the spec's book compatibility.
 COMPAT_FILE = "/opt/labctl/compat.json"
+# labctl's entrypoint (incontainer/image/): installed in the last layer, compared with
+# labctl's own copy before a lab starts (runtime/run.py)
+ENTRYPOINT_FILE = "entrypoint.sh"
+ENTRYPOINT_PATH = "/usr/local/bin/labctl-entrypoint"
+ENTRYPOINT = ["/usr/bin/tini", "--", ENTRYPOINT_PATH]
 # `labctl build` serves the wheelhouse (and, with the classic builder, index credentials)
 # here, inside the network namespace of the build's RUN steps: neither enters the context
 # or the image.
@@ -217,21 +222,24 @@ class _Plan:
         startup = "/home/lab/.ipython/profile_default/startup"
         out.append(Layer("runtime", (
             copy(["labctl/image/"], "/opt/labctl/lib/"),
-            run("install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint",
-                'ln -s /opt/labctl/lib/labctl.pth "$(python -c \'import sysconfig;'
+            run('ln -s /opt/labctl/lib/labctl.pth "$(python -c \'import sysconfig;'
                 ' print(sysconfig.get_path("purelib"))\')/labctl.pth"',
                 f"install -d -o lab -g lab /home/lab/.ipython {startup.rsplit('/', 1)[0]}"
                 f" {startup}",
                 f"install -o lab -g lab -m 0644 /opt/labctl/lib/ipython_startup.py"
                 f" {startup}/00-labctl.py",
                 # jupyter_server_config.d/ holds only extension switches; other settings
-                # are read from jupyter_server_config.json itself.
-                "install -D -m 0644 /opt/labctl/lib/jupyter_tensorboard.json"
+                # are read from jupyter_server_config.json itself: TensorBoard's proxy, and
+                # a JupyterLab that calls out to no one (no news feed, no update check, an
+                # extension manager that lists no PyPI). overrides.json: the news question
+                # and the update check are off in the page's settings as well.
+                "install -D -m 0644 /opt/labctl/lib/jupyter_server_config.json"
                 " /opt/venv/etc/jupyter/jupyter_server_config.json",
+                "install -D -m 0644 /opt/labctl/lib/jupyterlab_overrides.json"
+                " /opt/venv/share/jupyter/lab/settings/overrides.json",
                 f"mkdir -p {spec.workdir}", f"chown lab:lab {spec.workdir}"),
             "ENV MATPLOTLIBRC=/opt/labctl/lib/matplotlibrc \\\n    PIP_USER=1",
-            'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]',
-        ), ("labctl's own files (entrypoint, hooks, the dependency check, the offline hint and",
+        ), ("labctl's own files (hooks, the dependency check, the offline hint and",
             "book shims) come before the lab's packages, so a package change never reruns them.",
             "`pip install` in a running lab installs for the learner (PIP_USER: ~/.local).")))
         if spec.apt:
@@ -293,6 +301,10 @@ class _Plan:
         pairs = [f"LABCTL_WORKSPACE={spec.workdir}"]
         pairs += [f"{key}={dq(value)}" for key, value in spec.env.items()]
         steps = [copy(["labctl/compat.json"], "/opt/labctl/"),
+                 # after every step of the spec's (apt, packages, prepare run as root): the
+                 # entrypoint that drops privileges is the one labctl wrote
+                 copy([f"labctl/image/{ENTRYPOINT_FILE}"], ENTRYPOINT_PATH),
+                 f"ENTRYPOINT {json.dumps(ENTRYPOINT)}",
                  "ENV " + " \\\n    ".join(pairs), "", f"WORKDIR {spec.workdir}"]
         if ports(spec):
             steps.append(f"EXPOSE {' '.join(str(p) for p in ports(spec))}")

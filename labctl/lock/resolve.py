@@ -109,29 +109,10 @@ def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
 
     tag = system_image(engine, lab, spec, progress)
     say(f"resolving {spec.name} with uv on Python {spec.python}")
-    mounts: dict[str, str] = {}
-    _, netrc = indexes(lab, spec)
-    with tempfile.TemporaryDirectory(prefix="labctl-lock-") as tmp:
-        # Readable by the container's user whatever the engine's user mapping (it runs
-        # as root, or as you under rootless Docker); the credentials only by you.
-        os.chmod(tmp, 0o755)
-        for name, text in _inputs(spec, previous).items():
-            (Path(tmp) / name).write_text(text, encoding="utf-8")
-            os.chmod(Path(tmp) / name, 0o644)
-        if netrc:
-            fd = os.open(Path(tmp) / "netrc", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(netrc)
-        mounts[tmp] = "/in"
-        wheels = wheelhouse_folder(lab, spec)
-        if wheels is not None and wheels.is_dir():
-            mounts[str(wheels)] = "/wheelhouse"
-        status, out, err = engine.run_capture(
-            tag, ["bash", "/in/resolve.sh"], read_only_mounts=mounts,
-            environment=_environment(lab, spec, upgrade, bool(netrc)), label="lock",
-        )
+    status, out, err = run_resolver(engine, lab, spec, tag, _inputs(spec, previous),
+                                    ["bash", "/in/resolve.sh"], upgrade=upgrade, label="lock")
     if status != 0:
-        raise _resolve_error(spec, err)
+        raise explain_conflict(engine, lab, spec, _resolve_error(spec, err), err, say)
     try:
         new = lockfile.assemble(spec, lockfile.split_output(out))
     except ValueError as e:
@@ -143,6 +124,57 @@ def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
     tmp_path.replace(path)  # never a half-written lock
     changes = lockfile.diff_versions(previous.versions(), new.versions()) if previous else []
     return LockResult(spec.name, path, new, previous, changes, time.monotonic() - start)
+
+
+def run_resolver(engine: Engine, lab: Lab, spec: ImageSpec, tag: str,
+                 files: dict[str, str], command: list[str], *, upgrade: str = "",
+                 label: str = "lock", timeout: float = 1800) -> tuple[int, str, str]:
+    """Run ``command`` in a throw-away container of the resolver image ``tag`` with the
+    lab's indexes, credentials and wheelhouse, ``files`` at /in (read-only): (status,
+    stdout, stderr). `labctl lock` and the search for the ways out of a conflict."""
+    mounts: dict[str, str] = {}
+    _, netrc = indexes(lab, spec)
+    with tempfile.TemporaryDirectory(prefix="labctl-lock-") as tmp:
+        # Readable by the container's user whatever the engine's user mapping (it runs
+        # as root, or as you under rootless Docker); the credentials only by you.
+        os.chmod(tmp, 0o755)
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+            os.chmod(Path(tmp) / name, 0o644)
+        if netrc:
+            fd = os.open(Path(tmp) / "netrc", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(netrc)
+        mounts[tmp] = "/in"
+        wheels = wheelhouse_folder(lab, spec)
+        if wheels is not None and wheels.is_dir():
+            mounts[str(wheels)] = "/wheelhouse"
+        return engine.run_capture(
+            tag, command, read_only_mounts=mounts,
+            environment=_environment(lab, spec, upgrade, bool(netrc)), label=label,
+            timeout=timeout,
+        )
+
+
+def explain_conflict(engine: Engine, lab: Lab, spec: ImageSpec, error: LabError, text: str,
+                     say: Callable[[str], None] = lambda m: None) -> LabError:
+    """``error`` (a failed lock or build of ``spec`` whose output is ``text``) with the ways
+    out when its packages conflict (lock/conflicts.py); ``error`` itself otherwise, or when
+    the search fails."""
+    from labctl.lock import conflicts
+
+    if not conflicts.is_conflict(text):
+        return error
+    try:
+        advice = conflicts.search(engine, lab, spec, text, run_resolver, say=say)
+    except LabError:
+        return error
+    # "resolving the packages of NAME failed" / "build of 'NAME' failed at step 9/12", and
+    # a build's spec line ("from images/NAME.yaml:4 (pip)")
+    where = error.message.split(": ")[0]
+    if ", from " in error.message:
+        where += ", from " + error.message.rsplit(", from ", 1)[1]
+    return conflicts.ConflictError(advice, file=error.file, where=where)
 
 
 def _resolve_error(spec: ImageSpec, stderr: str) -> LabError:

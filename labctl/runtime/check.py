@@ -16,7 +16,7 @@ from labctl.config.spec import CheckSpec
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.runtime import remote
-from labctl.runtime.plan import Mount
+from labctl.runtime.plan import Mount, RunRequest
 from labctl.runtime.run import create, make_plan
 
 SPEC_DIR = "/opt/labctl/spec"  # the lab's images/ folder, read-only, for check scripts
@@ -55,9 +55,9 @@ def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = Non
         for sub in spec.src_volumes.values():  # labctl's own folder: the book's ../data
             (scratch / sub).mkdir()
         try:
-            plan = make_plan(engine, lab, name, user=True, srcs=[str(scratch)],
-                             command=command_for(check), gpus=gpus, bind=None, port=None,
-                             sync=not engine.is_local())
+            plan = make_plan(engine, lab, name, RunRequest(
+                user=True, srcs=(str(scratch),), command=tuple(command_for(check)), gpus=gpus,
+                sync=not engine.is_local()))
             if plan.remote is not None:  # on another machine: the scripts are copied there
                 remote.copy_in(plan, lab.images_dir, SPEC_DIR)
             else:

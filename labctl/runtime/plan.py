@@ -7,9 +7,8 @@ The same plan feeds `labctl run`, `labctl check` and the exports, so they cannot
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import posixpath
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -22,20 +21,13 @@ from labctl.config.spec import ImageSpec
 from labctl.errors import LabError
 from labctl.gpu.compat import gpu_use
 from labctl.image.layers import command as default_command
+from labctl.runtime.mounts import BookMounts, Mount, book_mounts
 
 DEFAULT_WORK = "work"  # lab-relative source folder when neither --src nor the spec names one
 SHM_SIZE = "2g"  # PyTorch DataLoader workers pass batches through /dev/shm (64 MB default)
 LAB_UID = 1000  # the image's lab user (templates/_system.j2)
 TOKEN_IN_CONTAINER = "/run/labctl/jupyter-token"  # the token file, mounted read-only
 LOOPBACK = ("127.0.0.1", "::1")
-
-
-@dataclass(frozen=True)
-class Mount:
-    source: Path  # a host folder; with volume, the name of a named volume
-    target: str
-    read_only: bool = False
-    volume: bool = False
 
 
 @dataclass
@@ -68,6 +60,9 @@ class RunPlan:
     syncs: list[tuple[Path, str]] = field(default_factory=list)
     copies: list[tuple[Path, str]] = field(default_factory=list)  # copied in, not back
     forward_port: int | None = None  # this machine's end of an ssh -L to Jupyter's port
+    # The empty folders in the learner's --src folders on which shared folders are mounted
+    # (runtime.mounts); also in host_dirs: made as the learner, never by the engine as root.
+    src_dirs: list[Path] = field(default_factory=list)
 
     def publish(self) -> dict[int, list[tuple[str, int]]]:
         """Container port -> every (host address, host port) it is published on."""
@@ -176,96 +171,6 @@ def parse_remote_src(value: str, spec: ImageSpec) -> Mount:
     return Mount(Path(path), dest)
 
 
-CHAPTERS = "chapter_*"  # how the books (d2l-zh, the d2l notebooks) name chapter folders
-MAX_ENTRIES = 300  # a folder with more entries than this is mounted whole, not entry by entry
-
-
-@dataclass
-class BookMounts:
-    mounts: list[Mount]
-    workdir: str
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def _book_root(folder: Path) -> bool:
-    """A folder of the book's chapter folders (whose `../data` the book reads)."""
-    try:
-        return any(c.is_dir() and fnmatch.fnmatch(c.name, CHAPTERS) for c in folder.iterdir())
-    except OSError:
-        return False
-
-
-def book_mounts(host: Path, dest: str, shared: dict[str, Path]) -> BookMounts:
-    """The mounts for one source folder such that every chapter's `../SUB` is the lab's
-    shared folder for SUB (d2l: `../data` is the lab's data/), wherever in a book the
-    learner points --src: the book's root, its `pytorch/` notebooks, or one chapter.
-
-    No folder is made in the learner's tree: the level that holds the chapters is mounted
-    entry by entry under a folder of the container, and the shared folder beside them. A
-    SUB folder the book already has with files in it is kept (the book then uses its own),
-    and the warning says how to share it."""
-    out = BookMounts([], dest)
-    if fnmatch.fnmatch(host.name, CHAPTERS) and host.parent != host:  # one chapter
-        parent = posixpath.join(posixpath.dirname(dest), host.parent.name)
-        out.mounts.append(Mount(host, posixpath.join(parent, host.name)))
-        out.workdir = posixpath.join(parent, host.name)
-        _shared_beside(host.parent, parent, shared, out, chapter_only=True)
-        return out
-    roots = [d for d in (host, *_subfolders(host)) if _book_root(d)]
-    if not roots:  # not a book: the folder itself, the shared folder over an empty SUB
-        out.mounts.append(Mount(host, dest))
-        for sub, source in shared.items():
-            inside = host / sub
-            if inside.is_dir() and not any(inside.iterdir()):
-                out.mounts.append(Mount(source, f"{dest}/{sub}"))
-        return out
-    _expand(host, dest, set(roots), shared, out)
-    out.notes.append(f"{host} is mounted entry by entry so that its chapters' ../"
-                     f"{'|'.join(shared)} is the lab's; new files go into its folders")
-    return out
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    try:
-        return sorted(c for c in folder.iterdir() if c.is_dir() and not c.name.startswith("."))
-    except OSError:
-        return []
-
-
-def _expand(host: Path, dest: str, roots: set[Path], shared: dict[str, Path],
-            out: BookMounts) -> None:
-    """Mount ``host`` entry by entry at ``dest``, recursing into the book roots below it."""
-    entries = sorted(host.iterdir())
-    if len(entries) > MAX_ENTRIES:
-        out.mounts.append(Mount(host, dest))
-        out.warnings.append(f"{host} has {len(entries)} entries: mounted whole, so its"
-                            f" chapters' ../{'|'.join(shared)} is not the lab's")
-        return
-    for entry in entries:
-        if entry in roots and entry != host:
-            _expand(entry, f"{dest}/{entry.name}", roots, shared, out)
-        elif not (host in roots and entry.name in shared):
-            out.mounts.append(Mount(entry, f"{dest}/{entry.name}"))
-    if host in roots:
-        _shared_beside(host, dest, shared, out)
-
-
-def _shared_beside(book: Path, dest: str, shared: dict[str, Path], out: BookMounts,
-                   chapter_only: bool = False) -> None:
-    for sub, source in shared.items():
-        own = book / sub
-        if own.is_dir() and any(own.iterdir()):
-            out.warnings.append(
-                f"{own} already holds files: the book uses it, not the lab's shared {sub}/"
-                f" folder; to share them, move them there (mv {own}/* {source}/) and remove"
-                f" the empty folder")
-            if not chapter_only:
-                out.mounts.append(Mount(own, f"{dest}/{sub}"))
-            continue
-        out.mounts.append(Mount(source, f"{dest}/{sub}"))
-
-
 def free_name(base: str, taken: Callable[[str], bool]) -> str:
     name, n = base, 1
     while taken(name):
@@ -306,112 +211,186 @@ def _check_targets(mounts: list[Mount], spec: ImageSpec) -> None:
                            fix=f"mount it under {spec.workdir} or elsewhere, e.g. /data")
 
 
-def plan_run(
-    lab: Lab,
-    spec: ImageSpec,
-    *,
-    image: str,
-    user: bool,
-    uid: int,
-    gid: int,
-    home: Path,
-    rootless: bool,
-    srcs: list[str],
-    command: list[str] | None,
-    gpus: str,  # auto | all | none
-    gpu_access: str,  # how the engine gives containers the GPU: runtime | cdi | none
-    bind: tuple[str, ...],
-    port: int | None,
-    token: str,
-    token_file: Path | None,
-    name: str,
-    port_free: Callable[[int], bool],
-    there: list[Mount] | None = None,  # --src remote:...: folders of the engine's machine
-) -> RunPlan:
-    notes: list[str] = []
-    warnings: list[str] = []
-    env: dict[str, str] = {}
-    # --- who runs -------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunRequest:
+    """What the learner asked of `labctl run` (or a command asks for them): no host fact."""
+
+    user: bool = False  # --user: the lab runs as the learner's uid/gid
+    srcs: tuple[str, ...] = ()  # --src PATH[:DEST], as typed (make_plan takes remote: out)
+    command: tuple[str, ...] = ()  # empty: the spec's own (JupyterLab when it has one)
+    gpus: str = "auto"  # auto | all | none
+    bind: str | None = None  # the host address to publish on; None: the lab's setting
+    port: int | None = None  # Jupyter's host port; None: the next free one
+    token: str | None = None  # Jupyter's token; None: a new random one
+    token_file: Path | None = None  # the token's file on the host, mounted read-only
+    sync: bool = False  # --sync: copy the --src folders to the engine's machine and back
+    there: tuple[str, ...] = ()  # --src remote:PATH[:DEST]: folders of the engine's machine
+    compat: bool = True  # False (--no-compat): the spec's book shims off
+    verbose: bool = False  # --verbose: the lab's entrypoint says more too
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the plan needs to know of the host and its engine (make_plan asks them)."""
+
+    uid: int  # the learner's (on the engine's machine, for an engine of another one)
+    gid: int
+    home: Path
+    rootless: bool  # rootless Docker: container root already is the learner
+    gpu_access: str  # how the engine gives a container the GPU: runtime | cdi | none
+    has_ipv6_loopback: bool  # 'localhost' publishes on ::1 too
+    port_free: Callable[[str, int], bool]  # (host address, port): nothing listens there
+    name_taken: Callable[[str], bool]  # a container of that name exists
+
+
+@dataclass
+class _Draft:
+    """What the sections of plan_run add up, in the order they add it."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    host_dirs: list[Path] = field(default_factory=list)  # made as the learner, in order
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_run(lab: Lab, spec: ImageSpec, request: RunRequest, host: HostFacts) -> RunPlan:
+    """How to run ``spec`` as ``request`` asks, on ``host``: decided without an engine."""
+    bind = bind_addresses(lab.settings.bind if request.bind is None else request.bind,
+                          host.has_ipv6_loopback)
+    d = _Draft()
+    user_mode = _who_runs(d, request.user, host)
+    _volumes(d, lab, spec)
+    workdir, src_dirs = _sources(d, lab, spec, request, host.home)
+    runs_jupyter = bool(spec.jupyter and spec.jupyter.enabled and not request.command)
+    token = request.token if request.token is not None else secrets.token_hex(24)
+    if runs_jupyter and request.token_file is not None:
+        d.env["JUPYTER_TOKEN_FILE"] = TOKEN_IN_CONTAINER
+        d.mounts.append(Mount(request.token_file, TOKEN_IN_CONTAINER, read_only=True))
+    elif runs_jupyter:
+        d.env["JUPYTER_TOKEN"] = token
+    jupyter_port = spec.jupyter.port if runs_jupyter and spec.jupyter else None
+    ports = _ports(d, spec, jupyter_port, request.port, bind, host.port_free)
+    gpus = _gpus(d, spec, request.gpus, host.gpu_access)
+    if not request.compat:
+        d.env["LABCTL_COMPAT"] = "off"
+    if request.verbose:
+        d.env["LABCTL_VERBOSE"] = "1"
+    plan = RunPlan(
+        spec=spec.name, image=lab.image_tag(spec.name),
+        name=free_name(f"labctl-{spec.name}", host.name_taken),
+        command=list(request.command) if request.command else default_command(spec),
+        env=d.env, mounts=d.mounts, host_dirs=d.host_dirs, ports=ports, bind=bind,
+        workdir=workdir, gpus=gpus, user_mode=user_mode, notes=d.notes, warnings=d.warnings,
+        labels={labels.RUN: __version__, labels.SPEC: spec.name, labels.LAB: str(lab.root),
+                labels.OWNER: str(host.uid)},
+        jupyter_port=jupyter_port, token=token if runs_jupyter else None,
+        token_file=request.token_file if runs_jupyter else None,
+        name_base=f"labctl-{spec.name}", src_dirs=src_dirs,
+        tensorboard=runs_jupyter and bool(spec.jupyter and spec.jupyter.tensorboard),
+    )
+    if plan.base_url:
+        plan.labels[labels.URL] = plan.base_url
+    return plan
+
+
+def _who_runs(d: _Draft, user: bool, host: HostFacts) -> str:
+    """The lab's user mode: the image's user, root, or remapped to the host's uid/gid."""
     if not user:
-        user_mode = "image"
-    elif rootless:
-        user_mode = "root"
-        env["LABCTL_UID"] = "0"
-        notes.append("rootless Docker: container root already is your user; no uid remap")
-    elif uid == 0:
-        user_mode = "root"
-        env["LABCTL_UID"] = "0"
-        notes.append("you are root: the lab runs as root")
-    else:
-        user_mode = "host"
-        env["LABCTL_UID"], env["LABCTL_GID"] = str(uid), str(gid)
-        notes.append(f"the lab user is remapped to your uid:gid {uid}:{gid}")
-    # --- volumes --------------------------------------------------------------------
-    mounts: list[Mount] = []
-    host_dirs: list[Path] = []
+        return "image"
+    if host.rootless:
+        d.env["LABCTL_UID"] = "0"
+        d.notes.append("rootless Docker: container root already is your user; no uid remap")
+        return "root"
+    if host.uid == 0:
+        d.env["LABCTL_UID"] = "0"
+        d.notes.append("you are root: the lab runs as root")
+        return "root"
+    d.env["LABCTL_UID"], d.env["LABCTL_GID"] = str(host.uid), str(host.gid)
+    d.notes.append(f"the lab user is remapped to your uid:gid {host.uid}:{host.gid}")
+    return "host"
+
+
+def _volumes(d: _Draft, lab: Lab, spec: ImageSpec) -> None:
+    """The spec's volumes (folders of the lab, and their subfolders) and their env."""
     for vol_name in spec.volumes:
         vol = lab.volumes[vol_name]
         host = lab.host_path(vol)
-        host_dirs.append(host)
-        host_dirs += [host / sub for sub in vol.subdirs]
-        mounts.append(Mount(host, vol.container))
-        env.update(vol.env)
-    # --- sources --------------------------------------------------------------------
+        d.host_dirs.append(host)
+        d.host_dirs += [host / sub for sub in vol.subdirs]
+        d.mounts.append(Mount(host, vol.container))
+        d.env.update(vol.env)
+    # Hugging Face: the lab's mirror; offline (the shared cache only) when the shell says so.
+    if lab.settings.network.hf_endpoint:
+        d.env["HF_ENDPOINT"] = lab.settings.network.hf_endpoint
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        d.env["HF_HUB_OFFLINE"] = "1"
+
+
+def _sources(d: _Draft, lab: Lab, spec: ImageSpec, request: RunRequest, home: Path
+             ) -> tuple[str, list[Path]]:
+    """Mount the --src folders (or the spec's src, or work/) with the lab's shared folders
+    inside them (runtime.mounts), then the engine machine's: (workdir, src_dirs)."""
+    there = [parse_remote_src(s, spec) for s in request.there]
     sources: list[tuple[Path, str]] = []
-    for s in srcs:
-        host, dest, warning = parse_src(s, spec, home)
-        sources.append((host, dest))
+    for s in request.srcs:
+        folder, dest, warning = parse_src(s, spec, home)
+        sources.append((folder, dest))
         if warning:
-            warnings.append(warning)
+            d.warnings.append(warning)
     if not sources and not there:
         for s in list(spec.src) or [DEFAULT_WORK]:
-            host = lab.inside(lab.root / s, f"src {s!r}") if spec.src else lab.root / s
-            if not host.exists():  # a folder labctl makes for the lab: the shared ones in it
-                host_dirs += [host, *(host / sub for sub in spec.src_volumes.values())]
-            sources.append((host, f"{spec.workdir}/{host.name}"))
+            folder = lab.inside(lab.root / s, f"src {s!r}") if spec.src else lab.root / s
+            if not folder.exists():  # a folder labctl makes for the lab: the shared ones in it
+                d.host_dirs += [folder, *(folder / sub for sub in spec.src_volumes.values())]
+            sources.append((folder, f"{spec.workdir}/{folder.name}"))
     shared = {sub: lab.host_path(lab.volumes[vol]) for vol, sub in spec.src_volumes.items()}
-    workdirs = []
-    for host, dest in sources:
-        book = book_mounts(host, dest, shared) if shared else BookMounts([Mount(host, dest)],
-                                                                          dest)
-        mounts += book.mounts
-        warnings += book.warnings
-        notes += book.notes
+    volume_folders = {lab.host_path(v) for v in lab.volumes.values()}  # never searched
+    workdirs: list[str] = []
+    src_dirs: list[Path] = []
+    for folder, dest in sources:
+        book = (book_mounts(folder, dest, shared, volume_folders) if shared else
+                BookMounts([Mount(folder, dest)], dest))
+        d.mounts += book.mounts
+        d.warnings += book.warnings
+        src_dirs += [x for x in book.make if x not in src_dirs]
         workdirs.append(book.workdir)
-    for m in there or []:
-        mounts.append(m)
+    d.host_dirs += [x for x in src_dirs if x not in d.host_dirs]
+    for m in there:
+        d.mounts.append(m)
         workdirs.append(m.target)
-    _check_targets(mounts, spec)
-    workdir = workdirs[0] if workdirs else spec.workdir
-    # --- Jupyter and ports ------------------------------------------------------------
-    jupyter_port = spec.jupyter.port if spec.jupyter and spec.jupyter.enabled else None
-    cmd = list(command) if command else default_command(spec)
-    runs_jupyter = jupyter_port is not None and not command
+    _check_targets(d.mounts, spec)
+    return (workdirs[0] if workdirs else spec.workdir), src_dirs
+
+
+def _ports(d: _Draft, spec: ImageSpec, jupyter_port: int | None, port: int | None,
+           bind: tuple[str, ...], port_free: Callable[[str, int], bool]) -> dict[int, int]:
+    """Container port -> host port: Jupyter's (``port``, or the next free one), then the
+    spec's, each free on every address of ``bind``."""
     ports: dict[int, int] = {}
-    taken_ports: set[int] = set()
+    taken: set[int] = set()
 
     def pick(start: int) -> int:
-        p = free_port(start, lambda x: x not in taken_ports and port_free(x))
-        taken_ports.add(p)
+        p = free_port(start, lambda x: x not in taken and all(port_free(a, x) for a in bind))
+        taken.add(p)
         return p
 
-    if runs_jupyter:
-        assert jupyter_port is not None
-        if token_file is not None:
-            env["JUPYTER_TOKEN_FILE"] = TOKEN_IN_CONTAINER
-            mounts.append(Mount(token_file, TOKEN_IN_CONTAINER, read_only=True))
-        else:
-            env["JUPYTER_TOKEN"] = token
+    if jupyter_port is not None:
         ports[jupyter_port] = port if port else pick(jupyter_port)
     for p in spec.ports:
         if p not in ports:
             ports[p] = pick(p)
     exposed = [b for b in bind if b not in LOOPBACK]
     if ports and exposed:
-        warnings.append(f"ports are published on {', '.join(exposed)}: anyone who can reach"
-                        " this machine can try the token (bind: 127.0.0.1 keeps the lab to"
-                        " this machine)")
-    # --- GPUs -----------------------------------------------------------------------
+        d.warnings.append(f"ports are published on {', '.join(exposed)}: anyone who can reach"
+                          " this machine can try the token (bind: 127.0.0.1 keeps the lab to"
+                          " this machine)")
+    return ports
+
+
+def _gpus(d: _Draft, spec: ImageSpec, gpus: str, gpu_access: str) -> str:
+    """How the container gets the GPU ("" for none): ``gpus`` (auto | all | none) as the
+    spec uses one and the engine gives one (``gpu_access``: runtime | cdi | none)."""
     use = gpu_use(spec)
     want_gpu = gpus == "all" or (gpus == "auto" and use != "no")
     if want_gpu and gpu_access == "none":
@@ -423,25 +402,8 @@ def plan_run(
                 "configure --runtime=docker && sudo systemctl restart docker` (see `labctl "
                 "doctor`), or run on the CPU with --gpus none",
             )
-        (notes if use == "optional" else warnings).append(
+        (d.notes if use == "optional" else d.warnings).append(
             "the engine has no GPU runtime: running on the CPU (see `labctl doctor`; --gpus"
             " none silences this)")
         want_gpu = False
-    plan_labels = {
-        labels.RUN: __version__,
-        labels.SPEC: spec.name,
-        labels.LAB: str(lab.root),
-        labels.OWNER: str(uid),
-    }
-    plan = RunPlan(
-        spec=spec.name, image=image, name=name, command=cmd, env=env, mounts=mounts,
-        host_dirs=host_dirs, ports=ports, bind=bind, workdir=workdir, labels=plan_labels,
-        gpus=gpu_access if want_gpu else "", user_mode=user_mode, notes=notes,
-        warnings=warnings, jupyter_port=jupyter_port if runs_jupyter else None,
-        token=token if runs_jupyter else None,
-        token_file=token_file if runs_jupyter else None, name_base=f"labctl-{spec.name}",
-        tensorboard=runs_jupyter and bool(spec.jupyter and spec.jupyter.tensorboard),
-    )
-    if plan.base_url:
-        plan.labels[labels.URL] = plan.base_url
-    return plan
+    return gpu_access if want_gpu else ""

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import socket
+import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from labctl import labels
+from labctl import labels, resources
 from labctl.config.lab import Lab
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.gpu.access import gpu_mode
+from labctl.image.layers import ENTRYPOINT, ENTRYPOINT_FILE, ENTRYPOINT_PATH
 from labctl.runtime import containers, remote
 from labctl.runtime.plan import (
+    LAB_UID,
     TOKEN_IN_CONTAINER,
+    HostFacts,
     RunPlan,
-    bind_addresses,
-    free_name,
+    RunRequest,
     next_name,
-    parse_remote_src,
     plan_run,
     url_host,
 )
@@ -47,12 +52,37 @@ def has_ipv6_loopback() -> bool:
 
 def _token_file(lab: Lab, token: str, name: str | None = None) -> Path:
     """The token in a file of its own, in a folder only the user can enter: mounted into
-    the lab (JUPYTER_TOKEN_FILE), it never appears in the container's configuration."""
-    path = lab.state_dir("tokens") / (name or f"{secrets.token_hex(8)}.token")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    the lab (JUPYTER_TOKEN_FILE), it never appears in the container's configuration. 0600:
+    the lab reads it as the host user (see _readable_by_image_user for the other case)."""
+    return _write_token(lab.state_dir("tokens") / (name or f"{secrets.token_hex(8)}.token"),
+                        token)
+
+
+def _write_token(path: Path, token: str) -> Path:
+    """``token`` in a new file ``path``, 0600 (never through a link, never over a file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token)
     return path
+
+
+def _readable_by_image_user(plan: RunPlan, uid: int) -> None:
+    """Without --user the lab runs as the image's uid, which reads the token only when it
+    is the host user's or the file is world-readable; it is then, inside the 0700 folder
+    that no other account can enter (Lab.state_dir)."""
+    if plan.user_mode == "image" and uid != LAB_UID and plan.token_file is not None:
+        plan.token_file.chmod(0o644)
+
+
+def forget_token_file(lab_root: str | Path, source: str | Path) -> None:
+    """Remove a stopped lab's token file: only a file of the user's in that lab's own
+    tokens folder (a container's mounts are the engine's word, not labctl's)."""
+    path = Path(source)
+    with contextlib.suppress(OSError):
+        st = path.lstat()
+        if path.parent.resolve() == (Path(lab_root) / ".labctl" / "tokens").resolve() \
+                and stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+            path.unlink()
 
 
 def kept_token_file(lab: Lab, name: str) -> Path:
@@ -70,40 +100,46 @@ def _pulled(engine: Engine, lab: Lab, name: str, image: str) -> bool:
         engine, lab, render(lab, lab.spec(name)), image) is not None
 
 
-def make_plan(engine: Engine, lab: Lab, name: str, *, user: bool, srcs: list[str],
-              command: list[str] | None, gpus: str, bind: str | None, port: int | None,
-              token_file: Path | None = None, sync: bool = False) -> RunPlan:
-    """The plan of `labctl run NAME`; ``token_file``: a token kept between runs (the
-    devcontainer's), instead of a new one. On an engine of another machine the plan is
-    that machine's (runtime.remote); ``sync`` copies the --src folders there and back."""
+def make_plan(engine: Engine, lab: Lab, name: str, request: RunRequest) -> RunPlan:
+    """The plan of `labctl run NAME` as ``request`` asks; its ``token_file``: a token kept
+    between runs (the devcontainer's), instead of a new one. On an engine of another machine
+    the plan is that machine's (runtime.remote); ``sync`` copies the --src folders there
+    and back."""
     spec = lab.spec(name)
     image = lab.image_tag(name)
     if engine.image(image) is None and not _pulled(engine, lab, name, image):
         raise LabError(f"the image {image} is not built yet", fix=f"labctl build {name}")
     there = discover(engine, lab)
-    if sync and there is None:
+    if request.sync and there is None:
         raise LabError("--sync copies folders to an engine on another machine; this engine"
                        " is on this one", fix="drop --sync: your folder is mounted as it is")
-    local, elsewhere = split_srcs(srcs, sync) if there else (srcs, [])
-    uid, gid = (there.uid, there.gid) if there else (os.getuid(), os.getgid())
-    addresses = bind_addresses(lab.settings.bind if bind is None else bind, has_ipv6_loopback())
-    runs_jupyter = bool(spec.jupyter and spec.jupyter.enabled and not command)
-    token = (token_file.read_text(encoding="utf-8").strip() if token_file else
-             os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24))
-    plan = plan_run(
-        lab, spec, image=image, user=user, uid=uid, gid=gid,
-        there=[parse_remote_src(s, spec) for s in elsewhere],
-        home=Path.home(), rootless=engine.is_rootless(), srcs=local, command=command,
-        gpus=gpus, gpu_access=gpu_mode(engine), bind=addresses, port=port, token=token,
-        token_file=(token_file or _token_file(lab, token)) if runs_jupyter else None,
-        name=free_name(f"labctl-{spec.name}", lambda n: engine.container(n) is not None),
-        port_free=lambda p: all(port_free(a, p) for a in addresses),
-    )
+    srcs = list(request.srcs)
+    local, elsewhere = split_srcs(srcs, request.sync) if there else (srcs, [])
+    kept = request.token_file
+    runs_jupyter = bool(spec.jupyter and spec.jupyter.enabled and not request.command)
+    # This run's own token file is written once the plan holds (there: made by the engine).
+    fresh = (lab.state_dir("tokens") / f"{secrets.token_hex(8)}.token"
+             if runs_jupyter and kept is None else None)
+    token = (kept.read_text(encoding="utf-8").strip() if kept else
+             os.environ.get("JUPYTER_TOKEN") or None)
+    plan = plan_run(lab, spec, replace(request, srcs=tuple(local), there=tuple(elsewhere),
+                                       token=token, token_file=kept or fresh),
+                    _host_facts(engine, there))
+    if there is None and fresh is not None and plan.token is not None:
+        _write_token(fresh, plan.token)
+        _readable_by_image_user(plan, os.getuid())
     if there is not None:
-        if token_file is None and plan.token_file is not None:
-            plan.token_file.unlink(missing_ok=True)  # this run's token lives there only
         remote.place(plan, lab, spec, there, local)
     return plan
+
+
+def _host_facts(engine: Engine, there: remote.Remote | None) -> HostFacts:
+    """This machine's facts, and the engine's: the learner's uid is that of their login on
+    the engine's machine when it is another one."""
+    uid, gid = (there.uid, there.gid) if there else (os.getuid(), os.getgid())
+    return HostFacts(uid=uid, gid=gid, home=Path.home(), rootless=engine.is_rootless(),
+                     gpu_access=gpu_mode(engine), has_ipv6_loopback=has_ipv6_loopback(),
+                     port_free=port_free, name_taken=lambda n: engine.container(n) is not None)
 
 
 def create_host_dirs(paths: list[Path]) -> list[Path]:
@@ -125,13 +161,39 @@ def create(engine: Engine, plan: RunPlan, *, tty: bool = False, foreground: bool
     foreground one says which labctl will remove it (`labctl ps` tells orphans)."""
     if plan.remote is not None:
         remote.make_folders(engine, plan)
+        # The mount points in a --sync folder (runtime.mounts) go in with its copy.
+        create_host_dirs([d for d in plan.src_dirs
+                          if any(h == d or h in d.parents for h, _ in plan.syncs)])
         remote.sync_in(engine, plan)
     else:
         create_host_dirs(plan.host_dirs)
     if foreground:
         plan.labels[labels.FOREGROUND] = containers.foreground_label()
-    return engine.create_container(plan, tty=tty,
-                                   next_name=next_name(plan.name_base or plan.name))
+    container = engine.create_container(plan, tty=tty,
+                                        next_name=next_name(plan.name_base or plan.name))
+    try:
+        _check_entrypoint(engine, container, plan)
+    except BaseException:
+        engine.remove_container(container)
+        raise
+    return container
+
+
+def _check_entrypoint(engine: Engine, container: Any, plan: RunPlan) -> None:
+    """Fail closed: the lab starts as root and only labctl's entrypoint drops that. An
+    image whose entrypoint is not labctl's (a spec's step or the image's maker changed it:
+    a bundle's image is someone else's) never starts as anyone but root on its own."""
+    if plan.user_mode == "root":  # root already (a root host user, or rootless Docker)
+        return
+    ours = (resources.incontainer_dir() / "image" / ENTRYPOINT_FILE).read_bytes()
+    container.reload()
+    entry = (container.attrs.get("Config") or {}).get("Entrypoint")
+    if entry != ENTRYPOINT or engine.file_of(container, ENTRYPOINT_PATH) != ours:
+        raise LabError(f"{plan.image} does not start through labctl's entrypoint (a step of"
+                       " its spec, or whoever built it, replaced it): labctl does not start"
+                       " it, since it could run as root on your files",
+                       fix=f"rebuild it from a spec you trust (`labctl build {plan.spec}`);"
+                           " a spec's steps must not write to " + ENTRYPOINT_PATH)
 
 
 def wait_ready(engine: Engine, container: Any, plan: RunPlan,
@@ -164,7 +226,12 @@ def run(engine: Engine, plan: RunPlan, *, detach: bool, keep: bool,
     """Start the lab. Foreground: stream its output until it ends or Ctrl-C, then remove
     it; the command's exit code is returned. Detached: return once it is ready."""
     interactive = not detach and plan.jupyter_port is None and sys.stdin.isatty()
+    say = _never_raises(say)
+    fresh = [d for d in plan.src_dirs if not d.exists()] if plan.remote is None else []
     container = create(engine, plan, tty=interactive, foreground=not detach)
+    if fresh:  # said once: the next run finds them
+        say(f"note: made empty folders in your folder, where the lab's shared folders are"
+            f" mounted: {', '.join(str(d) for d in fresh)}")
     try:
         with ExitStack() as stack:
             if interactive:
@@ -181,20 +248,50 @@ def run(engine: Engine, plan: RunPlan, *, detach: bool, keep: bool,
                 sys.stdout.write(chunk.decode(errors="replace"))
                 sys.stdout.flush()
             return int(container.wait().get("StatusCode", 1))
-    except KeyboardInterrupt:
-        say(f"stopping {plan.name}")
-        engine.stop_container(container, timeout=5)
+    except (KeyboardInterrupt, BrokenPipeError) as e:  # Ctrl-C, or `| tee` ended first
+        if isinstance(e, BrokenPipeError):  # nothing more reaches the pipe, nor an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with _shielded():
+            say(f"stopping {plan.name}")
+            engine.stop_container(container, timeout=5)
         return 130
     except BaseException:
         if detach:  # a lab that failed to start is not left behind
-            engine.remove_container(container)
+            with _shielded():
+                engine.remove_container(container)
         raise
     finally:
-        if not detach and not keep:
-            engine.remove_container(container)
-            forget_token(plan)
-        if not detach:  # a kept container keeps its volumes (`labctl stop` copies back)
-            remote.sync_back(engine, plan.image, plan.syncs, say, plan.copies, drop=not keep)
+        with _shielded():
+            if not detach and not keep:
+                engine.remove_container(container)
+                forget_token(plan)
+            if not detach:  # a kept container keeps its volumes (`labctl stop` copies back)
+                remote.sync_back(engine, plan.image, plan.syncs, say, plan.copies,
+                                 drop=not keep)
+
+
+def _never_raises(say: Callable[[str], None]) -> Callable[[str], None]:
+    """``say`` that cannot stop a clean-up: a closed pipe (rich exits on one) is silence."""
+    def quiet(message: str) -> None:
+        with contextlib.suppress(OSError, SystemExit):
+            say(message)
+    return quiet
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """A clean-up that a second Ctrl-C (or the SIGTERM of a closing terminal) does not cut
+    short: the container is removed whatever else arrives meanwhile."""
+    try:
+        old = [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)]
+    except ValueError:  # not the main thread: nothing to shield
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in zip((signal.SIGINT, signal.SIGTERM), old, strict=True):
+            signal.signal(sig, handler)
 
 
 def _announce(engine: Engine, container: Any, plan: RunPlan, stack: ExitStack,
@@ -221,6 +318,9 @@ def _announce(engine: Engine, container: Any, plan: RunPlan, stack: ExitStack,
         say(f"JupyterLab is ready: {plan.url}")
     if plan.tensorboard_url:
         say(f"TensorBoard (logs in $TENSORBOARD_LOGDIR): {plan.tensorboard_url}")
+    if plan.tensorboard_url:  # jupyter-server-proxy: any port, behind Jupyter's token
+        say("Web apps you start in the lab (Gradio: 7860), never published on a port: "
+            + plan.tensorboard_url.replace("/tensorboard/", "/proxy/7860/"))
 
 
 def forget_token(plan: RunPlan) -> None:

@@ -60,20 +60,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/cache/apt/*.bin
 
 # labctl-key: runtime
-# labctl's own files (entrypoint, hooks, the dependency check, the offline hint and
+# labctl's own files (hooks, the dependency check, the offline hint and
 # book shims) come before the lab's packages, so a package change never reruns them.
 # `pip install` in a running lab installs for the learner (PIP_USER: ~/.local).
 COPY labctl/image/ /opt/labctl/lib/
-RUN install -m 0755 /opt/labctl/lib/entrypoint.sh /usr/local/bin/labctl-entrypoint \
- && ln -s /opt/labctl/lib/labctl.pth "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/labctl.pth" \
+RUN ln -s /opt/labctl/lib/labctl.pth "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/labctl.pth" \
  && install -d -o lab -g lab /home/lab/.ipython /home/lab/.ipython/profile_default /home/lab/.ipython/profile_default/startup \
  && install -o lab -g lab -m 0644 /opt/labctl/lib/ipython_startup.py /home/lab/.ipython/profile_default/startup/00-labctl.py \
- && install -D -m 0644 /opt/labctl/lib/jupyter_tensorboard.json /opt/venv/etc/jupyter/jupyter_server_config.json \
+ && install -D -m 0644 /opt/labctl/lib/jupyter_server_config.json /opt/venv/etc/jupyter/jupyter_server_config.json \
+ && install -D -m 0644 /opt/labctl/lib/jupyterlab_overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json \
  && mkdir -p /workspace \
  && chown lab:lab /workspace
 ENV MATPLOTLIBRC=/opt/labctl/lib/matplotlibrc \
     PIP_USER=1
-ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]
 
 # labctl-key: apt
 RUN apt-get update \
@@ -102,6 +101,8 @@ RUN bash /opt/labctl/prepare/prepare/ultralytics-offline.sh \
 # The spec's runtime settings last: they never reach an install, and changing them reruns
 # none.
 COPY labctl/compat.json /opt/labctl/
+COPY labctl/image/entrypoint.sh /usr/local/bin/labctl-entrypoint
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/labctl-entrypoint"]
 ENV LABCTL_WORKSPACE=/workspace \
     YOLO_OFFLINE="1" \
     YOLO_AUTOINSTALL="false" \

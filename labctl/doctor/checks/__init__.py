@@ -1,7 +1,7 @@
 """The doctor's checks, in the order they are shown: one module per area, each check a
 small function from the doctor's Context to findings, with its own advice text."""
 
-from labctl.doctor.checks import containers, engine, gpu, image, lab, spec
+from labctl.doctor.checks import containers, engine, gpu, image, lab, space, spec
 from labctl.doctor.registry import Check
 
 CHECKS: tuple[Check, ...] = (
@@ -22,6 +22,7 @@ CHECKS: tuple[Check, ...] = (
     Check("spec.gpu", "spec", "spec on this machine", spec.spec_gpu),
     Check("spec.engine-gpu", "spec", "GPU reaches the container", spec.spec_engine_gpu),
     Check("spec.tensorrt", "spec", "TensorRT on this GPU", spec.spec_tensorrt),
+    Check("spec.disk", "spec", "room to build", space.build_room),
     Check("image.probe", "image", "inside the image", image.image_probe,
           when=lambda ctx: ctx.image),
 )
