@@ -57,7 +57,8 @@ def hub(docker_client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
         pytest.fail("the hub test needs configurable-http-proxy (npm); ./scripts/setup.sh"
                     " installs it into the venv")
     root = write_lab(tmp_path_factory.mktemp("hub") / "lab", {"small": SMALL})
-    (root / "data").mkdir(mode=0o755)
+    (root / "data").mkdir()
+    (root / "data").chmod(0o755)  # the class's data, readable by the learners' lab user
     (root / "data" / "shared.txt").write_text("the class's dataset\n")
     (root / "data" / "shared.txt").chmod(0o644)
     labctl("build", "small", cwd=root, check=True)

@@ -134,6 +134,9 @@ def test_build_run_check_on_an_engine_over_ssh(lab_factory, ssh_engine: dict[str
     remote_book = tmp_path / "remote-book"
     remote_book.mkdir()
     (remote_book / "there.txt").write_text("on the server\n")
+    # Readable by the image's own user (this run is not --user), whatever the umask.
+    remote_book.chmod(0o755)
+    (remote_book / "there.txt").chmod(0o644)
     seen = labctl("run", "small", "--src", f"remote:{remote_book}", "--", "cat", "there.txt",
                   cwd=lab, env=ssh_engine)
     assert seen.returncode == 0 and "on the server" in seen.stdout, seen.stderr

@@ -159,6 +159,11 @@ def context_folder(files: dict[str, bytes], dockerfile: str, wheelhouse: Path | 
             _put(folder / name, data, 0o755 if name.endswith(".sh") else 0o644)
         for wheel in wheels:
             _link(wheel, folder / "wheelhouse" / wheel.name)
+        # COPY keeps a context folder's mode: under a umask of 077 /opt/labctl/lib/hooks
+        # would be a 0700 root folder the lab user cannot enter.
+        for path in (folder, *folder.rglob("*")):
+            if path.is_dir() and path.stat().st_mode & 0o777 != 0o755:
+                path.chmod(0o755)
         yield folder
 
 
