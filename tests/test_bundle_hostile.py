@@ -103,11 +103,11 @@ def dry_load(bundle: Path, target: Path) -> list[str]:
     """transfer.load without an engine: every check and write of a load, the images'
     stream read to its end as the engine would, the ids the bundle's manifest names
     taken for the ones the engine reports."""
-    stage = target.parent / f".{target.name}.labctl-staging"
     undo = transfer._Undo()
+    stage: Path | None = None
     try:
         undo.mkdirs(target.parent)
-        transfer._fresh(stage)
+        stage = transfer._fresh(target)
         with bundle.open("rb") as f, fmt.reading():
             reader = fmt.Reader(f)
             members = reader.members()
@@ -125,8 +125,27 @@ def dry_load(bundle: Path, target: Path) -> list[str]:
         undo.run()
         raise
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
     return written
+
+
+def test_a_staging_name_taken_in_a_shared_parent_is_not_in_the_way(tmp_path: Path) -> None:
+    """Another account's folder (here: a file, a link) by the staging name, and a killed
+    load's leftover of this user's: a new private folder, the leftover gone."""
+    target = tmp_path / "lab"
+    planted = tmp_path / ".lab.labctl-staging"
+    planted.symlink_to("/etc")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = tmp_path / f".lab.labctl-staging-{dead.pid}-x1"
+    (leftover / "files").mkdir(parents=True)
+    live = tmp_path / f".lab.labctl-staging-{os.getpid()}-x2"
+    live.mkdir()
+    stage = transfer._fresh(target)
+    assert stage.parent == tmp_path and stage.is_dir() and not stage.is_symlink()
+    assert stage.stat().st_mode & 0o777 == 0o700 and not any(stage.iterdir())
+    assert not leftover.exists() and live.is_dir() and planted.is_symlink()
 
 
 def snapshot(root: Path) -> dict[str, bytes | str]:
@@ -479,6 +498,27 @@ def test_data_goes_only_into_the_lab_folder(host: str, sandbox: Path) -> None:
     else:
         dry_load(write(sandbox, data), sandbox / "lab")
         assert (sandbox / "lab" / "data" / "tiny" / "f.bin").read_bytes() == b"12345"
+
+
+def test_a_bundles_volume_outside_the_lab_is_refused_unless_the_lab_says_so(sandbox: Path
+                                                                         ) -> None:
+    """A volumes.yaml that mounts a folder of the learner's (~/bin, writable in every run)
+    is refused even with no data file in it; the learner's own volumes.yaml may say so."""
+    outside = sandbox.parent / "bin"
+    outside.mkdir()
+    volumes = f"volumes:\n  tools: {{host: {outside}, container: /workspace/tools}}\n".encode()
+    bundle = write(sandbox, make_bundle({**LAB, VOLUMES_FILE: volumes}))
+    before = snapshot(sandbox)
+    with pytest.raises(LabError, match="volumes.tools.host: .* is outside the lab folder"
+                       ) as e:
+        dry_load(bundle, sandbox / "lab")
+    assert "yourself" in (e.value.fix or "")
+    assert snapshot(sandbox) == before
+    # the learner wrote the same volumes.yaml: their choice, so the load goes on
+    (sandbox / "lab").mkdir()
+    (sandbox / "lab" / VOLUMES_FILE).write_bytes(volumes)
+    dry_load(bundle, sandbox / "lab")
+    assert (sandbox / "lab" / SETTINGS_FILE).is_file()
 
 
 # --- 6. Ctrl-C: no worker keeps the interpreter from exiting --------------------------------

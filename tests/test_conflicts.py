@@ -80,6 +80,14 @@ def test_the_conflict_in_the_learners_terms() -> None:
         == "websockets"
 
 
+def test_a_bare_unsatisfiable_line_is_read_without_a_crash() -> None:
+    """A build's tail can keep uv's last words without its reasoning lines."""
+    assert cf.explanation("#9 1.2 the requirements are unsatisfiable") == [
+        "the requirements are unsatisfiable"]
+    assert cf.explanation("Unsatisfiable\n") == ["Unsatisfiable"]
+    assert cf.explanation("nothing of the kind") == []
+
+
 def test_without_names_every_requirement_is_tried() -> None:
     # no "you require": the requirements it mentions
     mentioned = cf.parse_conflict("error: No solution found\n  cause: cfd depends on cfc>=13"

@@ -63,7 +63,7 @@ def test_an_image_with_another_entrypoint_does_not_start(docker_client, lab: Pat
     try:
         proc = labctl("run", "tiny", "--user", "--", "id", "-u", cwd=lab)
         assert proc.returncode != 0
-        assert "does not start through labctl's entrypoint" in proc.stderr
+        assert "does not start through this labctl's entrypoint" in proc.stderr
         assert "Traceback" not in proc.stderr
         assert proc.stdout.strip() != "0"
         assert _containers(docker_client, lab) == []

@@ -20,7 +20,9 @@ import itertools
 import os
 import re
 import shutil
+import stat
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -384,13 +386,13 @@ def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | Non
     what was done."""
     t0 = time.monotonic()
     size = bundle.stat().st_size
-    stage = target.parent / f".{target.name}.labctl-staging"  # beside it: same file system
     # what the engine has (one inspect per image) is asked meanwhile
     chains = _worker.submit(engine.chains_present)
     undo = _Undo()
+    stage: Path | None = None
     try:
         undo.mkdirs(target.parent)
-        _fresh(stage)
+        stage = _fresh(target)
         with bundle.open("rb") as f, fmt.reading():
             reader = fmt.Reader(f, _counter("loading", size, progress, lambda: f.tell()))
             members = reader.members()
@@ -423,7 +425,8 @@ def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | Non
         undo.run()
         raise
     finally:
-        shutil.rmtree(stage, ignore_errors=True)  # whatever happened
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)  # whatever happened
     layers = set(reader.manifest.layers if reader.manifest else {})
     return LoadResult(target, tagged, written, sorted(plan.unchanged), placed, lines,
                       time.monotonic() - t0, len(layers & sent), len(layers & unsent))
@@ -432,12 +435,33 @@ def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | Non
 _worker = fmt.Worker("labctl-load")
 
 
-def _fresh(stage: Path) -> None:
-    """An empty staging folder of this user's (one left by a killed load is removed)."""
-    if stage.is_symlink() or stage.is_file():
-        stage.unlink()
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(mode=0o700)
+def _fresh(target: Path) -> Path:
+    """A new, private staging folder beside ``target`` (the same file system, so files
+    move in by rename). Its name carries this process's id: the folders of killed loads
+    of this user are removed, and a name another account made in a shared parent (/tmp)
+    is never in the way."""
+    prefix = f".{target.name}.labctl-staging-"
+    for old in target.parent.glob(prefix + "*"):
+        with contextlib.suppress(OSError, ValueError):
+            st = old.lstat()
+            pid = int(old.name.removeprefix(prefix).split("-", 1)[0])
+            if st.st_uid == os.geteuid() and stat.S_ISDIR(st.st_mode) and not _alive(pid):
+                shutil.rmtree(old)
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
+    except OSError as e:
+        raise LabError(f"cannot make a staging folder in {target.parent}: {e.strerror or e}",
+                       fix="load into a folder whose parent you can write") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prepare(reader: fmt.Reader, members: Iterator[tuple[tarfile.TarInfo, Iterator[memoryview]]],
@@ -523,6 +547,15 @@ def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path
             _bundle_error(e, SETTINGS_FILE)
         raise
     lab = Lab(root=target, settings=settings, volumes=dict(vols.volumes))
+    if volumes != target / VOLUMES_FILE:  # the bundle's own: its folders only in the lab
+        for name, vol in vols.volumes.items():
+            if not _inside(target, lab.host_path(vol)):
+                e = _bundle_error(LabError(
+                    f"volumes.{name}.host: {vol.host} is outside the lab folder {target}"
+                    " (a lab run would mount it, writable)"), VOLUMES_FILE)
+                e.fix = (f"nothing was loaded; to share that folder with this lab, write"
+                         f" {target / VOLUMES_FILE} yourself (as the bundle's) and load again")
+                raise e
     tags = {}
     for img in head.images:
         spec = f"images/{img.name}.yaml"

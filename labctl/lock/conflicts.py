@@ -91,8 +91,11 @@ def explanation(text: str) -> list[str]:
     if start is None:
         if not re.search(r"we can conclude|unsatisfiable", text, re.I):
             return []
-        start = next(i for i, ln in enumerate(lines)
-                     if re.search(r"because|we can conclude|depends? on", ln, re.I))
+        start = next((i for i, ln in enumerate(lines)
+                      if re.search(r"because|we can conclude|depends? on|unsatisfiable",
+                                   ln, re.I)), None)
+        if start is None:
+            return []
     out = []
     for ln in lines[start:]:
         # uv's own prefixes, and BuildKit's "#12 3.4 " before a build's output

@@ -182,18 +182,22 @@ def create(engine: Engine, plan: RunPlan, *, tty: bool = False, foreground: bool
 def _check_entrypoint(engine: Engine, container: Any, plan: RunPlan) -> None:
     """Fail closed: the lab starts as root and only labctl's entrypoint drops that. An
     image whose entrypoint is not labctl's (a spec's step or the image's maker changed it:
-    a bundle's image is someone else's) never starts as anyone but root on its own."""
+    a bundle's image is someone else's) never starts as anyone but root on its own.
+    A tripwire, not a sandbox: the entrypoint runs the image's own gosu/tini, so an image
+    from someone else is trusted as far as its maker is (the README's threat model)."""
     if plan.user_mode == "root":  # root already (a root host user, or rootless Docker)
         return
     ours = (resources.incontainer_dir() / "image" / ENTRYPOINT_FILE).read_bytes()
     container.reload()
     entry = (container.attrs.get("Config") or {}).get("Entrypoint")
     if entry != ENTRYPOINT or engine.file_of(container, ENTRYPOINT_PATH) != ours:
-        raise LabError(f"{plan.image} does not start through labctl's entrypoint (a step of"
-                       " its spec, or whoever built it, replaced it): labctl does not start"
-                       " it, since it could run as root on your files",
-                       fix=f"rebuild it from a spec you trust (`labctl build {plan.spec}`);"
-                           " a spec's steps must not write to " + ENTRYPOINT_PATH)
+        raise LabError(f"{plan.image} does not start through this labctl's entrypoint"
+                       " (built by another labctl version, or a step of its spec or whoever"
+                       " built it replaced it): labctl does not start it, since it could"
+                       " run as root on your files",
+                       fix=f"rebuild it (`labctl build {plan.spec}`: an image of an older"
+                           " labctl only needs that); a spec's steps must not write to "
+                           + ENTRYPOINT_PATH)
 
 
 def wait_ready(engine: Engine, container: Any, plan: RunPlan,

@@ -15,6 +15,7 @@ writes hub.json next to it, which holds every value (edit the options, not this 
   stay.
 """
 
+import html
 import json
 import os
 import sys
@@ -90,10 +91,11 @@ c.DockerSpawner.extra_create_kwargs = {"labels": {"org.labctl.hub": S["id"]}}
 c.Spawner.start_timeout = int(S["start_timeout"])
 c.Spawner.http_timeout = int(S["start_timeout"])
 
-if len(PROFILES) > 1:
+if len(PROFILES) > 1:  # names and descriptions come from specs: escaped, never markup
     c.Spawner.options_form = "<label for='profile'>Lab</label><select name='profile'" \
         " class='form-control'>" + "".join(
-            f"<option value='{slug}'>{p['name']}: {p['description']}</option>"
+            f"<option value='{html.escape(slug, quote=True)}'>"
+            f"{html.escape(p['name'])}: {html.escape(p['description'])}</option>"
             for slug, p in PROFILES.items()) + "</select>"
 
 
