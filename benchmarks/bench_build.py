@@ -38,7 +38,7 @@ from rich.table import Table
 
 from labctl.config.lab import load_lab
 from labctl.engine import Engine
-from labctl.image.build import BuildEvent, build
+from labctl.image.build import BuildEvent, BuildOptions, build
 from labctl.image.buildkit import find_cli
 from labctl.image.render import render
 
@@ -93,7 +93,7 @@ class Side:
 
         t0 = time.monotonic()
         res = build(self.engine, lab, render(lab, lab.spec(name)), lab.image_tag(name),
-                    nocache=nocache, on_event=keep)
+                    BuildOptions(nocache=nocache), on_event=keep)
         return time.monotonic() - t0, res
 
     def lock(self, name: str) -> None:

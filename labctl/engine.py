@@ -10,7 +10,8 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import IO, TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import IO, Any, NamedTuple
 
 import docker
 import docker.errors
@@ -21,14 +22,45 @@ from docker.utils import version_gte
 from labctl import labels
 from labctl.errors import LabError, advise
 
-if TYPE_CHECKING:
-    from labctl.runtime.plan import RunPlan
+# Sources a container of labctl's never mounts: the engine's socket is root on the host.
+_ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+
+
+class Bind(NamedTuple):
+    """A host folder (or, with ``volume``, a named volume) at ``target``."""
+    source: str
+    target: str
+    read_only: bool = False
+    volume: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    """A lab's container in plain values (runtime.run makes it from its RunPlan)."""
+    image: str
+    command: list[str]
+    name: str
+    env: dict[str, str]
+    binds: list[Bind]
+    publish: dict[int, list[tuple[str, int]]]  # container port -> (host address, port)
+    workdir: str
+    labels: dict[str, str] = field(default_factory=dict)
+    gpus: str = ""  # "" | "runtime" | "cdi"
+    shm_size: str | None = None
+    network: str | None = None  # None: the engine's default bridge
+    tty: bool = False
+
 
 # How a container gets the GPU: the NVIDIA runtime (--gpus all), or CDI device names.
 _DEVICE_REQUESTS = {
     "runtime": lambda: [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
     "cdi": lambda: [docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])],
 }
+
+
+def _devices(gpus: str) -> list[Any] | None:
+    """The device requests of a GPU mode ("", "none", "runtime", "cdi")."""
+    return _DEVICE_REQUESTS[gpus]() if gpus in _DEVICE_REQUESTS else None
 
 
 def endpoint(environ: dict[str, str] | None = None) -> tuple[str, str]:
@@ -435,11 +467,9 @@ class Engine:
                  for target, source in mounts.items()]
         with self._throwaway("serve") as name:
             with translated():
-                c = self.client.containers.run(
-                    image, cmd, entrypoint=[], name=name, mounts=binds, user=user,
-                    labels={labels.throwaway("serve"): "1"}, detach=True, cap_drop=["ALL"],
-                    security_opt=["no-new-privileges"],
-                )
+                c = self._create(image, cmd, throwaway="serve", entrypoint=[], name=name,
+                                 mounts=binds, user=user, cap_drop=["ALL"])
+                c.start()
                 deadline = time.monotonic() + ready_timeout
                 while b"Serving HTTP" not in c.logs():
                     c.reload()
@@ -498,36 +528,46 @@ class Engine:
             except docker.errors.NotFound:  # ImageNotFound is one too
                 return None
 
-    def create_container(self, plan: RunPlan, *, tty: bool = False,
+    def create_container(self, spec: ContainerSpec,
                          next_name: Callable[[str], str] | None = None) -> Any:
-        """Create (not start) the container a RunPlan describes. Never privileged, never
-        with the engine's socket, no-new-privileges set. When its name is taken meanwhile
-        (two labs started at once), ``next_name`` gives the next one to try."""
-        mounts = [
-            docker.types.Mount(m.target, str(m.source), type="volume" if m.volume else "bind",
-                               read_only=m.read_only)
-            for m in plan.mounts
-        ]
+        """Create (not start) a lab's container. When its name is taken meanwhile (two labs
+        started at once), ``next_name`` gives the next one to try; the container's own
+        ``name`` says which it got."""
+        mounts = [docker.types.Mount(b.target, b.source, read_only=b.read_only,
+                                     type="volume" if b.volume else "bind") for b in spec.binds]
         ports = {f"{cport}/tcp": binds if len(binds) > 1 else binds[0]
-                 for cport, binds in plan.publish().items()}
-        gpus = _DEVICE_REQUESTS[plan.gpus]() if plan.gpus else None
+                 for cport, binds in spec.publish.items()}
+        name = spec.name
         for _ in range(20):
             with translated():
                 try:
-                    return self.client.containers.create(
-                        plan.image, plan.command, name=plan.name, environment=plan.env,
-                        mounts=mounts, ports=ports, working_dir=plan.workdir,
-                        labels=plan.labels, device_requests=gpus, shm_size=plan.shm_size,
-                        tty=tty, stdin_open=tty, security_opt=["no-new-privileges"],
-                        detach=True, network_mode=plan.network,
-                    )
+                    return self._create(
+                        spec.image, spec.command, name=name, environment=spec.env,
+                        mounts=mounts, ports=ports, working_dir=spec.workdir,
+                        labels=spec.labels, device_requests=_devices(spec.gpus),
+                        shm_size=spec.shm_size, tty=spec.tty, stdin_open=spec.tty,
+                        network_mode=spec.network)
                 except docker.errors.APIError as e:
                     if e.status_code == 409 and next_name is not None:
-                        plan.name = next_name(plan.name)
+                        name = next_name(name)
                         continue
                     raise explain(e) from None
-        raise LabError(f"no free container name after {plan.name}",
+        raise LabError(f"no free container name after {name}",
                        fix="stop labs you no longer use: `labctl stop --all`")
+
+    def _create(self, image: str, command: list[str] | None, *, throwaway: str = "",
+                **options: Any) -> Any:
+        """Every container labctl makes is created here: never privileged, never with the
+        engine's socket, no-new-privileges; a throw-away one (``throwaway``: its kind)
+        carries the label `_remove_orphans` finds it by."""
+        sources = [str(m.get("Source", "")) for m in options.get("mounts") or []]
+        if options.pop("privileged", False) or any(s in _ENGINE_SOCKETS for s in sources):
+            raise LabError("labctl does not make privileged containers or mount the engine's"
+                           " socket", fix="report this as a labctl bug")
+        if throwaway:
+            options["labels"] = {**options.get("labels", {}), labels.throwaway(throwaway): "1"}
+        return self.client.containers.create(image, command, detach=True,
+                                             security_opt=["no-new-privileges"], **options)
 
     def file_of(self, container: Any, path: str, limit: int = 1 << 20) -> bytes | None:
         """The regular file at ``path`` in a (created) container, None when there is none
@@ -607,14 +647,11 @@ class Engine:
             docker.types.Mount(target, source, type="bind", read_only=True)
             for source, target in (read_only_mounts or {}).items()
         ]
-        device_requests = _DEVICE_REQUESTS[gpus]() if gpus in _DEVICE_REQUESTS else None
         with self._throwaway(label) as name, translated():
-            c = self.client.containers.create(
-                image, command[1:], entrypoint=command[:1], name=name, mounts=mounts,
-                environment=environment or {}, network_disabled=not network,
-                labels={labels.throwaway(label): "1"}, detach=True,
-                security_opt=["no-new-privileges"], device_requests=device_requests,
-            )
+            c = self._create(
+                image, command[1:], throwaway=label, entrypoint=command[:1], name=name,
+                mounts=mounts, environment=environment or {}, network_disabled=not network,
+                device_requests=_devices(gpus))
             c.start()
             try:
                 status = int(c.wait(timeout=timeout).get("StatusCode", 1))
@@ -635,11 +672,10 @@ class Engine:
         as root."""
         root = docker.types.Mount("/host", "/", type="bind")
         with self._throwaway("folders") as name, translated():
-            c = self.client.containers.create(
-                image, ["-p", "--", *(f"/host{f}" for f in folders)], entrypoint=["mkdir"],
-                name=name, mounts=[root], user=user, network_disabled=True,
-                cap_drop=["ALL"], security_opt=["no-new-privileges"], read_only=True,
-                labels={labels.throwaway("folders"): "1"}, detach=True)
+            c = self._create(
+                image, ["-p", "--", *(f"/host{f}" for f in folders)], throwaway="folders",
+                entrypoint=["mkdir"], name=name, mounts=[root], user=user,
+                network_disabled=True, cap_drop=["ALL"], read_only=True)
             c.start()
             status = int(c.wait(timeout=120).get("StatusCode", 1))
             if status != 0:
@@ -681,12 +717,10 @@ class Engine:
         with no capability but CHOWN, when started)."""
         command = command or ["true"]
         with self._throwaway("sync") as name:
-            yield self.client.containers.create(
-                image, command[1:], entrypoint=command[:1], name=name, user="0:0",
-                network_disabled=True, cap_drop=["ALL"], cap_add=["CHOWN"],
-                security_opt=["no-new-privileges"],
-                mounts=[docker.types.Mount("/sync", volume, type="volume")],
-                labels={labels.throwaway("sync"): "1"})
+            yield self._create(
+                image, command[1:], throwaway="sync", entrypoint=command[:1], name=name,
+                user="0:0", network_disabled=True, cap_drop=["ALL"], cap_add=["CHOWN"],
+                mounts=[docker.types.Mount("/sync", volume, type="volume")])
 
     # --- the hub's network (labctl hub) --------------------------------------------------
     def bridge_network(self, name: str, label: dict[str, str]) -> str:

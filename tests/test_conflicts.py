@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from labctl.config import yamlfile
+from labctl.config.lockfile import parse_lock
 from labctl.errors import LabError
 from labctl.lock import conflicts as cf
-from labctl.lock.lockfile import parse_lock
 
 # What uv 0.13 printed for the crafted index of test_conflicts_engine.py.
 UV = """\

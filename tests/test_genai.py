@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import pytest
 from conftest import REPO, write_lab
 
+from labctl.config import lockfile
 from labctl.config.lab import load_lab
 from labctl.config.spec import load_spec
 from labctl.data import hf
 from labctl.errors import LabError
 from labctl.gpu import model_memory as mm
 from labctl.gpu.probe import probe_smi
-from labctl.lock import lockfile
 from labctl.runtime.plan import HostFacts, RunRequest, plan_run
 
 FIXTURES = REPO / "tests" / "fixtures" / "nvidia-smi"

@@ -36,11 +36,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
 def _doc(lab, names: list[str], **settings) -> dict:
     profiles = [lab_profile(lab, lab.spec(n), f"labctl/{n}:hub-x") for n in names]
     hosts = {v: str(lab.host_path(lab.volumes[v])) for v in ("data", "cache")}
+    place = files.HubPlace(hub_id="abcd1234", state=lab.root / ".labctl" / "hub",
+                           network="labctl-hub-abcd1234", hub_ip="172.30.0.1",
+                           proxy="/usr/bin/configurable-http-proxy")
     return files.settings_document(
-        files.HubSettings(**{"admins": ["teacher"], **settings}), hub_id="abcd1234",
-        state=lab.root / ".labctl" / "hub", network="labctl-hub-abcd1234",
-        hub_ip="172.30.0.1", proxy="/usr/bin/configurable-http-proxy", profiles=profiles,
-        images={p.name: p.image for p in profiles}, hosts=hosts, device_requests=GPU_REQ)
+        files.HubSettings(**{"admins": ["teacher"], **settings}), place, profiles,
+        {p.name: p.image for p in profiles}, hosts, GPU_REQ)
 
 
 def _load(folder: Path, doc: dict):

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from labctl.config import lockfile
 from labctl.config.lab import Lab, init_lab, load_lab
+from labctl.config.lockfile import Change, diff_versions, inputs_hash, torch_inputs_hash
 from labctl.config.spec import ImageSpec
 from labctl.errors import LabError
 from labctl.image.render import render
-from labctl.lock import lockfile
-from labctl.lock.lockfile import Change, diff_versions, inputs_hash, torch_inputs_hash
 from labctl.lock.policy import lock_policy
 
 H = {c: f"sha256:{c * 64}" for c in "abcdef"}

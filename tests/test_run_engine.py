@@ -196,13 +196,13 @@ def test_gpu_request_without_runtime_is_a_clear_message(docker_client, lab: Path
     from labctl.engine import Engine
     from labctl.errors import LabError
     from labctl.runtime.plan import RunRequest
-    from labctl.runtime.run import make_plan
+    from labctl.runtime.run import container_spec, make_plan
 
     engine = Engine.connect()
     plan = make_plan(engine, load_lab(str(lab)), "tiny",
                      RunRequest(user=True, command=("true",), gpus="none"))
     plan.gpus = "runtime"
-    c = engine.create_container(plan)
+    c = engine.create_container(container_spec(plan))
     try:
         with pytest.raises(LabError) as info:
             engine.start(c)

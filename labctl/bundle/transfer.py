@@ -175,20 +175,77 @@ def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
         wheels = _wheels(lab) if wheelhouse else []
         if isinstance(since, Path):
             since = read_manifest(since, progress)
-        return _save(engine, lab, found, stream, out, since=since, entries=entries,
-                     wheels=wheels, progress=progress, t0=t0)
+        return _save(engine, lab, found, stream, out, _Options(entries, wheels, since),
+                     progress=progress, t0=t0)
     finally:
         stream.close()
 
 
+@dataclass(frozen=True)
+class _Options:
+    """save()'s keyword options, resolved (each checked) before the first byte is
+    written: the data files and wheels to carry, the earlier bundle the target has."""
+
+    entries: list[tuple[str, catalogue.DataFile, Path]]  # (entry, file, its path)
+    wheels: list[Path]
+    since: fmt.Manifest | None
+
+
+@dataclass(frozen=True)
+class _Export:
+    """What save() keeps of the engine's stream while it copies it: the layers are told
+    from the save's own files by ``diff_ids``; the dicts fill as the members pass."""
+
+    diff_ids: set[str]  # the images' layers
+    skip: dict[str, str]  # layer member -> diff id: the target has it (an earlier bundle's)
+    layers: dict[str, str] = field(default_factory=dict)  # member -> diff id (at the end)
+    omitted: dict[str, str] = field(default_factory=dict)  # member -> diff id, of skip
+    docs: dict[str, bytes] = field(default_factory=dict)  # manifest.json, image configs
+
+
 def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[bytes],
-          out: Path, *, since: fmt.Manifest | None,
-          entries: list[tuple[str, catalogue.DataFile, Path]], wheels: list[Path],
-          progress: Progress | None, t0: float) -> SaveResult:
+          out: Path, opts: _Options, *, progress: Progress | None, t0: float) -> SaveResult:
+    warnings: list[str] = []
+    images = _bundle_images(lab, found, warnings)
+    since = opts.since
+    export = _Export(diff_ids={d for i in images for d in i.diff_ids},
+                     skip=dict(since.layers) | dict(since.omitted) if since else {})
+    total = engine.unique_size({i.id: i.size for i in images}) + \
+        sum(p.stat().st_size for _, _, p in opts.entries) + \
+        sum(p.stat().st_size for p in opts.wheels)
+    note = _counter("saving", total, progress)
+    head = _head(images, lab_files(lab, warnings), opts)
+    part = out.with_name(f".{out.name}.partial")
+    try:
+        with part.open("wb") as sink:
+            w = fmt.Writer(sink, on_bytes=note)
+            w.head(head)
+            _save_files(w, lab, head, opts)
+            for info, data in fmt.walk(stream):
+                _save_member(w, info, data, export, note)
+            known = fmt.layer_diff_ids(export.docs)
+            for member in export.layers:
+                export.layers[member] = known.get(member, "")
+                if export.layers[member]:
+                    w.settle(f"docker/{member}", export.layers[member].removeprefix("sha256:"))
+            w.close(head, export.layers, export.omitted)
+        os.replace(part, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise
+    return SaveResult(out, out.stat().st_size, images, len(export.layers),
+                      len(export.omitted), time.monotonic() - t0, warnings)
+
+
+def _bundle_images(lab: Lab, found: dict[str, Any], warnings: list[str]
+                   ) -> list[fmt.BundleImage]:
+    """The head's images, each as save() inspected it once; one older than its spec
+    still travels (it is what was asked for), named in ``warnings``."""
     from labctl.image.render import render
 
-    images, warnings = [], []
-    for name, img in found.items():  # each image as inspected once, by save()
+    images = []
+    for name, img in found.items():
         tag = lab.image_tag(name)
         if (img.labels or {}).get(labels.HASH) != render(lab, lab.spec(name)).digest:
             warnings.append(f"{name}: the image is older than its spec; it travels as it is"
@@ -196,65 +253,46 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
         images.append(fmt.BundleImage(
             name=name, tag=tag, id=img.id, hash=(img.labels or {}).get(labels.HASH),
             diff_ids=list(img.attrs["RootFS"]["Layers"]), size=int(img.attrs["Size"])))
-    diff_ids = {d for i in images for d in i.diff_ids}
-    skip = dict(since.layers) | dict(since.omitted) if since else {}  # what the target has
-    total = engine.unique_size({i.id: i.size for i in images}) + \
-        sum(p.stat().st_size for _, _, p in entries) + sum(p.stat().st_size for p in wheels)
-    note = _counter("saving", total, progress)
-    rels = lab_files(lab, warnings)
-    head = fmt.Head(
+    return images
+
+
+def _head(images: list[fmt.BundleImage], rels: list[str], opts: _Options) -> fmt.Head:
+    """The bundle's head: everything a load checks before the first image byte, and,
+    with ``since``, the lab files and layer chains the target already has."""
+    since = opts.since
+    return fmt.Head(
         labctl=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         images=images, lab_files=rels,
         data=[fmt.BundleData(entry=e, file=f.name, member=f"data/{e}/{f.name}")
-              for e, f, _ in entries],
-        wheels=[p.name for p in wheels],
+              for e, f, _ in opts.entries],
+        wheels=[p.name for p in opts.wheels],
         replaces={r: since.members[f"lab/{r}"].sha256 for r in since.lab_files} if since else {},
         since_chains=sorted({c for i in since.images for c in chain_ids(i.diff_ids)})
         if since else [])
-    part = out.with_name(f".{out.name}.partial")
-    layers: dict[str, str] = {}
-    omitted: dict[str, str] = {}
-    docs: dict[str, bytes] = {}
-    try:
-        with part.open("wb") as sink:
-            w = fmt.Writer(sink, on_bytes=note)
-            w.head(head)
-            for rel in rels:
-                text = _read_lab_file(lab.root / rel)
-                with contextlib.suppress(UnicodeDecodeError):  # every text file: specs too
-                    text = strip_credentials(text.decode("utf-8")).encode("utf-8")
-                mode = 0o755 if os.access(lab.root / rel, os.X_OK) else 0o644
-                w.add_bytes(f"lab/{rel}", text, mode=mode)
-            for d, (_, _, path) in zip(head.data, entries, strict=True):
-                with path.open("rb") as src:
-                    w.add(d.member, fmt.chunks(src), path.stat().st_size)
-            for p in wheels:
-                with p.open("rb") as src:
-                    w.add(f"wheelhouse/{p.name}", fmt.chunks(src), p.stat().st_size)
-            for info, data in fmt.walk(stream):
-                _save_member(w, info, data, diff_ids, skip, layers, omitted, docs, note)
-            known = fmt.layer_diff_ids(docs)
-            for member in layers:
-                layers[member] = known.get(member, "")
-                if layers[member]:
-                    w.settle(f"docker/{member}", layers[member].removeprefix("sha256:"))
-            w.close(head, layers, omitted)
-        os.replace(part, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            part.unlink()
-        raise
-    return SaveResult(out, out.stat().st_size, images, len(layers), len(omitted),
-                      time.monotonic() - t0, warnings)
+
+
+def _save_files(w: fmt.Writer, lab: Lab, head: fmt.Head, opts: _Options) -> None:
+    """The members before the images, in the head's order: the lab files (without
+    credentials), the data files, the wheels."""
+    for rel in head.lab_files:
+        text = _read_lab_file(lab.root / rel)
+        with contextlib.suppress(UnicodeDecodeError):  # every text file: specs too
+            text = strip_credentials(text.decode("utf-8")).encode("utf-8")
+        mode = 0o755 if os.access(lab.root / rel, os.X_OK) else 0o644
+        w.add_bytes(f"lab/{rel}", text, mode=mode)
+    for d, (_, _, path) in zip(head.data, opts.entries, strict=True):
+        with path.open("rb") as src:
+            w.add(d.member, fmt.chunks(src), path.stat().st_size)
+    for p in opts.wheels:
+        with p.open("rb") as src:
+            w.add(f"wheelhouse/{p.name}", fmt.chunks(src), p.stat().st_size)
 
 
 DOC_LIMIT = 1 << 20  # a larger member that is no layer is streamed (its JSON files are KBs)
 
 
 def _save_member(w: fmt.Writer, info: tarfile.TarInfo, data: Iterator[memoryview],
-                 diff_ids: set[str], skip: dict[str, str], layers: dict[str, str],
-                 omitted: dict[str, str], docs: dict[str, bytes],
-                 note: Callable[[int], None]) -> None:
+                 export: _Export, note: Callable[[int], None]) -> None:
     name = f"docker/{info.name}"
     if info.isdir():
         w.add_dir(name)
@@ -263,14 +301,14 @@ def _save_member(w: fmt.Writer, info: tarfile.TarInfo, data: Iterator[memoryview
     elif not info.isfile():
         raise LabError(f"the engine's save holds {info.name}, which is neither a file, a"
                        " folder nor a link", fix="report this with `labctl doctor --json`")
-    elif fmt.is_layer(info.name, diff_ids):
-        if info.name in skip:  # the target has it: an earlier bundle held it
-            omitted[info.name] = skip[info.name]
+    elif fmt.is_layer(info.name, export.diff_ids):
+        if info.name in export.skip:  # the target has it: an earlier bundle held it
+            export.omitted[info.name] = export.skip[info.name]
             note(info.size)
             return
         # its checksum is its diff id, settled from the save's manifest at the end
         w.add(name, data, info.size, mode=info.mode, hashed=False)
-        layers[info.name] = ""
+        export.layers[info.name] = ""
     else:
         if info.size > DOC_LIMIT:  # not one of the save's own files: streamed, hashed
             w.add(name, data, info.size, mode=info.mode)
@@ -278,7 +316,7 @@ def _save_member(w: fmt.Writer, info: tarfile.TarInfo, data: Iterator[memoryview
         text = b"".join(data)
         w.add_bytes(name, text, mode=info.mode)
         if text[:1] in (b"{", b"["):  # manifest.json, image configs: read at the end
-            docs[info.name] = text
+            export.docs[info.name] = text
 
 
 def _data_files(lab: Lab, names: list[str]) -> list[tuple[str, catalogue.DataFile, Path]]:
@@ -519,13 +557,28 @@ def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path
     if target.exists() and not target.is_dir():
         raise LabError(f"{target} is a file, not a folder", fix="give --lab a folder")
     unchanged = _refuse_conflicts(target, head, files)
+    lab = _target_lab(target, files, unchanged)
+    tags = _image_tags(lab, target, stage, head, files)
+    for rel in files:
+        if rel not in unchanged and not _inside(target, target / rel):
+            raise LabError(f"{target / rel} leads outside the lab folder (a link in it)",
+                           fix="nothing was loaded; load into a new folder")
+    wheels = [(staged[f"wheelhouse/{w}"], target / "wheelhouse" / w) for w in head.wheels]
+    data = _data_places(lab, target, stage, head, files, staged)
+    _refuse_blocked([target / r for r in files if r not in unchanged] + [d for _, d in wheels]
+                    + [store.file_path(root, df) for _, df, _, root in data])
+    return _Plan(head, lab, files, unchanged, wheels, data, tags)
 
-    def source(rel: str) -> Path | None:
-        if rel in files and rel not in unchanged:
-            return files[rel][0]
-        return target / rel if (target / rel).is_file() else None
 
-    volumes = source(VOLUMES_FILE)
+def _target_lab(target: Path, files: dict[str, tuple[Path, int]], unchanged: set[str]
+                ) -> Lab:
+    """The lab as the load leaves it: the bundle's volumes.yaml unless the target's is
+    kept, this machine's settings if it has them. A problem in a file of the bundle's is
+    named as the bundle's, so that the learner does not look for it in their folder."""
+    if VOLUMES_FILE in files and VOLUMES_FILE not in unchanged:
+        volumes: Path | None = files[VOLUMES_FILE][0]
+    else:
+        volumes = target / VOLUMES_FILE if (target / VOLUMES_FILE).is_file() else None
     if volumes is None:
         raise LabError(f"the bundle carries no {VOLUMES_FILE} and {target} has none",
                        fix="nothing was loaded; save the lab again from its lab folder")
@@ -548,14 +601,27 @@ def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path
         raise
     lab = Lab(root=target, settings=settings, volumes=dict(vols.volumes))
     if volumes != target / VOLUMES_FILE:  # the bundle's own: its folders only in the lab
-        for name, vol in vols.volumes.items():
-            if not _inside(target, lab.host_path(vol)):
-                e = _bundle_error(LabError(
-                    f"volumes.{name}.host: {vol.host} is outside the lab folder {target}"
-                    " (a lab run would mount it, writable)"), VOLUMES_FILE)
-                e.fix = (f"nothing was loaded; to share that folder with this lab, write"
-                         f" {target / VOLUMES_FILE} yourself (as the bundle's) and load again")
-                raise e
+        _refuse_outside_volumes(lab, target, vols)
+    return lab
+
+
+def _refuse_outside_volumes(lab: Lab, target: Path, vols: VolumesFile) -> None:
+    """A classmate's volumes.yaml may not mount a folder of this machine outside the
+    lab: a lab run would mount it writable."""
+    for name, vol in vols.volumes.items():
+        if not _inside(target, lab.host_path(vol)):
+            e = _bundle_error(LabError(
+                f"volumes.{name}.host: {vol.host} is outside the lab folder {target}"
+                " (a lab run would mount it, writable)"), VOLUMES_FILE)
+            e.fix = (f"nothing was loaded; to share that folder with this lab, write"
+                     f" {target / VOLUMES_FILE} yourself (as the bundle's) and load again")
+            raise e
+
+
+def _image_tags(lab: Lab, target: Path, stage: Path, head: fmt.Head,
+                files: dict[str, tuple[Path, int]]) -> dict[str, str]:
+    """Each image's tag here (spec -> tag): its spec there after the load, readable by
+    this labctl (else the images would load and the lab then fail), its tag valid."""
     tags = {}
     for img in head.images:
         spec = f"images/{img.name}.yaml"
@@ -570,11 +636,15 @@ def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path
             tags[img.name] = validators.image_ref(lab.image_tag(img.name))
         except ValueError as e:
             raise _bundle_error(LabError(f"the image {img.name}: {e}"), "head") from None
-    for rel in files:
-        if rel not in unchanged and not _inside(target, target / rel):
-            raise LabError(f"{target / rel} leads outside the lab folder (a link in it)",
-                           fix="nothing was loaded; load into a new folder")
-    wheels = [(staged[f"wheelhouse/{w}"], target / "wheelhouse" / w) for w in head.wheels]
+    return tags
+
+
+def _data_places(lab: Lab, target: Path, stage: Path, head: fmt.Head,
+                 files: dict[str, tuple[Path, int]], staged: dict[str, Path]
+                 ) -> list[tuple[str, catalogue.DataFile, Path, Path]]:
+    """Where each data file goes, by the catalogue as the load leaves it: (entry, file,
+    staged, volume root). One the catalogue lacks is not placed; one whose volume is
+    outside the lab is refused (a bundle only fills the lab's own folders)."""
     cat_root = stage / "lab" if catalogue.LAB_FILE in files else target
     try:
         cat = catalogue.load(cat_root)
@@ -597,8 +667,12 @@ def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path
                                " folders: load it into a lab whose volumes are inside it,"
                                f" then copy the file (`labctl data get {d.entry}`)")
         data.append((d.entry, df, staged[d.member], root))
-    dests = [target / r for r in files if r not in unchanged] + [d for _, d in wheels] + \
-        [store.file_path(root, df) for _, df, _, root in data]
+    return data
+
+
+def _refuse_blocked(dests: list[Path]) -> None:
+    """A destination that is a folder, or below a file, would fail halfway through the
+    commit: refused while nothing is written."""
     for dest in dests:
         blocked = next((p for p in [dest, *dest.parents] if p.exists() and
                         (p.is_dir() if p == dest else not p.is_dir())), None)
@@ -606,7 +680,6 @@ def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path
             raise LabError(f"{dest} cannot be written: {blocked} is a"
                            f" {'folder' if blocked.is_dir() else 'file'}",
                            fix="nothing was loaded; move it aside and load again")
-    return _Plan(head, lab, files, unchanged, wheels, data, tags)
 
 
 def _engine_stream(reader: fmt.Reader,

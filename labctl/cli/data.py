@@ -4,11 +4,17 @@ books and tools fetch, placed where each library looks, offline-ready."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from labctl.cli.common import friendly, json_option, lab_option, load
 from labctl.errors import LabError
+
+if TYPE_CHECKING:  # the commands import their modules when they run: --help stays fast
+    from labctl.config.lab import Lab
+    from labctl.data.catalogue import Catalogue
+    from labctl.data.scan import Report
 
 
 @click.group()
@@ -186,11 +192,23 @@ def scan(folder: str, as_json: bool, lab_dir: str | None) -> None:
     missing), calls no entry covers (with a datasets.yaml skeleton), Hugging Face repos."""
     from labctl.cli import ui
     from labctl.data import catalogue
-    from labctl.data.scan import printable, skeleton, survey
+    from labctl.data.scan import survey
 
     lab = load(lab_dir)
     cat = catalogue.load(lab.root)
     report = survey(Path(folder), cat)
+    doc = _scan_doc(lab, cat, report)
+    if as_json:
+        ui.dump_json(doc)
+        return
+    _print_scan(folder, report, doc)
+
+
+def _scan_doc(lab: Lab, cat: Catalogue, report: Report) -> dict[str, Any]:
+    """`data scan --json`: the entries used and their state, what fetching the missing
+    ones downloads, the calls, those no entry covers (with a skeleton), HF repositories."""
+    from labctl.data.scan import skeleton
+
     used = report.used
     rows = _rows(lab, cat, sorted(used), verify=False)
     for r in rows:
@@ -204,18 +222,26 @@ def scan(folder: str, as_json: bool, lab_dir: str | None) -> None:
         total += sum(s or 0 for s in sizes)
         if any(s is None for s in sizes):
             unknown.append(r["name"])
-    calls = [{"kind": c.kind, "key": c.key, "call": c.code, "file": str(c.file),
-              "line": c.line, "cell": c.cell, "entry": c.entry} for c in report.calls]
-    new = [{"kind": c.kind, "key": c.key, "call": c.code, "where": c.where,
-            "skeleton": skeleton(c)} for c in report.unknown]
-    hf = {repo: [c.where for c in cs] for repo, cs in report.hf_repos.items()}
-    skipped = [{"file": str(s.file), "reason": s.reason} for s in report.skipped]
-    if as_json:
-        ui.dump_json({"entries": rows, "missing": [r["name"] for r in missing],
-                      "bytes_to_fetch": total, "size_unknown": unknown, "calls": calls,
-                      "unknown": new, "huggingface": hf, "skipped": skipped})
-        return
+    return {
+        "entries": rows, "missing": [r["name"] for r in missing], "bytes_to_fetch": total,
+        "size_unknown": unknown,
+        "calls": [{"kind": c.kind, "key": c.key, "call": c.code, "file": str(c.file),
+                   "line": c.line, "cell": c.cell, "entry": c.entry} for c in report.calls],
+        "unknown": [{"kind": c.kind, "key": c.key, "call": c.code, "where": c.where,
+                     "skeleton": skeleton(c)} for c in report.unknown],
+        "huggingface": {repo: [c.where for c in cs] for repo, cs in report.hf_repos.items()},
+        "skipped": [{"file": str(s.file), "reason": s.reason} for s in report.skipped]}
+
+
+def _print_scan(folder: str, report: Report, doc: dict[str, Any]) -> None:
+    """`data scan` for people: a table of the entries, then what to fetch, what no entry
+    covers and the Hugging Face repositories."""
+    from labctl.cli import ui
+    from labctl.data.scan import printable
+
     say = ui.console.print
+    rows, missing, unknown = doc["entries"], doc["missing"], doc["size_unknown"]
+    total, new, hf = doc["bytes_to_fetch"], doc["unknown"], doc["huggingface"]
     for s in report.skipped:
         ui.err_console.print(f"skipped {printable(str(s.file))}: {s.reason}")
     ui.table(f"{printable(folder)}: {len(rows)} entries used", ["name", "state", "size",
@@ -227,7 +253,7 @@ def scan(folder: str, as_json: bool, lab_dir: str | None) -> None:
         more = (f" + {len(unknown)} of unknown size ({', '.join(unknown)})" if unknown
                 else "")
         say(f"to fetch: {len(missing)} entries, {total:,} B ({ui.human_size(total)}){more}:"
-            f" labctl data get {' '.join(r['name'] for r in missing)}")
+            f" labctl data get {' '.join(missing)}")
     if new:
         say(f"\n{len(new)} download(s) no catalogue entry covers; labctl cannot fetch them"
             " ahead. Add an entry to datasets.yaml in the lab folder (fill in FILL-IN):")

@@ -84,62 +84,20 @@ def devcontainer(name: str, src: str, single: bool, as_json: bool, lab_dir: str 
 def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: str | None
             ) -> None:
     """Write a Compose file with one service per lab (default: every built lab)."""
-    import os
-    import secrets
-    import stat
-
-    import yaml
-
     from labctl.cli import ui
-    from labctl.config.safewrite import write_atomic
     from labctl.export import compose as cp
     from labctl.gpu.compat import gpu_use
-    from labctl.runtime.plan import RunRequest
-    from labctl.runtime.ports import port_free
-    from labctl.runtime.run import create_host_dirs, make_plan
+    from labctl.runtime.run import compose_plans, env_token_file
 
     lab = load(lab_dir)
     e = _local_engine(lab, "a Compose file")
     names = built(e, lab, names)
-    env_file = lab.root / cp.ENV_FILE
-    lab.state_dir()
-    try:
-        have = env_file.lstat()
-    except FileNotFoundError:
-        have = None
-    if have is None:  # 0600, in .labctl (kept out of git): the token lives here
-        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"JUPYTER_TOKEN={secrets.token_hex(24)}\n")
-    elif not stat.S_ISREG(have.st_mode) or have.st_uid != os.geteuid():
-        raise LabError(f"{env_file} is a link, not a file, or another account's",
-                       fix=f"remove it (`rm {env_file}`); labctl writes a new token there")
-    elif have.st_mode & 0o077:  # one that came with the folder: tightened
-        env_file.chmod(0o600)
-    services, taken = {}, set()
-    for name in names:
-        spec = lab.spec(name)
-        port = None
-        if spec.jupyter and spec.jupyter.enabled:  # one host port each, all free now
-            port = spec.jupyter.port
-            while port in taken or not port_free(lab.settings.bind, port):
-                port += 1
-            taken.add(port)
-        plan = make_plan(e, lab, name, RunRequest(user=True, gpus="none", port=port))
-        if plan.token_file is not None:
-            plan.token_file.unlink(missing_ok=True)  # compose reads the env file instead
-        create_host_dirs(plan.host_dirs)
-        services[name] = cp.service(plan, gpu_use(spec) in ("required", "wanted"))
+    lab.state_dir()  # .labctl, private
+    env_file = env_token_file(lab.root / cp.ENV_FILE)
+    services = {name: cp.service(plan, gpu_use(lab.spec(name)) in ("required", "wanted"))
+                for name, plan in compose_plans(e, lab, names).items()}
     out = Path(output).resolve() if output else lab.root / "compose.yaml"
-    doc = cp.document(services)
-    if out.parent != lab.root:  # the env file relative to the compose file's folder
-        for svc in services.values():
-            if "env_file" in svc:
-                svc["env_file"] = [str(env_file)]
-    text = ("# Written by `labctl compose`; `docker compose up` (or docker-compose up)"
-            " starts the labs.\n# The Jupyter token is in " + cp.ENV_FILE + " (0600).\n"
-            + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    write_atomic(out, text)  # a link planted at compose.yaml is replaced, not written through
+    cp.write(out, services, env_file)
     if as_json:
         ui.dump_json({"file": str(out), "services": list(services), "env_file": str(env_file)})
         return

@@ -99,6 +99,7 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
     """Build the images of specs NAMES (a no-op for images that are current)."""
     from labctl.cli import ui
     from labctl.config import validators
+    from labctl.image.build import BuildOptions
     from labctl.image.build import build as do_build
     from labctl.image.render import render as do_render
     from labctl.lock.policy import lock_policy
@@ -121,8 +122,8 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
         with ui.BuildProgress(ctx.spec.name, progress,
                               ui.err_console if as_json else None) as show:
             try:
-                res = do_build(e, lab, ctx, image_tag, nocache=no_cache, pull=pull,
-                               force=force, on_event=show, builder=builder)
+                res = do_build(e, lab, ctx, image_tag, BuildOptions(
+                    nocache=no_cache, pull=pull, force=force, builder=builder), show)
             except LabError as err:  # a conflict: with the ways out
                 from labctl.lock.resolve import explain_conflict
 
@@ -167,70 +168,29 @@ def add(name: str, packages: tuple[str, ...], no_build: bool, way: int | None, a
 
     When they conflict with the spec, labctl shows the ways out; `--resolve` writes one."""
     from labctl.cli import ui
-    from labctl.config import validators, yamlfile
-    from labctl.config.edit import add_extras
+    from labctl.config.edit import add_to_spec, check_packages
     from labctl.config.safewrite import write_atomic
-    from labctl.image.build import build as do_build
-    from labctl.image.render import render as do_render
-    from labctl.lock import conflicts, lockfile
-    from labctl.lock.resolve import explain_conflict
-    from labctl.lock.resolve import lock as do_lock
+    from labctl.lock import conflicts
 
     if not packages and way is None:
         raise LabError("name the packages to add", fix=f"e.g. labctl add {name} seaborn; or"
                        f" `labctl add {name} --resolve` to resolve the spec as it is")
-    for p in packages:
-        try:
-            validators.requirement(p)
-        except ValueError as e:
-            raise LabError(f"{p}: {e}", fix="name packages as pip does, e.g. seaborn==0.13.2"
-                           ) from None
+    check_packages(packages)
     lab = load(lab_dir)
-    spec = lab.spec(name)
     path = lab.images_dir / f"{name}.yaml"
-    doc = yamlfile.read(path)
-    raw = path.read_bytes()
-    text = raw.decode("utf-8")  # as it is: CRLF line endings stay CRLF
+    result: dict[str, object] = {"spec": name, "file": str(path), "added": list(packages)}
     if not packages:  # --resolve alone: the spec as it is
-        _resolve_and_build(lab, name, spec, raw, way or 1, no_build, as_json,
-                           {"spec": name, "file": str(path), "added": []})
+        _resolve_and_build(lab, name, lab.spec(name), path.read_bytes(), way or 1, no_build,
+                           as_json, result)
         return
-    new_text = add_extras(doc, text, list(packages),
-                          [] if "extras" in doc.data else list(spec.extras))
-    write_atomic(path, new_text)  # a link planted at the spec is replaced, not followed
-    try:  # the file must say what was meant, or it goes back as it was
-        after = lab.spec(name)
-        if after.extras != [*spec.extras, *packages]:  # not an assert: -O would drop it
-            raise LabError(f"the edit would make extras: {after.extras}",
-                           file=str(path), fix=f"add {', '.join(packages)} to extras: by hand")
-    except LabError:
-        write_atomic(path, raw)
-        raise
-    result: dict[str, object] = {"spec": name, "file": str(path), "added": list(packages),
-                                 "extras": after.extras}
-    say = ui.err_console.print
-    say(f"{lab.rel(path)}: extras += {', '.join(packages)}")
+    after, raw = add_to_spec(lab, name, packages)
+    result["extras"] = after.extras
+    ui.err_console.print(f"{lab.rel(path)}: extras += {', '.join(packages)}")
     if way is not None:
         _resolve_and_build(lab, name, after, raw, way, no_build, as_json, result)
         return
-    e = engine(lab)
     try:
-        if lockfile.read_lock(lockfile.lock_path(after, lab.images_dir), name) is not None:
-            res = do_lock(e, lab, after)
-            result["lock"] = res.as_dict()
-            say(f"{lab.rel(res.path)}: " + (", ".join(
-                f"{c.package} {c.old or '-'} -> {c.new}" for c in res.changes) or "no change"))
-        if not no_build:
-            ctx = do_render(lab, after)
-            with ui.BuildProgress(name, "auto", ui.err_console) as show:
-                try:
-                    built = do_build(e, lab, ctx, lab.image_tag(name), on_event=show)
-                except LabError as err:
-                    raise explain_conflict(e, lab, after, err, "\n".join(err.details)
-                                           ) from None
-            result["build"] = built.as_dict()
-            say(f"built {built.tag} in {built.seconds:.0f}s ({built.cached_steps} of"
-                f" {built.steps} steps from cache)")
+        _lock_and_build(lab, name, after, no_build, result)
     except conflicts.ConflictError as c:
         # The spec goes back as it was (it would not build), and the fix adds them again
         # with the way out the learner picks.
@@ -243,6 +203,36 @@ def add(name: str, packages: tuple[str, ...], no_build: bool, way: int | None, a
         raise
     if as_json:
         ui.dump_json(result)
+
+
+def _lock_and_build(lab: Lab, name: str, spec: ImageSpec, no_build: bool,
+                    result: dict[str, object]) -> None:
+    """`labctl add` after the edit: the lock again (when the spec has one), then the
+    build; a conflict on the way is a ConflictError with its ways out."""
+    from labctl.cli import ui
+    from labctl.config import lockfile
+    from labctl.image.build import build as do_build
+    from labctl.image.render import render as do_render
+    from labctl.lock.resolve import explain_conflict
+    from labctl.lock.resolve import lock as do_lock
+
+    say = ui.err_console.print
+    e = engine(lab)
+    if lockfile.read_lock(lockfile.lock_path(spec, lab.images_dir), name) is not None:
+        res = do_lock(e, lab, spec)
+        result["lock"] = res.as_dict()
+        say(f"{lab.rel(res.path)}: " + (", ".join(
+            f"{c.package} {c.old or '-'} -> {c.new}" for c in res.changes) or "no change"))
+    if not no_build:
+        ctx = do_render(lab, spec)
+        with ui.BuildProgress(name, "auto", ui.err_console) as show:
+            try:
+                built = do_build(e, lab, ctx, lab.image_tag(name), on_event=show)
+            except LabError as err:
+                raise explain_conflict(e, lab, spec, err, "\n".join(err.details)) from None
+        result["build"] = built.as_dict()
+        say(f"built {built.tag} in {built.seconds:.0f}s ({built.cached_steps} of"
+            f" {built.steps} steps from cache)")
 
 
 def _resolve_and_build(lab: Lab, name: str, spec: ImageSpec, raw: bytes, way: int,

@@ -11,7 +11,7 @@ from labctl.cli.common import engine, friendly, json_option, lab_option, load, m
 from labctl.errors import LabError
 
 if TYPE_CHECKING:
-    from labctl.lock.lockfile import Change
+    from labctl.config.lockfile import Change
 
 _COLOURS = {"upgraded": "green", "downgraded": "yellow", "changed": "yellow",
             "added": "cyan", "removed": "red", "not locked": "dim"}
@@ -116,8 +116,8 @@ def diff(a: str, b: str, as_json: bool, lab_dir: str | None) -> None:
 
     Shows what changed between two builds, or between a lock and what was built."""
     from labctl.cli import ui
+    from labctl.config.lockfile import diff_versions
     from labctl.engine import Engine
-    from labctl.lock.lockfile import diff_versions
     from labctl.lock.resolve import packages, source
 
     lab = maybe_lab(lab_dir)
@@ -157,7 +157,7 @@ def why(name: str, package: str, as_json: bool, lab_dir: str | None) -> None:
 
     Read from images/NAME.lock alone (the resolver's "via" notes): no engine, no network."""
     from labctl.cli import ui
-    from labctl.lock import lockfile
+    from labctl.config import lockfile
     from labctl.lock.conflicts import why as do_why
 
     lab = load(lab_dir)

@@ -13,7 +13,10 @@ import re
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from labctl.config import yamlfile
+from labctl.config import validators, yamlfile
+from labctl.config.lab import Lab
+from labctl.config.safewrite import write_atomic
+from labctl.config.spec import ImageSpec
 from labctl.errors import LabError
 
 _STR = "tag:yaml.org,2002:str"
@@ -113,3 +116,35 @@ def _item(req: str) -> str:
     """A requirement as a YAML scalar: quoted when YAML would read it otherwise."""
     plain = re.fullmatch(r"[A-Za-z0-9_.-]+([<>=!~]=?[A-Za-z0-9_.*+!-]+)?", req)
     return req if plain else "'" + req.replace("'", "''") + "'"
+
+
+def check_packages(packages: tuple[str, ...]) -> None:
+    """Each package a requirement pip reads, or a LabError naming it."""
+    for p in packages:
+        try:
+            validators.requirement(p)
+        except ValueError as e:
+            raise LabError(f"{p}: {e}", fix="name packages as pip does, e.g. seaborn==0.13.2"
+                           ) from None
+
+
+def add_to_spec(lab: Lab, name: str, packages: tuple[str, ...]) -> tuple[ImageSpec, bytes]:
+    """images/NAME.yaml with ``packages`` added to its extras (comments kept): the spec as
+    it is now, and the file's bytes before, for the caller to put back. The file must say
+    what was meant, or it goes back as it was."""
+    spec = lab.spec(name)
+    path = lab.images_dir / f"{name}.yaml"
+    doc = yamlfile.read(path)
+    raw = path.read_bytes()
+    new_text = add_extras(doc, raw.decode("utf-8"),  # CRLF line endings stay CRLF
+                          list(packages), [] if "extras" in doc.data else list(spec.extras))
+    write_atomic(path, new_text)  # a link planted at the spec is replaced, not followed
+    try:
+        after = lab.spec(name)
+        if after.extras != [*spec.extras, *packages]:  # not an assert: -O would drop it
+            raise LabError(f"the edit would make extras: {after.extras}",
+                           file=str(path), fix=f"add {', '.join(packages)} to extras: by hand")
+    except LabError:
+        write_atomic(path, raw)
+        raise
+    return after, raw

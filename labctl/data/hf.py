@@ -180,6 +180,34 @@ def _verify(folder: Path, wanted: list[Any]) -> None:
                            " mirror you trust if it happens again)")
 
 
+def _fetch(ref: HfRef, commit: str, cache: Path, endpoint: str, token: bool | None,
+           wanted: list[Any], say: Callable[[str], None]) -> str | BaseException:
+    """The snapshot folder of ``wanted`` from one endpoint, or the last failure: an
+    interrupted download is tried again (TRIES in all, each resuming the last one's blobs);
+    a file the endpoint does not have is not, since another try cannot change that."""
+    from huggingface_hub import snapshot_download
+
+    last: BaseException | None = None
+    for attempt in range(1, TRIES + 1):
+        try:
+            got = snapshot_download(
+                ref.repo_id, repo_type=ref.repo_type, revision=commit, cache_dir=cache,
+                endpoint=endpoint, token=token, allow_patterns=[s.rfilename for s in wanted])
+            # Unreachable, huggingface_hub returns what the cache holds: complete?
+            lacking = [s.rfilename for s in wanted if not (Path(got) / s.rfilename).exists()]
+            if not lacking:
+                return got
+            last = OSError(f"{endpoint} stopped answering; {lacking[0]} is not complete")
+        except Exception as e:  # noqa: BLE001
+            last = e
+            if _missing(e):
+                break
+        if attempt < TRIES:
+            say(f"  interrupted ({_why(last)}); resuming (try {attempt + 1} of {TRIES})")
+    assert last is not None
+    return last
+
+
 def download(lab: Lab, ref: HfRef, include: list[str], *, say: Callable[[str], None],
              progress: bool = True) -> Result:
     """Fetch ``ref`` (the files matching ``include``) into the lab's hub cache."""
@@ -188,7 +216,7 @@ def download(lab: Lab, ref: HfRef, include: list[str], *, say: Callable[[str], N
                        fix="unset HF_HUB_OFFLINE for `labctl data get` (labs started with it"
                        " find what the cache holds)")
     import huggingface_hub
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     cache = hub_cache(lab)
@@ -218,33 +246,14 @@ def download(lab: Lab, ref: HfRef, include: list[str], *, say: Callable[[str], N
         size = sum(s.size or 0 for s in wanted)
         say(f"{ref.name} (commit {commit[:12]}, {endpoint}): {len(wanted)} of"
             f" {len(info.siblings or [])} files, {_human(size)} -> {lab.rel(cache)}")
-        last: BaseException | None = None
-        folder: str | None = None
-        for attempt in range(1, TRIES + 1):
-            try:
-                got = snapshot_download(
-                    ref.repo_id, repo_type=ref.repo_type, revision=commit, cache_dir=cache,
-                    endpoint=endpoint, token=token, allow_patterns=[s.rfilename for s in wanted])
-                # Unreachable, huggingface_hub returns what the cache holds: complete?
-                lacking = [s.rfilename for s in wanted if not (Path(got) / s.rfilename).exists()]
-                if not lacking:
-                    folder = got
-                    break
-                last = OSError(f"{endpoint} stopped answering; {lacking[0]} is not complete")
-            except Exception as e:  # noqa: BLE001
-                last = e
-                if _missing(e):
-                    break
-            if attempt < TRIES:
-                say(f"  interrupted ({_why(last)}); resuming (try {attempt + 1} of {TRIES})")
-        if folder is None:
-            assert last is not None
-            if _missing(last):
-                problems.append(f"{endpoint}: {_why(last)}")
+        folder = _fetch(ref, commit, cache, endpoint, token, wanted, say)
+        if isinstance(folder, BaseException):
+            if _missing(folder):  # not there: the next endpoint may have it
+                problems.append(f"{endpoint}: {_why(folder)}")
                 continue
             kept = sum(p.stat().st_size for p in (cache / ref.folder).rglob("*.incomplete"))
             raise LabError(f"{ref.name}: the download from {endpoint} was interrupted"
-                           f" {TRIES} times: {_why(last)}",
+                           f" {TRIES} times: {_why(folder)}",
                            details=[f"{_human(kept)} kept in {lab.rel(cache / ref.folder)}"],
                            fix="run the same command again: it resumes where it stopped")
         _write_ref(cache / ref.folder, ref.revision, commit)

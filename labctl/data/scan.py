@@ -267,66 +267,76 @@ def _calls_in(tree: ast.AST) -> Iterator[tuple[int, str, str, str, str]]:
     """(line, kind, key, url, sha1) of each download in a syntax tree."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
-            for t in node.targets:
-                if (isinstance(t, ast.Subscript) and _dotted(t.value).endswith("DATA_HUB")
-                        and (key := _str(t.slice)) is not None):
-                    url, sha1 = "", ""
-                    if isinstance(node.value, ast.Tuple) and len(node.value.elts) == 2:
-                        url = _d2l_url(node.value.elts[0])
-                        sha1 = _str(node.value.elts[1]) or ""
-                        sha1 = sha1 if _HEX40.fullmatch(sha1) else ""
-                    yield node.lineno, "d2l", key, url, sha1
-            continue
-        if not isinstance(node, ast.Call):
-            continue
-        name = _dotted(node.func)
-        last = name.rsplit(".", 1)[-1]
-        first = _arg(node, 0, "")
-        if name in D2L_CALLS:
-            key = _str(first) or _str(_kw(node, "name"))
-            if key is not None and not re.search(r"[/:\\]", key):
-                yield node.lineno, "d2l", key, "", ""
-        elif _const(_kw(node, "download")) is True and (
-                last in TV_DATASETS or ".datasets." in f".{name}"):
-            yield node.lineno, "torchvision-dataset", last, "", ""
-        elif TV_MODEL.fullmatch(last) and _pretrained(node):
-            yield node.lineno, "torchvision-weights", last, "", ""
-        elif last in FASTAI_LEARNERS and _const(_kw(node, "pretrained")) is not False:
-            arch = _arg(node, 1, "arch")
-            if arch is not None and TV_MODEL.fullmatch(_dotted(arch).rsplit(".", 1)[-1]):
-                yield node.lineno, "torchvision-weights", _dotted(arch).rsplit(".", 1)[-1], \
-                    "", ""
-        elif last in FASTAI_TEXT_LEARNERS and _const(_kw(node, "pretrained")) is not False:
-            arch = _arg(node, 1, "arch")
-            if arch is not None and _dotted(arch).endswith("AWD_LSTM"):
-                yield node.lineno, "fastai", "WT103_FWD", "", ""
-        elif last in ("untar_data", "download_data", "download_url"):
-            src = _arg(node, 0, "url")
-            if src is None:
-                continue
-            dotted = _dotted(src)
-            if dotted.startswith("URLs."):
-                yield node.lineno, "fastai", dotted.split(".", 1)[1], "", ""
-            elif (url := _str(src)) is not None:
-                yield node.lineno, "url", url, url, ""
-        elif last in ULTRALYTICS_MODELS:
-            weights = _str(_arg(node, 0, "model"))
-            if weights and weights.endswith(".pt") and "/" not in weights:
-                yield node.lineno, "ultralytics-asset", weights, "", ""
-        elif last in ("train", "val") and (data := _str(_kw(node, "data"))):
-            if data.endswith(".yaml") and "/" not in data:
-                yield node.lineno, "ultralytics-dataset", data, "", ""
-        elif last == "from_pretrained" or last == "load_dataset" or (
-                last == "pipeline" and _kw(node, "model") is not None):
-            repo = _str(_kw(node, "model")) if last == "pipeline" else (
-                _str(first) or _str(_kw(node, "pretrained_model_name_or_path"))
-                or _str(_kw(node, "path")))
-            if repo and _hub_repo(repo):
-                yield node.lineno, "huggingface", repo, "", ""
-        elif last in HF_CALLS:
-            repo = _str(_arg(node, 0, "repo_id"))
-            if repo and _hub_repo(repo):
-                yield node.lineno, "huggingface", repo, "", ""
+            yield from _data_hub(node)
+        elif isinstance(node, ast.Call) and (found := _download(node)) is not None:
+            yield found
+
+
+def _data_hub(node: ast.Assign) -> Iterator[tuple[int, str, str, str, str]]:
+    """d2l's `DATA_HUB['key'] = (url, sha1)` definitions: a book's own datasets are
+    declared, not called, so an assignment is a download too."""
+    for t in node.targets:
+        if (isinstance(t, ast.Subscript) and _dotted(t.value).endswith("DATA_HUB")
+                and (key := _str(t.slice)) is not None):
+            url, sha1 = "", ""
+            if isinstance(node.value, ast.Tuple) and len(node.value.elts) == 2:
+                url = _d2l_url(node.value.elts[0])
+                sha1 = _str(node.value.elts[1]) or ""
+                sha1 = sha1 if _HEX40.fullmatch(sha1) else ""
+            yield node.lineno, "d2l", key, url, sha1
+
+
+def _download(node: ast.Call) -> tuple[int, str, str, str, str] | None:
+    """The download one call makes, or None. The first rule its name matches decides,
+    even when the call then turns out to download nothing (the order is the contract)."""
+    name = _dotted(node.func)
+    last = name.rsplit(".", 1)[-1]
+    first = _arg(node, 0, "")
+    if name in D2L_CALLS:
+        key = _str(first) or _str(_kw(node, "name"))
+        if key is not None and not re.search(r"[/:\\]", key):
+            return node.lineno, "d2l", key, "", ""
+    elif _const(_kw(node, "download")) is True and (
+            last in TV_DATASETS or ".datasets." in f".{name}"):
+        return node.lineno, "torchvision-dataset", last, "", ""
+    elif TV_MODEL.fullmatch(last) and _pretrained(node):
+        return node.lineno, "torchvision-weights", last, "", ""
+    elif last in FASTAI_LEARNERS and _const(_kw(node, "pretrained")) is not False:
+        arch = _arg(node, 1, "arch")
+        if arch is not None and TV_MODEL.fullmatch(_dotted(arch).rsplit(".", 1)[-1]):
+            return node.lineno, "torchvision-weights", _dotted(arch).rsplit(".", 1)[-1], "", ""
+    elif last in FASTAI_TEXT_LEARNERS and _const(_kw(node, "pretrained")) is not False:
+        arch = _arg(node, 1, "arch")
+        if arch is not None and _dotted(arch).endswith("AWD_LSTM"):
+            return node.lineno, "fastai", "WT103_FWD", "", ""
+    elif last in ("untar_data", "download_data", "download_url"):
+        src = _arg(node, 0, "url")
+        if src is None:
+            return None
+        dotted = _dotted(src)
+        if dotted.startswith("URLs."):
+            return node.lineno, "fastai", dotted.split(".", 1)[1], "", ""
+        if (url := _str(src)) is not None:
+            return node.lineno, "url", url, url, ""
+    elif last in ULTRALYTICS_MODELS:
+        weights = _str(_arg(node, 0, "model"))
+        if weights and weights.endswith(".pt") and "/" not in weights:
+            return node.lineno, "ultralytics-asset", weights, "", ""
+    elif last in ("train", "val") and (data := _str(_kw(node, "data"))):
+        if data.endswith(".yaml") and "/" not in data:
+            return node.lineno, "ultralytics-dataset", data, "", ""
+    elif last == "from_pretrained" or last == "load_dataset" or (
+            last == "pipeline" and _kw(node, "model") is not None):
+        repo = _str(_kw(node, "model")) if last == "pipeline" else (
+            _str(first) or _str(_kw(node, "pretrained_model_name_or_path"))
+            or _str(_kw(node, "path")))
+        if repo and _hub_repo(repo):
+            return node.lineno, "huggingface", repo, "", ""
+    elif last in HF_CALLS:
+        repo = _str(_arg(node, 0, "repo_id"))
+        if repo and _hub_repo(repo):
+            return node.lineno, "huggingface", repo, "", ""
+    return None
 
 
 def _pretrained(call: ast.Call) -> bool:

@@ -5,8 +5,12 @@ of git), never from the Compose file."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from labctl.config.safewrite import write_atomic
 from labctl.runtime.plan import TOKEN_IN_CONTAINER, RunPlan
 
 ENV_FILE = ".labctl/compose.env"  # relative to the lab folder (and so to the file's dir)
@@ -43,3 +47,16 @@ def service(plan: RunPlan, gpu: bool) -> dict[str, Any]:
 
 def document(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"services": services}
+
+
+def write(out: Path, services: dict[str, dict[str, Any]], env_file: Path) -> None:
+    """The Compose file at ``out``; its services name ``env_file`` by its absolute path
+    when ``out`` is not in the lab folder (Compose reads it relative to the file)."""
+    if out.parent != env_file.parent.parent:
+        for svc in services.values():
+            if "env_file" in svc:
+                svc["env_file"] = [str(env_file)]
+    text = ("# Written by `labctl compose`; `docker compose up` (or docker-compose up)"
+            " starts the labs.\n# The Jupyter token is in " + ENV_FILE + " (0600).\n"
+            + yaml.safe_dump(document(services), sort_keys=False, allow_unicode=True))
+    write_atomic(out, text)  # a link planted at compose.yaml is replaced, not written through

@@ -28,11 +28,10 @@ def _claim(name: str, size: str, shared: bool, meta: dict[str, Any]) -> dict[str
                      "resources": {"requests": {"storage": size}}}}
 
 
-def manifests(lab: KubeLab, token: str, namespace: str | None = None) -> list[dict[str, Any]]:
-    """Secret, claims, Deployment and Service of one lab."""
-    name = f"labctl-{dns_name(lab.name)}"
-    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "labctl"}
-    meta = {"labels": labels, **({"namespace": namespace} if namespace else {})}
+def _storage(lab: KubeLab, name: str, meta: dict[str, Any]
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(claims, volumes, mounts) of the lab's folders and /dev/shm: kept apart from the
+    pod so the token's volume and mount can join the lists after them."""
     docs: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = []
@@ -48,7 +47,13 @@ def manifests(lab: KubeLab, token: str, namespace: str | None = None) -> list[di
     volumes.append({"name": "shm", "emptyDir": {"medium": "Memory",
                                                  "sizeLimit": lab.shm.upper() + "i"}})
     mounts.append({"name": "shm", "mountPath": "/dev/shm"})
-    container: dict[str, Any] = {
+    return docs, volumes, mounts
+
+
+def _container(lab: KubeLab, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lab's container, unprivileged; Jupyter's port and token are added by the caller
+    only when the lab serves Jupyter."""
+    return {
         "name": "lab", "image": lab.image, "args": list(lab.command),  # the entrypoint stays
         "workingDir": lab.workdir,
         "env": [{"name": k, "value": v} for k, v in sorted(lab.env.items())],
@@ -59,6 +64,16 @@ def manifests(lab: KubeLab, token: str, namespace: str | None = None) -> list[di
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
+
+
+def manifests(lab: KubeLab, token: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    """Secret, claims, Deployment and Service of one lab."""
+    name = f"labctl-{dns_name(lab.name)}"
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "labctl"}
+    meta = {"labels": labels, **({"namespace": namespace} if namespace else {})}
+    docs, volumes, mounts = _storage(lab, name, meta)
+    # the container holds `mounts` itself: the token's mount below lands in it too
+    container = _container(lab, mounts)
     if lab.jupyter_port is not None:
         secret = f"{name}-token"
         docs.insert(0, {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",

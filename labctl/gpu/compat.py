@@ -101,51 +101,55 @@ class Assessment:
     driver: DriverSupport
 
 
-def assess(cuda: str, archs: ArchList | None, gpu: GpuLike, label: str) -> Assessment:
-    """The rules, shared by the spec check (archs from the table) and the image check
-    (archs reported by torch inside the image)."""
-    problems: list[str] = []
-    notes: list[str] = []
-    statuses: list[Status] = []
-    kernels_ok = True
+def _kernel_rules(cuda: str, archs: ArchList | None, gpu: GpuLike, label: str,
+                  problems: list[str], notes: list[str], statuses: list[Status]
+                  ) -> tuple[Runs, bool]:
+    """(how the build's kernels run on the GPU, whether it has code for it): the GPU
+    half of the rules, which the driver half needs (PTX cannot JIT under compat)."""
     if gpu.cc is None:
         notes.append(f"the compute capability of {gpu.name} is unknown")
         statuses.append("warn")
-        runs: Runs = "unknown"
-    else:
-        cc = cc_str(gpu.cc)
-        where = f"CC {cc} ({arch_name(cc)})"
-        first, last = min_cuda_for(cc), last_cuda_for(cc)
-        runs = "unknown" if archs is None else kernels_run_on(archs, cc)
-        too_old = first is not None and parse_cuda(cuda) < parse_cuda(first)
-        too_new = last is not None and parse_cuda(cuda) > parse_cuda(last)
-        if runs == "no" or (runs == "unknown" and (too_old or too_new)) or (
-            runs == "ptx" and too_old
-        ):
-            kernels_ok = False
-            statuses.append("fail")
-            kernels = f" ({archs.describe()})" if archs is not None else ""
-            if too_old:
-                problems.append(f"{where} needs CUDA >= {first} but {label} bundles CUDA "
-                                f"{cuda} and has no kernels for it{kernels}")
-            elif too_new:
-                problems.append(f"CUDA {cuda} dropped {where} (its last CUDA is {last}): "
-                                f"{label} has no kernels for it{kernels}")
-            else:
-                problems.append(f"{label} has no kernels for {where}{kernels}")
-        elif runs == "cubin" and too_old:
-            statuses.append("warn")
-            notes.append(f"{label} (CUDA {cuda}) predates {where}, first targeted by CUDA "
-                         f"{first}: its same-major kernels are binary compatible but untested")
-        elif runs == "ptx":
-            statuses.append("warn")
-            notes.append(f"{label} has no cubin for {where}, only PTX: the driver JIT-compiles "
-                         "it at first use (slow start, cached afterwards)")
-        elif runs == "unknown":
-            statuses.append("warn")
-            notes.append(f"labctl's table has no arch list for {label}")
+        return "unknown", True
+    cc = cc_str(gpu.cc)
+    where = f"CC {cc} ({arch_name(cc)})"
+    first, last = min_cuda_for(cc), last_cuda_for(cc)
+    runs: Runs = "unknown" if archs is None else kernels_run_on(archs, cc)
+    too_old = first is not None and parse_cuda(cuda) < parse_cuda(first)
+    too_new = last is not None and parse_cuda(cuda) > parse_cuda(last)
+    if runs == "no" or (runs == "unknown" and (too_old or too_new)) or (
+        runs == "ptx" and too_old
+    ):
+        statuses.append("fail")
+        kernels = f" ({archs.describe()})" if archs is not None else ""
+        if too_old:
+            problems.append(f"{where} needs CUDA >= {first} but {label} bundles CUDA "
+                            f"{cuda} and has no kernels for it{kernels}")
+        elif too_new:
+            problems.append(f"CUDA {cuda} dropped {where} (its last CUDA is {last}): "
+                            f"{label} has no kernels for it{kernels}")
         else:
-            notes.append(f"{label} has kernels for {where}")
+            problems.append(f"{label} has no kernels for {where}{kernels}")
+        return runs, False
+    if runs == "cubin" and too_old:
+        statuses.append("warn")
+        notes.append(f"{label} (CUDA {cuda}) predates {where}, first targeted by CUDA "
+                     f"{first}: its same-major kernels are binary compatible but untested")
+    elif runs == "ptx":
+        statuses.append("warn")
+        notes.append(f"{label} has no cubin for {where}, only PTX: the driver JIT-compiles "
+                     "it at first use (slow start, cached afterwards)")
+    elif runs == "unknown":
+        statuses.append("warn")
+        notes.append(f"labctl's table has no arch list for {label}")
+    else:
+        notes.append(f"{label} has kernels for {where}")
+    return runs, True
+
+
+def _driver_rules(cuda: str, runs: Runs, gpu: GpuLike, problems: list[str],
+                  notes: list[str], statuses: list[Status]) -> DriverSupport:
+    """Whether the driver runs the build's CUDA: the machine half of the rules, apart
+    from the GPU's since a driver update fixes it without a rebuild."""
     support = driver_supports(gpu.driver, cuda, gpu.cuda_max)
     have = gpu.cuda_max or (max_cuda_for_driver(gpu.driver) if gpu.driver else None)
     drv = f"driver {gpu.driver or '?'}" + (f" (CUDA <= {have})" if have else "")
@@ -168,6 +172,18 @@ def assess(cuda: str, archs: ArchList | None, gpu: GpuLike, label: str) -> Asses
         notes.append("the driver version is unknown")
     else:
         notes.append(f"{drv} supports CUDA {cuda}")
+    return support
+
+
+def assess(cuda: str, archs: ArchList | None, gpu: GpuLike, label: str) -> Assessment:
+    """The rules, shared by the spec check (archs from the table) and the image check
+    (archs reported by torch inside the image)."""
+    problems: list[str] = []
+    notes: list[str] = []
+    statuses: list[Status] = []
+    # the GPU's findings come first in each list, then the driver's
+    runs, kernels_ok = _kernel_rules(cuda, archs, gpu, label, problems, notes, statuses)
+    support = _driver_rules(cuda, runs, gpu, problems, notes, statuses)
     return Assessment(worst(statuses), problems, notes, kernels_ok, support)
 
 

@@ -194,10 +194,9 @@ def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings
         say("warning: this engine has no GPU access: the GPU labs' servers start without one")
     gateway = engine.bridge_network(network_name(lab), {files.HUB_LABEL: hub_id(lab)})
     where = folder(lab)
-    doc = files.settings_document(
-        s, hub_id=hub_id(lab), state=where, network=network_name(lab), hub_ip=gateway,
-        proxy=proxy, profiles=profiles, images=images, hosts=hosts,
-        device_requests=gpus)
+    place = files.HubPlace(hub_id=hub_id(lab), state=where, network=network_name(lab),
+                           hub_ip=gateway, proxy=proxy)
+    doc = files.settings_document(s, place, profiles, images, hosts, gpus)
     files.write(where, doc)
     return where, doc
 

@@ -101,15 +101,23 @@ def check_settings(s: HubSettings) -> None:
                            " Kubernetes: `labctl export jupyterhub`")
 
 
-def settings_document(s: HubSettings, *, hub_id: str, state: Path, network: str,
-                      hub_ip: str, proxy: str, profiles: list[LabProfile],
+@dataclass(frozen=True)
+class HubPlace:
+    """Where this lab folder's hub runs (deploy finds it out)."""
+    hub_id: str
+    state: Path  # its database, cookie secret, pid files, log
+    network: str  # the Docker network of the hub and the learners' servers
+    hub_ip: str  # where the hub's API listens: that network's gateway, which they reach
+    proxy: str  # the configurable-http-proxy command
+
+
+def settings_document(s: HubSettings, place: HubPlace, profiles: list[LabProfile],
                       images: dict[str, str], hosts: dict[str, str],
                       device_requests: list[dict[str, Any]]) -> dict[str, Any]:
     """hub.json: everything jupyterhub_config.py reads. ``images``: lab name -> the hub
-    image the spawner starts; ``hosts``: shared volume -> its host folder; ``hub_ip``:
-    where the hub's API listens, reachable from the learners' containers (the gateway of
-    the hub's network)."""
+    image the spawner starts; ``hosts``: shared volume -> its host folder."""
     check_settings(s)
+    hub_id = place.hub_id
     if not profiles:
         raise LabError("no lab to offer on the hub", fix="name the labs: `labctl hub write"
                        " NAME...` (each built with `labctl build NAME`)")
@@ -117,11 +125,11 @@ def settings_document(s: HubSettings, *, hub_id: str, state: Path, network: str,
         "id": hub_id,
         "url": f"http://{'[' + s.bind + ']' if ':' in s.bind else s.bind}:{s.port}/",
         "proxy_api_url": f"http://127.0.0.1:{s.port + 1}",
-        "proxy_command": proxy,
-        "hub_ip": hub_ip,
+        "proxy_command": place.proxy,
+        "hub_ip": place.hub_ip,
         "hub_port": s.port + 2,
-        "state": str(state),
-        "network": network,
+        "state": str(place.state),
+        "network": place.network,
         "prefix": f"labctl-hub-{hub_id}",
         "swarm": s.swarm,
         "auth": s.auth,

@@ -119,28 +119,31 @@ def ensure_base(engine: Engine, base: str, pull: bool) -> None:
     )
 
 
-def build(
-    engine: Engine,
-    lab: Lab,
-    ctx: BuildContext,
-    tag: str,
-    *,
-    nocache: bool = False,
-    pull: bool = True,
-    force: bool = False,
-    on_event: Callable[[BuildEvent], None] = lambda e: None,
-    builder: str | None = None,
-) -> BuildResult:
-    name = ctx.spec.name
-    if not force and not nocache and state(engine, tag, ctx.digest) == "current":
+@dataclass(frozen=True)
+class BuildOptions:
+    """What `labctl build` was asked beyond the spec."""
+    nocache: bool = False
+    pull: bool = True  # the base image from its registry when the engine lacks it
+    force: bool = False  # build even when the tagged image is current
+    builder: str | None = None  # buildkit | classic | auto; None: the lab's setting
+
+
+def build(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
+          opts: BuildOptions = BuildOptions(),
+          on_event: Callable[[BuildEvent], None] = lambda e: None) -> BuildResult:
+    """``ctx`` built and tagged ``tag`` (only on success): nothing when the image is current,
+    pulled when the lab's registry has it, else BuildKit's or the classic builder's build,
+    refused first when the engine's disk lacks room."""
+    name, nocache = ctx.spec.name, opts.nocache
+    if not opts.force and not nocache and state(engine, tag, ctx.digest) == "current":
         img = engine.image(tag)
         return BuildResult(name, tag, "current", image_id=img.id, size=img.attrs.get("Size", 0))
-    if not force and not nocache:
+    if not opts.force and not nocache:
         pulled = from_registry(engine, lab, ctx, tag, on_event)
         if pulled is not None:
             return pulled
-    ensure_base(engine, ctx.spec.base, pull)
-    cli = backend(builder or lab.settings.builder)
+    ensure_base(engine, ctx.spec.base, opts.pull)
+    cli = backend(opts.builder or lab.settings.builder)
     steps = disk.step_hashes(*((ctx.buildkit_dockerfile, {**ctx.files, **ctx.buildkit_files})
                                if cli is not None else (ctx.dockerfile, ctx.files)))
     # Refused now, with the figures, rather than midway with an engine error about a
@@ -151,6 +154,14 @@ def build(
         res = _build_buildkit(engine, lab, ctx, tag, cli, nocache=nocache, on_event=on_event)
         res.trimmed = trim_cache(engine, lab, on_event)
         return res
+    return _build_classic(engine, lab, ctx, tag, nocache, on_event)
+
+
+def _build_classic(engine: Engine, lab: Lab, ctx: BuildContext, tag: str, nocache: bool,
+                   on_event: Callable[[BuildEvent], None]) -> BuildResult:
+    """The engine's classic builder, from the in-memory context; its failed step named
+    by the spec key it came from."""
+    name = ctx.spec.name
     keys = ctx.step_keys()
     start = time.monotonic()
     run = _Run(keys)

@@ -219,8 +219,26 @@ class _Plan:
                 " own layer after torch:", "a package change never downloads it again.")))
         out.append(Layer("fonts", (self.apt(*FONT_PACKAGES),), (
             "The CJK font of every lab's matplotlib (labctl's matplotlibrc lists it first).",)))
+        out.append(self._runtime())
+        if spec.apt:
+            out.append(Layer("apt", (self.apt(*spec.apt),)))
+        if spec.lab_packages or spec.pip_nodeps:
+            out.append(self._pip())
+        out.append(self._extras())
+        if spec.prepare:
+            scripts = [f"{'python' if s.endswith('.py') else 'bash'} /opt/labctl/prepare/{s}"
+                       for s in spec.prepare]
+            out.append(Layer("prepare", (copy(["prepare/"], "/opt/labctl/prepare/"),
+                                         run(*scripts))))
+        out.append(self._env())
+        return out
+
+    def _runtime(self) -> Layer:
+        """labctl's runtime files and hooks: their own layer, so a change to the lab's
+        packages never reruns them."""
+        spec = self.spec
         startup = "/home/lab/.ipython/profile_default/startup"
-        out.append(Layer("runtime", (
+        return Layer("runtime", (
             copy(["labctl/image/"], "/opt/labctl/lib/"),
             run('ln -s /opt/labctl/lib/labctl.pth "$(python -c \'import sysconfig;'
                 ' print(sysconfig.get_path("purelib"))\')/labctl.pth"',
@@ -241,19 +259,7 @@ class _Plan:
             "ENV MATPLOTLIBRC=/opt/labctl/lib/matplotlibrc \\\n    PIP_USER=1",
         ), ("labctl's own files (hooks, the dependency check, the offline hint and",
             "book shims) come before the lab's packages, so a package change never reruns them.",
-            "`pip install` in a running lab installs for the learner (PIP_USER: ~/.local).")))
-        if spec.apt:
-            out.append(Layer("apt", (self.apt(*spec.apt),)))
-        if spec.lab_packages or spec.pip_nodeps:
-            out.append(self._pip())
-        out.append(self._extras())
-        if spec.prepare:
-            scripts = [f"{'python' if s.endswith('.py') else 'bash'} /opt/labctl/prepare/{s}"
-                       for s in spec.prepare]
-            out.append(Layer("prepare", (copy(["prepare/"], "/opt/labctl/prepare/"),
-                                         run(*scripts))))
-        out.append(self._env())
-        return out
+            "`pip install` in a running lab installs for the learner (PIP_USER: ~/.local)."))
 
     def _pip(self) -> Layer:
         spec = self.spec

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import jinja2
 
 from labctl import __version__, resources
-from labctl.config import trust
+from labctl.config import lockfile, trust
 from labctl.config.lab import Lab
 from labctl.config.spec import IMAGE_ENV, ImageSpec
 from labctl.data import catalogue
@@ -313,8 +313,6 @@ def _prepare_files(lab: Lab, spec: ImageSpec) -> dict[str, bytes]:
 def _lock(lab: Lab, spec: ImageSpec) -> tuple[str, dict[str, bytes], list[str]]:
     """The spec's lock state and, per install layer, the constraints file that holds the
     layer to the lock's versions (and hashes)."""
-    from labctl.lock import lockfile
-
     lock = lockfile.read_lock(lockfile.lock_path(spec, lab.images_dir), spec.name)
     if lock is None:
         return "none", {}, []

@@ -22,16 +22,15 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from labctl.config import yamlfile
 from labctl.errors import LabError
 
 if TYPE_CHECKING:
     from labctl.config.lab import Lab
+    from labctl.config.lockfile import LockFile
     from labctl.config.spec import ImageSpec
-    from labctl.engine import Engine
-    from labctl.lock.lockfile import LockFile
 
 SECONDS = 180  # the search's time limit
 RESOLUTIONS = 24  # and its number of resolutions
@@ -330,74 +329,99 @@ def _relaxed_line(req: Requirement, new: str) -> str | None:
     return _with(req, f">={new}" if above else f"<={new}")
 
 
+def _resolved(results: Mapping[str, Mapping[str, Any]], vid: str) -> Mapping[str, Any] | None:
+    """A variant's result when it resolved: a failed one offers no versions to rank."""
+    r = results.get(vid)
+    return r if r and r.get("ok") else None
+
+
+def _had(r: str, variants_: list[Variant], results: Mapping[str, Mapping[str, Any]],
+         locked: Mapping[str, str]) -> str | None:
+    """The version requirement ``r`` had before a way out moved it, so a way out can say
+    how far it moves: the lock's, else its exact pin, else what it resolved to alone."""
+    name = _name(r)
+    if name in locked:
+        return locked[name]
+    req = _req(r)
+    if req is not None:
+        exact = [s.version for s in req.specifier if s.operator in ("==", "===")]
+        if exact:
+            return exact[0]
+    for v in variants_:
+        if v.kind == "alone" and v.target == (r,) and (res := _resolved(results, v.id)):
+            return res["versions"].get(name)
+    return None
+
+
+def _drop_way(v: Variant, involved: list[str], got: Mapping[str, str],
+              had: Callable[[str], str | None]) -> WayOut:
+    """A drop that resolved: what the involved requirements it kept get, since the
+    dropped one has no version to show."""
+    kept = [_name(r) for r in involved if r not in v.target]
+    before = {n: b for r in involved if r not in v.target
+              for n in [_name(r)] if (b := had(r))}
+    return WayOut("drop", v.target, ((v.target[0], None),),
+                  {n: got[n] for n in kept if n in got}, before)
+
+
+def _relax_way(v: Variant, got: dict[str, str], variants_: list[Variant],
+               results: Mapping[str, Mapping[str, Any]],
+               had: Callable[[str], str | None]) -> WayOut | None:
+    """A relaxation that resolved, as the spec lines to write: None when one of its
+    requirements has no line that admits what it got. ``got`` is updated in place where
+    an exact pin moves to the lowest version that fits, so the way shows that version."""
+    edits: list[tuple[str, str | None]] = []
+    before, least = {}, {}
+    size = (0, 0, 0)
+    for r in v.target:
+        req, name = _req(r), _name(r)
+        high = got.get(name)
+        line = _relaxed_line(req, high) if req is not None and high else None
+        if req is None or high is None or line is None:
+            return None
+        lowest = high
+        low = next((_resolved(results, x.id) for x in variants_
+                    if x.kind == "low" and x.target == (r,)), None)
+        lv = low["versions"].get(name) if low else None
+        if v.kind == "relax" and lv and line != _with(req, f"<={high}"):  # moved up
+            low_line = _relaxed_line(req, lv)
+            if low_line and Version(lv) <= Version(high):
+                line, lowest = low_line, lv
+                if "==" in line:
+                    got[name] = lv
+        edits.append((r, line))
+        least[name] = lowest
+        if (old := had(r)) is not None:
+            before[name] = old
+        size = max(size, jump(old, lowest))
+    return WayOut(v.kind, v.target, tuple(edits),
+                  {_name(r): got[_name(r)] for r in v.target}, before, size, least)
+
+
 def ways_out(variants_: list[Variant], results: Mapping[str, Mapping[str, Any]],
              locked: Mapping[str, str] | None = None) -> list[WayOut]:
     """The variants that resolved, as ways out, ranked: fewest requirements moved, a
     relaxed requirement before a dropped one, then the smallest version jump."""
     locked = dict(locked or {})
 
-    def ok(vid: str) -> Mapping[str, Any] | None:
-        r = results.get(vid)
-        return r if r and r.get("ok") else None
-
     def had(r: str) -> str | None:
-        name = _name(r)
-        if name in locked:
-            return locked[name]
-        req = _req(r)
-        if req is not None:
-            exact = [s.version for s in req.specifier if s.operator in ("==", "===")]
-            if exact:
-                return exact[0]
-        for v in variants_:
-            if v.kind == "alone" and v.target == (r,) and (res := ok(v.id)):
-                return res["versions"].get(name)
-        return None
+        return _had(r, variants_, results, locked)
 
     involved = list(dict.fromkeys(t for v in variants_ if v.kind == "drop" for t in v.target))
     found: list[tuple[tuple[object, ...], WayOut]] = []
     for order, v in enumerate(variants_):
-        res = ok(v.id)
+        res = _resolved(results, v.id)
+        # "alone" and "low" only inform the others: the version before, the least that fits
         if res is None or v.kind in ("alone", "low"):
             continue
         got: dict[str, str] = dict(res["versions"])
         if v.kind == "drop":
-            kept = [_name(r) for r in involved if r not in v.target]
-            before = {n: b for r in involved if r not in v.target
-                      for n in [_name(r)] if (b := had(r))}
-            way = WayOut("drop", v.target, ((v.target[0], None),),
-                         {n: got[n] for n in kept if n in got}, before)
-            found.append(((len(v.target), 1, (0, 0, 0), order), way))
+            found.append(((len(v.target), 1, (0, 0, 0), order),
+                          _drop_way(v, involved, got, had)))
             continue
-        edits: list[tuple[str, str | None]] = []
-        before, least = {}, {}
-        size = (0, 0, 0)
-        for r in v.target:
-            req, name = _req(r), _name(r)
-            high = got.get(name)
-            line = _relaxed_line(req, high) if req is not None and high else None
-            if req is None or high is None or line is None:
-                break
-            lowest = high
-            low = next((ok(x.id) for x in variants_ if x.kind == "low" and x.target == (r,)),
-                       None)
-            lv = low["versions"].get(name) if low else None
-            if v.kind == "relax" and lv and line != _with(req, f"<={high}"):  # moved up
-                low_line = _relaxed_line(req, lv)
-                if low_line and Version(lv) <= Version(high):
-                    line, lowest = low_line, lv
-                    if "==" in line:
-                        got[name] = lv
-            edits.append((r, line))
-            least[name] = lowest
-            if (old := had(r)) is not None:
-                before[name] = old
-            size = max(size, jump(old, lowest))
-        if len(edits) != len(v.target):
-            continue
-        way = WayOut(v.kind, v.target, tuple(edits),
-                     {_name(r): got[_name(r)] for r in v.target}, before, size, least)
-        found.append(((len(v.target), 0, size, order), way))
+        way = _relax_way(v, got, variants_, results, had)
+        if way is not None:
+            found.append(((len(v.target), 0, way.jump, order), way))
     found.sort(key=lambda t: t[0])
     return [w for _, w in found]
 
@@ -511,13 +535,16 @@ def requirements_of(spec: ImageSpec) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(reqs)), list(dict.fromkeys(movable))
 
 
-def search(engine: Engine, lab: Lab, spec: ImageSpec, text: str, run: Callable[..., Any], *,
+Runner = Callable[[dict[str, str], list[str], float], tuple[int, str, str]]
+
+
+def search(lab: Lab, spec: ImageSpec, text: str, run: Runner, *,
            seconds: float = SECONDS, resolutions: int = RESOLUTIONS,
            say: Callable[[str], None] = lambda m: None) -> Advice:
     """Search the ways out of the conflict uv explained in ``text``, in one container that
-    ``run`` starts (resolve.run_resolver: the lock's image, indexes and credentials)."""
-    from labctl.image.build import system_image
-    from labctl.lock import lockfile
+    ``run(files, command, timeout)`` starts (resolve.run_resolver: the lock's image,
+    indexes and credentials)."""
+    from labctl.config import lockfile
 
     start = time.monotonic()
     reqs, movable = requirements_of(spec)
@@ -536,11 +563,8 @@ def search(engine: Engine, lab: Lab, spec: ImageSpec, text: str, run: Callable[.
         return Advice(spec.name, file, conflict, seconds=time.monotonic() - start)
     say(f"searching the ways out of the conflict ({len(todo)} resolutions at most)")
     job = {"seconds": seconds, "max": resolutions, "variants": [v.job() for v in todo]}
-    status, out, err = run(
-        engine, lab, spec, system_image(engine, lab, spec),
-        {"job.json": json.dumps(job), "conflicts.py": _tool()},
-        ["python3", "/in/conflicts.py", "/in/job.json"], label="conflicts",
-        timeout=seconds + 60)
+    status, out, err = run({"job.json": json.dumps(job), "conflicts.py": _tool()},
+                           ["python3", "/in/conflicts.py", "/in/job.json"], seconds + 60)
     advice = advice_from(spec.name, file, conflict, todo, out, time.monotonic() - start,
                          locked)
     if status != 0 and not advice.stopped:
@@ -563,6 +587,41 @@ def _item(req: str) -> str:
     return req if plain else "'" + req.replace("'", "''") + "'"
 
 
+def _find(root: Node | None, old: str) -> tuple[str, SequenceNode, int] | None:
+    """(list key, list node, index) of ``old`` in the file's own top-level `pip:` or
+    `extras:` list: only those are the spec's lines a way out may move."""
+    if isinstance(root, MappingNode):
+        for k, v in root.value:
+            if isinstance(k, ScalarNode) and k.value in MOVABLE and isinstance(v, SequenceNode):
+                for i, item in enumerate(v.value):
+                    if isinstance(item, ScalarNode) and item.value == old:
+                        return k.value, v, i
+    return None
+
+
+def _without(text: str, seq: SequenceNode, i: int) -> str | None:
+    """``text`` with item ``i`` of ``seq`` removed, its separator or line with it; None
+    when a block item shares its line with something else (removing it would lose that)."""
+    start, end = seq.value[i].start_mark.index, seq.value[i].end_mark.index
+    if seq.flow_style:
+        if i > 0:  # ", item"
+            return text[:seq.value[i - 1].end_mark.index] + text[end:]
+        if len(seq.value) > 1:  # "item, "
+            return text[:start] + text[seq.value[1].start_mark.index:]
+        return text[:start] + text[end:]
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end + 1
+    rest = text[end:line_end].strip()
+    if not re.fullmatch(r"[ \t]*-[ \t]+", text[line_start:start]) or (
+            rest and not rest.startswith("#")):
+        return None
+    if len(seq.value) == 1:  # the list's last item: the key stays, with an empty list
+        key_end = text.rfind(":", 0, line_start)
+        return text[:key_end + 1] + " []" + text[key_end + 1:line_start] + text[line_end:]
+    return text[:line_start] + text[line_end:]
+
+
 def rewrite(doc: yamlfile.Document, text: str, old: str, new: str | None) -> str:
     """``text`` (the spec file ``doc`` was read from) with requirement ``old`` of its own
     `pip:` or `extras:` list replaced by ``new`` (None: removed); every other line and
@@ -579,44 +638,17 @@ def rewrite(doc: yamlfile.Document, text: str, old: str, new: str | None) -> str
         raise by_hand("it does not read as YAML") from None
     finally:
         loader.dispose()
-    hit: tuple[str, SequenceNode, int] | None = None
-    if isinstance(root, MappingNode):
-        for k, v in root.value:
-            if isinstance(k, ScalarNode) and k.value in MOVABLE and isinstance(v, SequenceNode):
-                for i, item in enumerate(v.value):
-                    if isinstance(item, ScalarNode) and item.value == old:
-                        hit = (k.value, v, i)
-                        break
-            if hit:
-                break
+    hit = _find(root, old)
     if hit is None:
         raise by_hand("it is not an item of this file's own pip: or extras: list")
     key, seq, i = hit
-    item = seq.value[i]
-    start, end = item.start_mark.index, item.end_mark.index
     if new is not None:
-        out = text[:start] + _item(new) + text[end:]
-    elif seq.flow_style:
-        if i > 0:  # ", item"
-            cut = seq.value[i - 1].end_mark.index
-            out = text[:cut] + text[end:]
-        elif len(seq.value) > 1:  # "item, "
-            out = text[:start] + text[seq.value[1].start_mark.index:]
-        else:
-            out = text[:start] + text[end:]
+        item = seq.value[i]
+        out: str | None = text[:item.start_mark.index] + _item(new) + text[item.end_mark.index:]
     else:
-        line_start = text.rfind("\n", 0, start) + 1
-        line_end = text.find("\n", end)
-        line_end = len(text) if line_end < 0 else line_end + 1
-        rest = text[end:line_end].strip()
-        if not re.fullmatch(r"[ \t]*-[ \t]+", text[line_start:start]) or (
-                rest and not rest.startswith("#")):
-            raise by_hand("its item is not on a `- ` line of its own")
-        if len(seq.value) == 1:  # the list's last item: the key stays, with an empty list
-            key_end = text.rfind(":", 0, line_start)
-            out = text[:key_end + 1] + " []" + text[key_end + 1:line_start] + text[line_end:]
-        else:
-            out = text[:line_start] + text[line_end:]
+        out = _without(text, seq, i)
+    if out is None:
+        raise by_hand("its item is not on a `- ` line of its own")
     want = list(doc.data.get(key) or [])
     want = [x for x in want if x != old] if new is None else [new if x == old else x
                                                                for x in want]
@@ -624,6 +656,7 @@ def rewrite(doc: yamlfile.Document, text: str, old: str, new: str | None) -> str
         got = yamlfile.parse(doc.path, out).data
     except LabError:
         got = None
+    # text surgery can slip (anchors, odd quoting): the file read back must differ only there
     if got != {**doc.data, key: want}:
         raise by_hand("an edit in place would change more than that line")
     return out

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl import resources
+from labctl.config import lockfile
 from labctl.config.lab import Lab
+from labctl.config.lockfile import Change, LockFile
 from labctl.config.spec import ImageSpec
 from labctl.engine import Engine
 from labctl.errors import LabError, advise
 from labctl.image.build import BuildEvent, system_image
 from labctl.image.layers import torch_requirements
 from labctl.image.render import indexes, wheelhouse_folder
-from labctl.lock import lockfile
-from labctl.lock.lockfile import Change, LockFile
 
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -109,8 +109,8 @@ def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
 
     tag = system_image(engine, lab, spec, progress)
     say(f"resolving {spec.name} with uv on Python {spec.python}")
-    status, out, err = run_resolver(engine, lab, spec, tag, _inputs(spec, previous),
-                                    ["bash", "/in/resolve.sh"], upgrade=upgrade, label="lock")
+    status, out, err = run_resolver(engine, lab, spec, tag, ResolverJob(
+        _inputs(spec, previous), ["bash", "/in/resolve.sh"], upgrade=upgrade))
     if status != 0:
         raise explain_conflict(engine, lab, spec, _resolve_error(spec, err), err, say)
     try:
@@ -126,12 +126,22 @@ def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
     return LockResult(spec.name, path, new, previous, changes, time.monotonic() - start)
 
 
-def run_resolver(engine: Engine, lab: Lab, spec: ImageSpec, tag: str,
-                 files: dict[str, str], command: list[str], *, upgrade: str = "",
-                 label: str = "lock", timeout: float = 1800) -> tuple[int, str, str]:
-    """Run ``command`` in a throw-away container of the resolver image ``tag`` with the
-    lab's indexes, credentials and wheelhouse, ``files`` at /in (read-only): (status,
-    stdout, stderr). `labctl lock` and the search for the ways out of a conflict."""
+@dataclass(frozen=True)
+class ResolverJob:
+    """One run of the resolver image: ``files`` at /in (read-only), then ``command``."""
+    files: dict[str, str]
+    command: list[str]
+    label: str = "lock"  # the throw-away container's kind
+    timeout: float = 1800
+    upgrade: str = ""  # `labctl lock --upgrade`: all, or the packages named
+
+
+def run_resolver(engine: Engine, lab: Lab, spec: ImageSpec, tag: str, job: ResolverJob
+                 ) -> tuple[int, str, str]:
+    """Run ``job`` in a throw-away container of the resolver image ``tag`` with the lab's
+    indexes, credentials and wheelhouse: (status, stdout, stderr). `labctl lock` and the
+    search for the ways out of a conflict."""
+    files, command = job.files, job.command
     mounts: dict[str, str] = {}
     _, netrc = indexes(lab, spec)
     with tempfile.TemporaryDirectory(prefix="labctl-lock-") as tmp:
@@ -151,8 +161,8 @@ def run_resolver(engine: Engine, lab: Lab, spec: ImageSpec, tag: str,
             mounts[str(wheels)] = "/wheelhouse"
         return engine.run_capture(
             tag, command, read_only_mounts=mounts,
-            environment=_environment(lab, spec, upgrade, bool(netrc)), label=label,
-            timeout=timeout,
+            environment=_environment(lab, spec, job.upgrade, bool(netrc)), label=job.label,
+            timeout=job.timeout,
         )
 
 
@@ -166,7 +176,12 @@ def explain_conflict(engine: Engine, lab: Lab, spec: ImageSpec, error: LabError,
     if not conflicts.is_conflict(text):
         return error
     try:
-        advice = conflicts.search(engine, lab, spec, text, run_resolver, say=say)
+        def run(files: dict[str, str], command: list[str], timeout: float
+                ) -> tuple[int, str, str]:
+            return run_resolver(engine, lab, spec, system_image(engine, lab, spec),
+                                ResolverJob(files, command, "conflicts", timeout))
+
+        advice = conflicts.search(lab, spec, text, run, say=say)
     except LabError:
         return error
     # "resolving the packages of NAME failed" / "build of 'NAME' failed at step 9/12", and

@@ -221,6 +221,7 @@ class RunRequest:
     gpus: str = "auto"  # auto | all | none
     bind: str | None = None  # the host address to publish on; None: the lab's setting
     port: int | None = None  # Jupyter's host port; None: the next free one
+    taken_ports: frozenset[int] = frozenset()  # host ports other labs of one file will use
     token: str | None = None  # Jupyter's token; None: a new random one
     token_file: Path | None = None  # the token's file on the host, mounted read-only
     sync: bool = False  # --sync: copy the --src folders to the engine's machine and back
@@ -270,7 +271,7 @@ def plan_run(lab: Lab, spec: ImageSpec, request: RunRequest, host: HostFacts) ->
     elif runs_jupyter:
         d.env["JUPYTER_TOKEN"] = token
     jupyter_port = spec.jupyter.port if runs_jupyter and spec.jupyter else None
-    ports = _ports(d, spec, jupyter_port, request.port, bind, host.port_free)
+    ports = _ports(d, spec, jupyter_port, request, bind, host.port_free)
     gpus = _gpus(d, spec, request.gpus, host.gpu_access)
     if not request.compat:
         d.env["LABCTL_COMPAT"] = "off"
@@ -363,12 +364,13 @@ def _sources(d: _Draft, lab: Lab, spec: ImageSpec, request: RunRequest, home: Pa
     return (workdirs[0] if workdirs else spec.workdir), src_dirs
 
 
-def _ports(d: _Draft, spec: ImageSpec, jupyter_port: int | None, port: int | None,
+def _ports(d: _Draft, spec: ImageSpec, jupyter_port: int | None, request: RunRequest,
            bind: tuple[str, ...], port_free: Callable[[str, int], bool]) -> dict[int, int]:
-    """Container port -> host port: Jupyter's (``port``, or the next free one), then the
-    spec's, each free on every address of ``bind``."""
+    """Container port -> host port: Jupyter's (the request's, or the next free one), then
+    the spec's, each free on every address of ``bind`` and not one of ``taken_ports``."""
     ports: dict[int, int] = {}
-    taken: set[int] = set()
+    taken: set[int] = set(request.taken_ports)
+    port = request.port
 
     def pick(start: int) -> int:
         p = free_port(start, lambda x: x not in taken and all(port_free(a, x) for a in bind))

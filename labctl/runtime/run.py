@@ -20,7 +20,7 @@ import requests
 
 from labctl import labels, resources
 from labctl.config.lab import Lab
-from labctl.engine import Engine
+from labctl.engine import Bind, ContainerSpec, Engine
 from labctl.errors import LabError
 from labctl.gpu.access import gpu_mode
 from labctl.image.layers import ENTRYPOINT, ENTRYPOINT_FILE, ENTRYPOINT_PATH
@@ -142,6 +142,41 @@ def _host_facts(engine: Engine, there: remote.Remote | None) -> HostFacts:
                      port_free=port_free, name_taken=lambda n: engine.container(n) is not None)
 
 
+def env_token_file(path: Path) -> Path:
+    """``path`` (an env file in .labctl/) holding JUPYTER_TOKEN, 0600: made with a new
+    token, or one that came with the folder tightened; refused when it is a link or
+    another account's."""
+    try:
+        have = path.lstat()
+    except FileNotFoundError:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"JUPYTER_TOKEN={secrets.token_hex(24)}\n")
+        return path
+    if not stat.S_ISREG(have.st_mode) or have.st_uid != os.geteuid():
+        raise LabError(f"{path} is a link, not a file, or another account's",
+                       fix=f"remove it (`rm {path}`); labctl writes a new token there")
+    if have.st_mode & 0o077:
+        path.chmod(0o600)
+    return path
+
+
+def compose_plans(engine: Engine, lab: Lab, names: list[str]) -> dict[str, RunPlan]:
+    """The plans of `labctl run NAME --user` for one Compose file: each lab's ports free
+    now and apart from the others'; no token file (the services read the env file)."""
+    plans: dict[str, RunPlan] = {}
+    taken: set[int] = set()
+    for name in names:
+        plan = make_plan(engine, lab, name, RunRequest(user=True, gpus="none",
+                                                       taken_ports=frozenset(taken)))
+        taken |= set(plan.ports.values())
+        if plan.token_file is not None:
+            plan.token_file.unlink(missing_ok=True)
+        create_host_dirs(plan.host_dirs)
+        plans[name] = plan
+    return plans
+
+
 def create_host_dirs(paths: list[Path]) -> list[Path]:
     """Make the lab's folders as the invoking user (never by the engine as root). Existing
     folders and their contents are left exactly as they are."""
@@ -169,14 +204,24 @@ def create(engine: Engine, plan: RunPlan, *, tty: bool = False, foreground: bool
         create_host_dirs(plan.host_dirs)
     if foreground:
         plan.labels[labels.FOREGROUND] = containers.foreground_label()
-    container = engine.create_container(plan, tty=tty,
+    container = engine.create_container(container_spec(plan, tty),
                                         next_name=next_name(plan.name_base or plan.name))
+    plan.name = container.name  # the next free one, when two labs started at once
     try:
         _check_entrypoint(engine, container, plan)
     except BaseException:
         engine.remove_container(container)
         raise
     return container
+
+
+def container_spec(plan: RunPlan, tty: bool = False) -> ContainerSpec:
+    """The plan in the engine adapter's plain values."""
+    return ContainerSpec(
+        image=plan.image, command=plan.command, name=plan.name, env=plan.env,
+        binds=[Bind(str(m.source), m.target, m.read_only, m.volume) for m in plan.mounts],
+        publish=plan.publish(), workdir=plan.workdir, labels=plan.labels, gpus=plan.gpus,
+        shm_size=plan.shm_size, network=plan.network, tty=tty)
 
 
 def _check_entrypoint(engine: Engine, container: Any, plan: RunPlan) -> None:
