@@ -99,17 +99,17 @@ def explain(exc: Exception) -> LabError:
         found = advise("permission denied", "engine", engine=where)
     if found is not None and (found.id != "engine-permission"
                               or not isinstance(exc, docker.errors.APIError)):
-        return LabError(found.message, fix=found.fix, details=[text.strip()[:300]])
+        return LabError(found.message, id=found.id, fix=found.fix, details=[text.strip()[:300]])
     if isinstance(exc, docker.errors.APIError):
-        return LabError(f"the Docker engine said: {exc.explanation or text}")
+        return LabError(f"the Docker engine said: {exc.explanation or text}", id="engine.api-error")
     if isinstance(exc, (requests.exceptions.ConnectionError, FileNotFoundError,
                         docker.errors.DockerException)):
         return LabError(
-            f"no Docker engine answers at {where}",
+            f"no Docker engine answers at {where}", id="engine.not-answering",
             fix="start it (`sudo systemctl start docker`, or `sudo dockerd &`), or install it "
             "with `sudo apt-get install docker.io`; `labctl doctor` checks the setup",
         )
-    return LabError(f"Docker engine error: {text}")
+    return LabError(f"Docker engine error: {text}", id="engine.unexpected-error")
 
 
 @contextmanager
@@ -246,7 +246,7 @@ class Engine:
         with translated():
             for ev in self.api.push(repo, tag=tag, stream=True, decode=True):
                 if ev.get("error"):
-                    raise LabError(f"pushing {ref} failed: {ev['error']}",
+                    raise LabError(f"pushing {ref} failed: {ev['error']}", id="engine.push-failed",
                                    fix="log in to the registry (`docker login HOST`), or"
                                        " check --registry / registry: in labctl.yaml")
                 detail = ev.get("progressDetail") or {}
@@ -319,6 +319,7 @@ class Engine:
             for ev in self.api.load_image(chunks):
                 if ev.get("error") or ev.get("errorDetail"):
                     raise LabError(f"the engine refused the images: {ev.get('error')}",
+                                   id="engine.load-refused",
                                    fix="see `labctl doctor`; nothing of this lab was tagged")
                 if "stream" in ev and ev["stream"].strip():
                     out.append(ev["stream"].strip())
@@ -476,6 +477,7 @@ class Engine:
                     if c.status != "running" or time.monotonic() > deadline:
                         raise LabError(
                             "the build's helper container did not start",
+                            id="engine.build-helper-failed",
                             details=c.logs().decode(errors="replace").splitlines()[-5:],
                             fix="make every wheel in the wheelhouse a file you can read (not"
                             " a link to elsewhere), then build again",
@@ -552,7 +554,7 @@ class Engine:
                         name = next_name(name)
                         continue
                     raise explain(e) from None
-        raise LabError(f"no free container name after {name}",
+        raise LabError(f"no free container name after {name}", id="engine.no-free-name",
                        fix="stop labs you no longer use: `labctl stop --all`")
 
     def _create(self, image: str, command: list[str] | None, *, throwaway: str = "",
@@ -563,7 +565,8 @@ class Engine:
         sources = [str(m.get("Source", "")) for m in options.get("mounts") or []]
         if options.pop("privileged", False) or any(s in _ENGINE_SOCKETS for s in sources):
             raise LabError("labctl does not make privileged containers or mount the engine's"
-                           " socket", fix="report this as a labctl bug")
+                           " socket", id="engine.privileged-refused",
+                           fix="report this as a labctl bug")
         if throwaway:
             options["labels"] = {**options.get("labels", {}), labels.throwaway(throwaway): "1"}
         return self.client.containers.create(image, command, detach=True,
@@ -681,6 +684,7 @@ class Engine:
             if status != 0:
                 raise LabError(
                     "could not make the lab's folders on the engine's machine",
+                    id="engine.remote-folders-failed",
                     details=c.logs().decode(errors="replace").strip().splitlines()[-3:],
                     fix="set remote_root: in labctl.yaml to a folder of yours there")
             if archive is not None:
@@ -696,6 +700,7 @@ class Engine:
                 c.start()
                 if int(c.wait(timeout=120).get("StatusCode", 1)) != 0:
                     raise LabError(f"could not prepare the volume {volume}",
+                                   id="engine.volume-prep-failed",
                                    details=c.logs().decode(errors="replace").splitlines()[-3:],
                                    fix="see `labctl doctor`")
                 c.put_archive("/sync", chunks)
@@ -739,6 +744,7 @@ class Engine:
             if gateway and ":" not in gateway:
                 return gateway
         raise LabError(f"the Docker network {name} has no IPv4 gateway",
+                       id="engine.no-ipv4-gateway",
                        fix=f"remove it (`docker network rm {name}`); labctl makes it again")
 
     def remove_network(self, name: str) -> None:
@@ -776,6 +782,7 @@ def _ssh_client(address: str, timeout: int) -> docker.DockerClient:
 def _docker_cli(args: list[str]) -> int:
     if not shutil.which("docker"):
         raise LabError("an interactive terminal needs the docker command-line client",
+                       id="engine.no-docker-cli",
                        fix="sudo apt-get install docker.io (or docker-ce-cli)")
     return subprocess.call(["docker", *args])
 

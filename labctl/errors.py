@@ -18,23 +18,33 @@ Where = Literal["engine", "build", "resolve", "os"]
 
 
 class LabError(Exception):
-    """A problem the learner can act on: what is wrong, where, and how to fix it."""
+    """A problem the learner can act on: what is wrong, where, and how to fix it. ``id``
+    names it for good (tables/error_ids.yaml, or a row of tables/errors.yaml): printed
+    with it, searchable, what tests and `--json` read; the words may change, the id not."""
 
     def __init__(
         self,
         message: str,
         *,
+        id: str,
         fix: str | None = None,
         file: str | None = None,
         details: list[str] | None = None,
         exit_code: int = 1,
     ) -> None:
         super().__init__(message)
+        self.id = id
         self.message = message
         self.fix = fix
         self.file = file
         self.details = details or []
         self.exit_code = exit_code
+        self.extra: dict[str, object] = {}  # more for --json (a conflict's ways out)
+
+    def as_dict(self) -> dict[str, object]:
+        """What `--json` prints on stdout when a command fails: {"error": this, **extra}."""
+        return {"id": self.id, "message": self.message, "fix": self.fix, "file": self.file,
+                "details": self.details}
 
     def __str__(self) -> str:
         parts = [f"{self.file}: {self.message}" if self.file else self.message]
@@ -103,5 +113,27 @@ def os_error(e: OSError) -> LabError:
     found = advise(text, "os", errno=e.errno, path=path or "that path")
     if found is None:
         where = f"{path}: " if path else ""
-        return LabError(f"{where}{e.strerror or e}")
-    return LabError(found.message, fix=found.fix, details=[f"{e.strerror or e}"])
+        return LabError(f"{where}{e.strerror or e}", id="os.error")
+    return LabError(found.message, id=found.id, fix=found.fix, details=[f"{e.strerror or e}"])
+
+
+class _IdRow(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9]*\.[a-z0-9][a-z0-9-]*$")
+    what: str  # what went wrong, in general
+    fix: str  # the usual way out (the error itself says it for the case at hand)
+
+
+class _Ids(BaseModel):
+    errors: list[_IdRow]
+
+
+@cache
+def error_table() -> dict[str, tuple[str, str]]:
+    """Every error id labctl raises -> (what, fix): tables/error_ids.yaml, then the rows of
+    tables/errors.yaml (errors classified by their words)."""
+    out = {r.id: (r.what, r.fix) for r in tables.load("error_ids.yaml", _Ids).errors}
+    for row, _, _ in _rows():
+        out.setdefault(row.id, (row.message, row.fix))
+    return out

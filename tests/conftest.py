@@ -64,6 +64,16 @@ def docker_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
                 client.images.remove(img.id, force=True)
 
 
+@contextlib.contextmanager
+def raises_id(error_id: str) -> Iterator[pytest.ExceptionInfo]:
+    """A LabError with this id (tables/error_ids.yaml): tests assert ids, not wording."""
+    from labctl.errors import LabError
+
+    with pytest.raises(LabError) as info:
+        yield info
+    assert info.value.id == error_id, f"{info.value.id}: {info.value}"
+
+
 def write_lab(root: Path, specs: dict[str, str], settings: str = "") -> Path:
     """A lab folder with the shipped volumes.yaml, the given specs and test settings."""
     root.mkdir(parents=True, exist_ok=True)

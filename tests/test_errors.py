@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import errno
 import socket
+from pathlib import Path
 
 import docker.errors
 import pytest
@@ -11,6 +13,8 @@ import requests
 
 from labctl.cli.common import handle
 from labctl.errors import LabError, advise, os_error
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_a_dropped_engine_connection_is_an_engine_error_not_a_file_to_chown() -> None:
@@ -93,3 +97,80 @@ def test_the_cli_handler_prints_the_engine_error(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert info.value.code == 1
     assert "chown" not in err and "Docker engine" in err
+
+
+# --- every error has a stable id, listed in one table --------------------------------------
+def _raises() -> list[tuple[str, ast.Call]]:
+    """Every construction of a LabError (or a subclass's call to its __init__) in labctl/."""
+    out = []
+    for path in sorted((REPO / "labctl").rglob("*.py")):
+        if "incontainer" in path.parts:  # runs inside containers: not labctl's LabError
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(
+                f, ast.Attribute) else ""
+            is_super_init = (isinstance(f, ast.Attribute) and f.attr == "__init__"
+                             and isinstance(f.value, ast.Call)
+                             and getattr(f.value.func, "id", "") == "super")
+            own = path.name == "errors.py" and is_super_init  # LabError's own Exception
+            if (name == "LabError" or is_super_init) and not own:
+                out.append((f"{path.relative_to(REPO)}:{node.lineno}", node))
+    return out
+
+
+def test_every_raise_names_an_id_of_the_table_and_every_id_is_raised() -> None:
+    from labctl.errors import error_table, tables
+
+    raises = _raises()
+    assert len(raises) > 150  # the walk found them
+    literal: dict[str, list[str]] = {}
+    computed = []
+    for where, call in raises:
+        kw = next((k.value for k in call.keywords if k.arg == "id"), None)
+        assert kw is not None, f"{where}: a LabError without id="
+        # the literals in it: all of it, or the fallback of a row of the words table
+        for c in ast.walk(kw):
+            if isinstance(c, ast.Constant) and isinstance(c.value, str):
+                literal.setdefault(c.value, []).append(where)
+        if not (isinstance(kw, ast.Constant) and isinstance(kw.value, str)):
+            computed.append(where)
+    table = error_table()
+    unknown = {i: w for i, w in literal.items() if i not in table}
+    assert unknown == {}, "ids raised but not in tables/error_ids.yaml"
+    own = {r.id for r in tables.load("error_ids.yaml", _ids_model()).errors}
+    assert own - set(literal) == set(), "ids in tables/error_ids.yaml that nothing raises"
+    # An id that is not a literal comes from the words table (errors.yaml), or passes on
+    # the id of the error it explains: few places, each a classifier.
+    assert len(computed) <= 12, computed
+
+
+def _ids_model():  # noqa: ANN202
+    from labctl.errors import _Ids
+
+    return _Ids
+
+
+def test_an_error_prints_its_id_and_json_gets_it_on_stdout(tmp_path) -> None:  # noqa: ANN001
+    """A learner sees the id (to search for it); a script reads it from stdout."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "lab").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "labctl", "list", "--json", "--lab",
+                           str(tmp_path / "lab")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    err = doc["error"]
+    assert err["id"] == "lab.not-a-lab-folder" and "labctl init" in (err["fix"] or "")
+    assert f"[{err['id']}]" in proc.stderr
+    plain = subprocess.run([sys.executable, "-m", "labctl", "list", "--lab",
+                            str(tmp_path / "lab")], capture_output=True, text=True, timeout=60)
+    assert plain.stdout == "" and f"[{err['id']}]" in plain.stderr
+    explained = subprocess.run([sys.executable, "-m", "labctl", "errors", err["id"]],
+                               capture_output=True, text=True, timeout=60)
+    assert explained.returncode == 0 and err["id"] in explained.stdout

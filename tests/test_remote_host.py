@@ -85,7 +85,8 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     ns, host_if, box_if = f"labctl-box-{tag}", f"lcb{tag}h", f"lcb{tag}b"
     net = f"10.231.{int(tag, 16) % 250 + 1}"
     state = Path(f"/run/labctl-box-{tag}")  # the engine's socket, for the remote user
-    state.mkdir(mode=0o755)
+    state.mkdir()
+    state.chmod(0o755)  # whatever the umask: the remote user reaches its socket and keys
     keys = tmp_path_factory.mktemp("box-keys")
     client = Path(f"/var/tmp/labctl-test/box-{tag}")  # the learner's ssh config and key
     client.mkdir(parents=True)
@@ -129,6 +130,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client / "id"))
         # sshd reads it as the user: in the box's folder, not root's pytest folder
         (state / "authorized_keys").write_text((client / "id.pub").read_text())
+        (state / "authorized_keys").chmod(0o644)
         (keys / "sshd_config").write_text(
             f"ListenAddress {net}.2\nHostKey {keys / 'host_key'}\n"
             f"AuthorizedKeysFile {state / 'authorized_keys'}\nPidFile {state / 'sshd.pid'}\n"

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import write_lab
+from conftest import raises_id, write_lab
 
 from labctl.config.lab import load_lab
 from labctl.errors import LabError
@@ -78,7 +78,7 @@ def test_src_mounts_and_workdir(lab, tmp_path: Path) -> None:
     assert {m.target: m.source for m in p.mounts}["/workspace/proj"] == a
     assert {m.target: m.source for m in p.mounts}["/code"] == b
     assert p.workdir == "/workspace/proj"
-    with pytest.raises(LabError, match="not a folder"):
+    with raises_id("run.src-not-folder"):
         plan(lab, srcs=[str(tmp_path / "missing")])
 
 
@@ -125,7 +125,7 @@ def test_gpu_choices(lab) -> None:
     assert plan(lab, "gpu", gpu_runtime=True, gpus="none").gpus == ""
     cpu = plan(lab, "gpu", gpu_runtime=False)
     assert cpu.gpus == "" and any("CPU" in n for n in cpu.warnings)
-    with pytest.raises(LabError, match="no GPU runtime") as info:
+    with raises_id("run.no-gpu-runtime") as info:
         plan(lab, "gpu", gpus="all", gpu_runtime=False)
     assert "labctl doctor" in str(info.value)
     with pytest.raises(LabError):
@@ -134,7 +134,7 @@ def test_gpu_choices(lab) -> None:
 
 
 def test_free_port_gives_up_with_a_fix() -> None:
-    with pytest.raises(LabError, match="no free port"):
+    with raises_id("run.no-free-port"):
         free_port(8888, lambda p: False, tries=3)
 
 
@@ -325,7 +325,7 @@ def test_system_folders_are_no_mount_target(lab, tmp_path: Path, target: str) ->
 def test_a_mount_above_the_workspace_is_refused(tmp_path: Path) -> None:
     lab = load_lab(str(write_lab(tmp_path / "lab", {"w": "workdir: /srv/book/x\n"})),
                    environ={})
-    with pytest.raises(LabError, match="above the lab's workspace"):
+    with raises_id("run.mount-above-workspace"):
         plan(lab, "w", srcs=[f"{tmp_path}:/srv/book"])
 
 

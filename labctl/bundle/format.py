@@ -193,6 +193,7 @@ def layer_diff_ids(docs: dict[str, bytes]) -> dict[str, str]:
                 out[member] = diff_id
     except (KeyError, TypeError, ValueError) as e:
         raise LabError(f"the engine's save has no usable manifest.json ({e!r})",
+                       id="bundle.bad-engine-save",
                        fix="report this with `labctl doctor --json`; `docker save` works"
                            " meanwhile") from None
     return out
@@ -234,6 +235,7 @@ class Writer:
             self._on_bytes(len(chunk))
         if done != size:
             raise LabError(f"{name}: {done} bytes read where {size} were announced",
+                           id="bundle.source-changed",
                            fix="the source changed while it was saved; run the save again")
         self._out.write(_pad(size))
         sha = h.hexdigest() if hashed else ""
@@ -268,8 +270,9 @@ class Writer:
         unsettled = [n for n, m in self.members.items() if not m.sha256]
         if unsettled:
             raise LabError(f"no checksum for {', '.join(unsettled[:3])}: the engine's save"
-                           " named no diff id for it", fix="report this with `labctl doctor"
-                           " --json`; `docker save` works meanwhile")
+                           " named no diff id for it", id="bundle.bad-engine-save",
+                           fix="report this with `labctl doctor --json`; `docker save` works"
+                               " meanwhile")
         m = Manifest(**head.model_dump(), layers=layers, omitted=omitted,
                      members=dict(self.members))
         data = m.model_dump_json(indent=1).encode()
@@ -540,6 +543,7 @@ def chunks(f: IO[bytes]) -> Iterator[bytes]:
 
 def damaged(why: str) -> LabError:
     return LabError(f"the bundle is damaged or incomplete ({why}); nothing was loaded",
+                    id="bundle.damaged",
                     fix="copy the file again (compare `sha256sum` of both copies) or save it"
                         " again with `labctl save`")
 
@@ -664,6 +668,7 @@ def member_problem(info: tarfile.TarInfo, head: Head) -> str | None:
 def refused(why: str) -> LabError:
     """A member or head that `labctl save` never writes: made by hand, maybe to harm."""
     return LabError(f"the bundle is damaged or incomplete ({why}); nothing was loaded",
+                    id="bundle.hand-made",
                     fix="labctl save never writes this: do not load the file; ask its sender"
                         " for a bundle saved again with `labctl save`")
 
@@ -732,7 +737,7 @@ class Reader:
         if head.format not in READS:
             raise LabError(f"this bundle is {head.format}; this labctl reads"
                            f" {' and '.join(READS)}",
-                           fix=f"load it with labctl {head.labctl}")
+                           id="bundle.format-unsupported", fix=f"load it with labctl {head.labctl}")
         check_head(head)
         self.head = head
         return head

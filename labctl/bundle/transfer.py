@@ -133,10 +133,12 @@ def read_manifest(path: Path, progress: Progress | None = None) -> fmt.Manifest:
             return fmt.Manifest.model_validate_json(path.read_bytes())
         except ValueError as e:
             raise LabError(f"{path}: not a labctl bundle manifest ({str(e).splitlines()[0]})",
+                           id="bundle.not-a-manifest",
                            fix="give the bundle itself, or `labctl load --list FILE --json`"
                                " output") from e
     if not path.is_file():
-        raise LabError(f"{path}: no such file", fix="give the path of a labctl save bundle")
+        raise LabError(f"{path}: no such file",
+                       id="bundle.not-found", fix="give the path of a labctl save bundle")
     total = path.stat().st_size
     with path.open("rb") as f:
         return fmt.verify(f, _counter("verifying", total, progress, lambda: f.tell()))
@@ -170,7 +172,7 @@ def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
             found[name] = engine.image(tag)
             if found[name] is None:
                 raise LabError(f"{tag} is not built: there is nothing of {name} to save",
-                               fix=f"labctl build {name}")
+                               id="bundle.image-not-built", fix=f"labctl build {name}")
         entries = _data_files(lab, data or [])
         wheels = _wheels(lab) if wheelhouse else []
         if isinstance(since, Path):
@@ -300,7 +302,8 @@ def _save_member(w: fmt.Writer, info: tarfile.TarInfo, data: Iterator[memoryview
         w.add_link(name, info.linkname)
     elif not info.isfile():
         raise LabError(f"the engine's save holds {info.name}, which is neither a file, a"
-                       " folder nor a link", fix="report this with `labctl doctor --json`")
+                       " folder nor a link", id="bundle.bad-engine-save",
+                       fix="report this with `labctl doctor --json`")
     elif fmt.is_layer(info.name, export.diff_ids):
         if info.name in export.skip:  # the target has it: an earlier bundle held it
             export.omitted[info.name] = export.skip[info.name]
@@ -326,14 +329,14 @@ def _data_files(lab: Lab, names: list[str]) -> list[tuple[str, catalogue.DataFil
         entry = cat.entries.get(name)
         if entry is None:
             raise LabError(f"--with-data {name}: no such catalogue entry",
-                           fix="`labctl data list` shows the names")
+                           id="bundle.unknown-data-entry", fix="`labctl data list` shows the names")
         root = store.volume_root(lab, name, entry)
         for f in entry.files:
             st = store.state(root, name, f, verify=True)
             if not st.present:
                 raise LabError(f"--with-data {name}: {f.name} is not in {lab.rel(st.path)}"
                                + (f" ({st.problem})" if st.problem else ""),
-                               fix=f"labctl data get {name}")
+                               id="bundle.data-not-fetched", fix=f"labctl data get {name}")
             out.append((name, f, st.path))
     return out
 
@@ -342,6 +345,7 @@ def _wheels(lab: Lab) -> list[Path]:
     where = lab.settings.wheelhouse
     if not where:
         raise LabError("--wheelhouse: this lab has no wheelhouse",
+                       id="bundle.no-wheelhouse",
                        fix="set wheelhouse: DIR in labctl.yaml (or LABCTL_WHEELHOUSE)")
     folder = lab.resolve_path(where)
     return sorted(p for p in folder.glob("*.whl") if p.is_file())
@@ -489,6 +493,7 @@ def _fresh(target: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
     except OSError as e:
         raise LabError(f"cannot make a staging folder in {target.parent}: {e.strerror or e}",
+                       id="bundle.no-staging-folder",
                        fix="load into a folder whose parent you can write") from None
 
 
@@ -555,13 +560,15 @@ def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path
     change overwritten, volumes.yaml there and valid (host folders too), settings
     readable, each image's name a spec and its tag valid, every file inside the lab."""
     if target.exists() and not target.is_dir():
-        raise LabError(f"{target} is a file, not a folder", fix="give --lab a folder")
+        raise LabError(f"{target} is a file, not a folder",
+                       id="bundle.target-not-folder", fix="give --lab a folder")
     unchanged = _refuse_conflicts(target, head, files)
     lab = _target_lab(target, files, unchanged)
     tags = _image_tags(lab, target, stage, head, files)
     for rel in files:
         if rel not in unchanged and not _inside(target, target / rel):
             raise LabError(f"{target / rel} leads outside the lab folder (a link in it)",
+                           id="bundle.link-outside",
                            fix="nothing was loaded; load into a new folder")
     wheels = [(staged[f"wheelhouse/{w}"], target / "wheelhouse" / w) for w in head.wheels]
     data = _data_places(lab, target, stage, head, files, staged)
@@ -581,6 +588,7 @@ def _target_lab(target: Path, files: dict[str, tuple[Path, int]], unchanged: set
         volumes = target / VOLUMES_FILE if (target / VOLUMES_FILE).is_file() else None
     if volumes is None:
         raise LabError(f"the bundle carries no {VOLUMES_FILE} and {target} has none",
+                       id="bundle.no-volumes-file",
                        fix="nothing was loaded; save the lab again from its lab folder")
     try:
         vols = _read_model(volumes, VolumesFile, "volumes file")
@@ -612,7 +620,8 @@ def _refuse_outside_volumes(lab: Lab, target: Path, vols: VolumesFile) -> None:
         if not _inside(target, lab.host_path(vol)):
             e = _bundle_error(LabError(
                 f"volumes.{name}.host: {vol.host} is outside the lab folder {target}"
-                " (a lab run would mount it, writable)"), VOLUMES_FILE)
+                " (a lab run would mount it, writable)", id="bundle.volume-outside"),
+                VOLUMES_FILE)
             e.fix = (f"nothing was loaded; to share that folder with this lab, write"
                      f" {target / VOLUMES_FILE} yourself (as the bundle's) and load again")
             raise e
@@ -626,7 +635,8 @@ def _image_tags(lab: Lab, target: Path, stage: Path, head: fmt.Head,
     for img in head.images:
         spec = f"images/{img.name}.yaml"
         if spec not in files and not (target / spec).is_file():
-            raise _bundle_error(LabError(f"the image {img.name} has no spec {spec}"), "head")
+            raise _bundle_error(LabError(f"the image {img.name} has no spec {spec}",
+                                         id="bundle.image-without-spec"), "head")
         if spec in files:  # a spec this labctl cannot read would load, and then fail
             try:
                 load_spec(img.name, stage / "lab" / "images")
@@ -635,7 +645,8 @@ def _image_tags(lab: Lab, target: Path, stage: Path, head: fmt.Head,
         try:
             tags[img.name] = validators.image_ref(lab.image_tag(img.name))
         except ValueError as e:
-            raise _bundle_error(LabError(f"the image {img.name}: {e}"), "head") from None
+            raise _bundle_error(LabError(f"the image {img.name}: {e}",
+                                         id="bundle.invalid-image-tag"), "head") from None
     return tags
 
 
@@ -663,6 +674,7 @@ def _data_places(lab: Lab, target: Path, stage: Path, head: fmt.Head,
         if not _inside(target, dest):
             raise LabError(f"the data file {d.member} would be written to {dest}, outside"
                            f" the lab folder {target}",
+                           id="bundle.data-outside",
                            fix="nothing was loaded; a bundle only fills the lab's own"
                                " folders: load it into a lab whose volumes are inside it,"
                                f" then copy the file (`labctl data get {d.entry}`)")
@@ -679,6 +691,7 @@ def _refuse_blocked(dests: list[Path]) -> None:
         if blocked is not None:
             raise LabError(f"{dest} cannot be written: {blocked} is a"
                            f" {'folder' if blocked.is_dir() else 'file'}",
+                           id="bundle.destination-blocked",
                            fix="nothing was loaded; move it aside and load again")
 
 
@@ -734,6 +747,7 @@ def _refuse_unloaded(head: fmt.Head, ids: set[str], lines: list[str]) -> None:
             raise LabError(f"the bundle's head names the image {img.id} for {img.name}, which"
                            " " + ("its images do not hold" if img.id not in ids else
                                   "the engine did not report loading"),
+                           id="bundle.image-not-loaded",
                            fix="nothing was tagged or written; ask for the bundle again"
                                " (`labctl save`)", details=lines[-3:])
 
@@ -817,6 +831,7 @@ def _refuse_conflicts(target: Path, head: fmt.Head, files: dict[str, tuple[Path,
         raise LabError(f"{len(conflicts)} file(s) of the lab folder {target} differ from the"
                        " bundle's: " + ", ".join(sorted(conflicts)[:8])
                        + (" ..." if len(conflicts) > 8 else ""),
+                       id="bundle.lab-files-differ",
                        fix="nothing was loaded; load into a new folder (`labctl load FILE"
                            " --lab NEWDIR`), or move those files aside and load again")
     return unchanged
@@ -837,5 +852,6 @@ def _refuse_missing_layers(head: fmt.Head, have: set[str]) -> None:
         if needed and leading_present(img.diff_ids, have) <= max(needed):
             raise LabError(f"the bundle leaves out layers of {img.name} that this engine does"
                            " not have (it was saved with --since an earlier bundle)",
+                           id="bundle.missing-layers",
                            fix="nothing was loaded; load the earlier bundle first, or save a"
                                " full one (without --since)")

@@ -34,7 +34,7 @@ SECTIONS: tuple[tuple[str, tuple[click.Command, ...]], ...] = (
              hub.hub_group)),
     ("Reproduce", (reproduce.lock, reproduce.freeze, reproduce.diff, reproduce.why)),
     ("Move to another machine", (bundle.save, bundle.load_bundle, images.push)),
-    ("Diagnose", (diagnose.doctor, disk.df, disk.prune)),
+    ("Diagnose", (diagnose.doctor, diagnose.errors, disk.df, disk.prune)),
 )
 
 

@@ -48,6 +48,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             err = handle(e)
             if err is None:
                 raise
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and ctx.params.get("as_json"):  # scripts read stdout
+                ui.dump_json({"error": err.as_dict(), **err.extra})
             ui.error(err)
             sys.exit(err.exit_code)
 

@@ -50,6 +50,7 @@ def _names(cat, names: tuple[str, ...], for_lab: str | None) -> list[str]:  # no
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(cat.entries), n=3)
         raise LabError(f"no catalogue entry named {unknown[0]!r}",
+                       id="cli.no-catalogue-entry",
                        fix=(f"did you mean {', '.join(close)}? " if close else "")
                        + "`labctl data list` shows them all")
     return list(names) or list(cat.entries)
@@ -105,7 +106,7 @@ def get(names: tuple[str, ...], for_lab: str | None, include: tuple[str, ...], a
 
     if not names and not for_lab:
         raise LabError("name entries to get, or --for LAB",
-                       fix="`labctl data list` shows the catalogue")
+                       id="cli.nothing-to-get", fix="`labctl data list` shows the catalogue")
     lab = load(lab_dir)
     if any(hf.is_ref(n) for n in names):  # Hugging Face repositories: huggingface_hub's cache
         refs = [hf.parse_ref(n) for n in names if hf.is_ref(n)]
@@ -171,7 +172,7 @@ def import_(name: str, path: str, as_json: bool, lab_dir: str | None) -> None:
         placed.append(str(store.place(root, name, f, found, move=False)))
     if missing and not placed:
         raise LabError(f"{path} holds none of the files of {name}",
-                       details=[f"looked for {', '.join(missing)}"],
+                       id="cli.no-matching-files", details=[f"looked for {', '.join(missing)}"],
                        fix="name the downloaded file, or the folder that holds it")
     if as_json:
         ui.dump_json({"name": name, "placed": placed, "missing": missing})
@@ -307,7 +308,8 @@ def rm(name: str, yes: bool, as_json: bool, lab_dir: str | None) -> None:
     if not yes:
         if not sys.stdin.isatty():
             raise LabError(f"`data rm` asks before removing {name}'s files, and there is no"
-                           " terminal to ask on", fix=f"labctl data rm {name} --yes")
+                           " terminal to ask on",
+                           id="cli.no-terminal", fix=f"labctl data rm {name} --yes")
         click.confirm(f"remove these {len(paths)} paths ({disk.human(sum(sizes))})?",
                       abort=True, err=True)
     freed = disk.remove_paths(paths)

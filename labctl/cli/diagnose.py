@@ -1,5 +1,5 @@
 """Diagnose: `labctl doctor` runs doctor's checks, shows them grouped by area (or as
-JSON), and exits 1 when any check fails."""
+JSON), and exits 1 when any check fails; `labctl errors` explains an error by its id."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def _model_results(ctx: Context, models: tuple[str, ...]) -> list[Result]:
     for repo in models:
         try:
             if ctx.lab is None:
-                raise ctx.lab_error or LabError("no lab folder")
+                raise ctx.lab_error or LabError("no lab folder", id="cli.no-lab-folder")
             ref, files = hf.model_files(ctx.lab, repo)
             size = mm.estimate(ref.repo_id, files.get("config.json"),
                                files.get("model.safetensors.index.json"),
@@ -106,3 +106,27 @@ def _model_results(ctx: Context, models: tuple[str, ...]) -> list[Result]:
                        f"model memory: {v.subject}", v.status, v.message, v.fix)
                 for v in found]
     return out
+
+
+@click.command(name="errors")
+@click.argument("ids", nargs=-1)
+@json_option
+@friendly
+def errors(ids: tuple[str, ...], as_json: bool) -> None:
+    """Explain an error by the id it printed (default: list every one)."""
+    from labctl.cli import ui
+    from labctl.errors import LabError, error_table
+
+    table = error_table()
+    unknown = [i for i in ids if i not in table]
+    if unknown:
+        close = sorted(i for i in table if any(u.split(".")[0] == i.split(".")[0]
+                                               for u in unknown))[:8]
+        raise LabError(f"no error has the id {', '.join(unknown)}", id="cli.no-such-error",
+                       fix="`labctl errors` lists them all" + (
+                           f"; of that area: {', '.join(close)}" if close else ""))
+    rows = [(i, *table[i]) for i in (ids or sorted(table))]
+    if as_json:
+        ui.dump_json([{"id": i, "what": what, "fix": fix} for i, what, fix in rows])
+        return
+    ui.table(None, ["id", "what", "fix"], rows)

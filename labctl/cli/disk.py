@@ -103,6 +103,7 @@ def prune(dry_run: bool, yes: bool, containers: bool, as_json: bool, lab_dir: st
     if not yes:
         if not sys.stdin.isatty():
             raise LabError("prune asks before removing, and there is no terminal to ask on",
+                           id="disk.no-terminal",
                            fix="pass --yes (or --dry-run to see what it would remove)")
         click.confirm(f"remove these {len(plan.items)} items?", abort=True, err=True)
     res = disk.apply_prune(e, plan)

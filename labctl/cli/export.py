@@ -22,7 +22,8 @@ def _local_engine(lab: Lab, what: str) -> Engine:
     e = engine(lab)
     if not e.is_local():
         raise LabError(f"{what} describes an engine on this machine; this one is another"
-                       " machine's", fix="unset DOCKER_HOST (or `docker context use"
+                       " machine's",
+                       id="cli.engine-not-local", fix="unset DOCKER_HOST (or `docker context use"
                        " default`) to export; on the server, run `labctl run` or export there")
     return e
 
@@ -61,6 +62,7 @@ def devcontainer(name: str, src: str, single: bool, as_json: bool, lab_dir: str 
     where = path.parent.resolve()
     if where != folder and folder not in where.parents:  # a cloned .devcontainer link
         raise LabError(f"{path.parent} leads outside {folder} (to {where})",
+                       id="cli.link-outside",
                        fix=f"remove the link {path.parent.relative_to(folder).parts[0]};"
                        " labctl writes devcontainer.json inside the folder VS Code opens")
     create_host_dirs(plan.host_dirs)  # the lab's folders, yours, before VS Code starts it

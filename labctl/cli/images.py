@@ -105,12 +105,14 @@ def build(names: tuple[str, ...], no_cache: bool, pull: bool, progress: str, tag
     from labctl.lock.policy import lock_policy
 
     if tag and len(names) > 1:
-        raise LabError("--tag takes one spec name", fix="build one spec at a time with --tag")
+        raise LabError("--tag takes one spec name",
+                       id="cli.tag-many-specs", fix="build one spec at a time with --tag")
     if tag:
         try:  # before the build, not after minutes of it
             validators.image_ref(tag)
         except ValueError as e:
-            raise LabError(f"--tag: {e}", fix="e.g. --tag labctl/d2l:mine") from None
+            raise LabError(f"--tag: {e}",
+                           id="cli.bad-tag", fix="e.g. --tag labctl/d2l:mine") from None
     lab = load(lab_dir)
     contexts = [do_render(lab, lab.spec(n)) for n in names]  # validate all before building
     for warning in lock_policy(lab, contexts, locked):  # --locked: missing/stale is an error
@@ -173,7 +175,8 @@ def add(name: str, packages: tuple[str, ...], no_build: bool, way: int | None, a
     from labctl.lock import conflicts
 
     if not packages and way is None:
-        raise LabError("name the packages to add", fix=f"e.g. labctl add {name} seaborn; or"
+        raise LabError("name the packages to add",
+                       id="cli.no-packages", fix=f"e.g. labctl add {name} seaborn; or"
                        f" `labctl add {name} --resolve` to resolve the spec as it is")
     check_packages(packages)
     lab = load(lab_dir)
@@ -198,8 +201,7 @@ def add(name: str, packages: tuple[str, ...], no_build: bool, way: int | None, a
         c.fix = (f"{lab.rel(path)} is as it was; `labctl add {name} {' '.join(packages)}"
                  " --resolve` adds them with way 1 (`--resolve=N` way N), locks and builds"
                  if c.advice.ways else c.fix)
-        if as_json:
-            ui.dump_json({**result, "error": c.message, "advice": c.advice.as_dict()})
+        c.extra.update(result)  # --json: what add did before the conflict, too
         raise
     if as_json:
         ui.dump_json(result)
@@ -235,6 +237,12 @@ def _lock_and_build(lab: Lab, name: str, spec: ImageSpec, no_build: bool,
             f" {built.steps} steps from cache)")
 
 
+def _no_such_way(way: int, ways: int) -> LabError:
+    """`labctl add --resolve=N` with N past the ways out found."""
+    return LabError(f"--resolve={way}: there are {ways} ways out", id="cli.no-such-way",
+                    fix=f"pick one of 1..{ways}")
+
+
 def _resolve_and_build(lab: Lab, name: str, spec: ImageSpec, raw: bytes, way: int,
                        no_build: bool, as_json: bool, result: dict[str, object]) -> None:
     """`labctl add --resolve`: lock ``spec``; when its packages conflict, write way out
@@ -265,8 +273,7 @@ def _resolve_and_build(lab: Lab, name: str, spec: ImageSpec, raw: bytes, way: in
                 if not advice.ways:
                     raise
                 if way > len(advice.ways):
-                    raise LabError(f"--resolve={way}: there are {len(advice.ways)} ways out",
-                                   fix=f"pick one of 1..{len(advice.ways)}") from None
+                    raise _no_such_way(way, len(advice.ways)) from None
                 chosen = advice.ways[way - 1]
                 text = path.read_bytes().decode("utf-8")
                 new = conflicts.apply(yamlfile.parse(path, text), text, chosen)
@@ -318,9 +325,11 @@ def push(names: tuple[str, ...], registry: str | None, as_json: bool, lab_dir: s
             validators.registry(registry)
         except ValueError as e:
             raise LabError(f"--registry: {e}",
+                           id="cli.bad-registry",
                            fix="e.g. --registry registry.example.edu/labs") from None
     elif not lab.settings.registry:
-        raise LabError("no registry to push to", fix="pass --registry HOST[:PORT][/PREFIX], or"
+        raise LabError("no registry to push to",
+                       id="cli.no-registry", fix="pass --registry HOST[:PORT][/PREFIX], or"
                        " set registry: in labctl.yaml")
     e = engine(lab)
     names = built(e, lab, names)
@@ -329,7 +338,7 @@ def push(names: tuple[str, ...], registry: str | None, as_json: bool, lab_dir: s
         tag = lab.image_tag(name)
         if state(e, tag, do_render(lab, lab.spec(name)).digest) != "current":
             raise LabError(f"{tag} is not current: the registry would get an old {name}",
-                           fix=f"labctl build {name}, then push again")
+                           id="cli.image-not-current", fix=f"labctl build {name}, then push again")
         ref = lab.registry_ref(name, registry)
         assert ref is not None
         e.tag(e.image(tag).id, ref)

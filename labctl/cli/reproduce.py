@@ -40,7 +40,6 @@ def lock(names: tuple[str, ...], upgrade: bool, packages: tuple[str, ...], as_js
 
     The packages are resolved inside each spec's own base image and Python."""
     from labctl.cli import ui
-    from labctl.lock.conflicts import ConflictError
     from labctl.lock.resolve import lock as do_lock
     from labctl.lock.resolve import upgrade_arg
 
@@ -50,19 +49,15 @@ def lock(names: tuple[str, ...], upgrade: bool, packages: tuple[str, ...], as_js
     wanted = [p.strip() for u in packages for p in u.split(",") if p.strip()]
     if upgrade and wanted:
         raise LabError("--upgrade moves every package; --upgrade-package only those named",
-                       fix="use one of the two")
+                       id="cli.upgrade-both", fix="use one of the two")
     how = upgrade_arg(upgrade, wanted)
     e = engine(lab)
     results = []
     for spec in specs:
         with ui.status(f"locking {spec.name}") as update:
-            try:
-                res = do_lock(e, lab, spec, upgrade=how,
-                              say=lambda m, s=spec.name, u=update: u(f"{s}: {m}"))
-            except ConflictError as c:
-                if as_json:  # the ways out, for scripts, before the one-screen error
-                    ui.dump_json({"error": c.message, "advice": c.advice.as_dict()})
-                raise
+            # a conflict's ways out reach --json through the error's extra
+            res = do_lock(e, lab, spec, upgrade=how,
+                          say=lambda m, s=spec.name, u=update: u(f"{s}: {m}"))
         results.append(res)
         if as_json:
             continue
@@ -95,6 +90,7 @@ def freeze(name: str, as_json: bool, lab_dir: str | None) -> None:
     src = source(name, maybe_lab(lab_dir))
     if src.kind != "image":
         raise LabError(f"{name} is a file; freeze reads an image",
+                       id="cli.freeze-needs-image",
                        fix="name a spec or an image; compare a lock with `labctl diff`")
     t0 = time.monotonic()
     pkgs = do_freeze(engine(), src.ref)
@@ -166,14 +162,15 @@ def why(name: str, package: str, as_json: bool, lab_dir: str | None) -> None:
     lock = lockfile.read_lock(path, name)
     if lock is None:
         raise LabError(f"{name} has no lock file: `why` reads what brought each package in"
-                       " from it", file=lab.rel(path), fix=f"run `labctl lock {name}` first")
+                       " from it", id="cli.no-lock-file", file=lab.rel(path),
+                       fix=f"run `labctl lock {name}` first")
     reqs = [*spec.lab_packages, *spec.pip_nodeps, *spec.extras]
     if spec.torch:
         reqs += [f"torch=={spec.torch.version}", *spec.torch.packages]
     found = do_why(lock, reqs, package)
     if found is None:
         raise LabError(f"{package} is not in {lab.rel(path)}: {name} does not install it",
-                       fix=f"`labctl add {name} {package}` adds it")
+                       id="cli.not-in-lock", fix=f"`labctl add {name} {package}` adds it")
     stale = lockfile.state(spec, lock) == "stale"
     if as_json:
         ui.dump_json({"spec": name, "lock": lab.rel(path), "stale": stale,

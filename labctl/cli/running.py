@@ -112,7 +112,7 @@ def shell(name: str, user: bool, lab_dir: str | None) -> None:
                             {"HOME": home}))
     if lab is None:
         raise LabError(f"no running lab named {name}, and no lab folder to start one from",
-                       fix="see `labctl ps`, or run this in a lab folder")
+                       id="cli.no-running-lab", fix="see `labctl ps`, or run this in a lab folder")
     plan = make_plan(e, lab, name, RunRequest(user=user, command=("bash", "-l")))
     sys.exit(do_run(e, plan, detach=False, keep=False, say=lambda m: None))
 
@@ -167,10 +167,11 @@ def logs(name: str, follow: bool, tail: str, lab_dir: str | None) -> None:
     from labctl.runtime import containers
 
     if tail != "all" and not tail.isdigit():
-        raise LabError(f"--tail {tail}: not a number", fix="--tail 100, or --tail all")
+        raise LabError(f"--tail {tail}: not a number",
+                       id="cli.bad-tail", fix="--tail 100, or --tail all")
     c = containers.find(engine(), name, maybe_lab(lab_dir), stopped=True)
     if c is None:
-        raise LabError(f"no lab named {name}", fix="see `labctl ps --all`")
+        raise LabError(f"no lab named {name}", id="cli.no-such-lab", fix="see `labctl ps --all`")
     n = "all" if tail == "all" else int(tail)
     if follow:
         for chunk in c.logs(stream=True, follow=True, tail=n):
@@ -194,17 +195,19 @@ def stop(names: tuple[str, ...], all_: bool, as_json: bool, lab_dir: str | None)
     from labctl.runtime.run import forget_token_file
 
     if not names and not all_:
-        raise LabError("name a lab to stop, or pass --all", fix="see `labctl ps`")
+        raise LabError("name a lab to stop, or pass --all",
+                       id="cli.nothing-to-stop", fix="see `labctl ps`")
     lab = maybe_lab(lab_dir)
     e = engine()
     if all_ and lab is None:
         raise LabError("--all stops the labs of a lab folder, and this is none",
+                       id="cli.no-lab-folder",
                        fix="run it in a lab folder (or pass --lab DIR), or name the labs")
     targets = containers.mine(e, lab, all=True) if all_ else []
     for n in names:
         c = containers.find(e, n, lab, stopped=True)
         if c is None:
-            raise LabError(f"no lab named {n}", fix="see `labctl ps --all`")
+            raise LabError(f"no lab named {n}", id="cli.no-such-lab", fix="see `labctl ps --all`")
         targets.append(c)
     stopped = []
     for c in targets:

@@ -38,6 +38,7 @@ def error(exc: LabError) -> None:
         err_console.print(Text(f"  {d}"))
     if exc.fix:
         err_console.print(Text("fix: ", style="bold green") + Text(exc.fix))
+    err_console.print(Text(f"[{exc.id}] `labctl errors {exc.id}` says more", style="dim"))
 
 
 @contextmanager

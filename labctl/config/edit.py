@@ -31,7 +31,7 @@ def add_extras(doc: yamlfile.Document, text: str, packages: list[str],
     parent's)."""
     items = doc.data.get("extras")
     if "extras" in doc.data and items is not None and not isinstance(items, list):
-        raise LabError("extras: is not a list", file=str(doc.path),
+        raise LabError("extras: is not a list", id="spec.extras-not-list", file=str(doc.path),
                        fix="write extras: as a list of requirements")
     current = list(items or []) if "extras" in doc.data else list(inherited)
     want = [*current, *packages]
@@ -104,7 +104,8 @@ def _check(doc: yamlfile.Document, new: str, want: list[str], packages: list[str
 
 def _by_hand(doc: yamlfile.Document, packages: list[str], why: str) -> LabError:
     what = ", ".join(packages) or "the packages"
-    return LabError(f"cannot add to extras: in place: {why}", file=str(doc.path),
+    return LabError(f"cannot add to extras: in place: {why}",
+                    id="spec.extras-not-editable", file=str(doc.path),
                     fix=f"add {what} to extras: by hand (a plain list, e.g. extras: [{what}])")
 
 
@@ -124,8 +125,8 @@ def check_packages(packages: tuple[str, ...]) -> None:
         try:
             validators.requirement(p)
         except ValueError as e:
-            raise LabError(f"{p}: {e}", fix="name packages as pip does, e.g. seaborn==0.13.2"
-                           ) from None
+            raise LabError(f"{p}: {e}", id="spec.bad-requirement",
+                           fix="name packages as pip does, e.g. seaborn==0.13.2") from None
 
 
 def add_to_spec(lab: Lab, name: str, packages: tuple[str, ...]) -> tuple[ImageSpec, bytes]:
@@ -143,6 +144,7 @@ def add_to_spec(lab: Lab, name: str, packages: tuple[str, ...]) -> tuple[ImageSp
         after = lab.spec(name)
         if after.extras != [*spec.extras, *packages]:  # not an assert: -O would drop it
             raise LabError(f"the edit would make extras: {after.extras}",
+                           id="spec.extras-not-editable",
                            file=str(path), fix=f"add {', '.join(packages)} to extras: by hand")
     except LabError:
         write_atomic(path, raw)

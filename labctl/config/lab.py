@@ -172,6 +172,7 @@ def _from_env(settings: LabSettings, environ: dict[str, str]) -> LabSettings:
         names = ", ".join(dict.fromkeys(taken[k] for k in keys if k in taken))
         raise LabError(
             "a network setting taken from the environment is invalid",
+            id="lab.bad-network-env",
             details=details,
             fix=f"correct (or unset) {names or 'that variable'}, or set the value in"
             " labctl.yaml's network:",
@@ -200,6 +201,7 @@ class Lab:
         if unknown:
             raise LabError(
                 f"volumes: {', '.join(unknown)} not defined in {self.root / VOLUMES_FILE}",
+                id="lab.unknown-volume",
                 file=spec.file_of("volumes"),
                 fix=f"use one of: {', '.join(self.volumes) or 'none'}, or add it to volumes.yaml",
             )
@@ -251,6 +253,7 @@ class Lab:
         real = path.resolve()
         if real != self.root.resolve() and self.root.resolve() not in real.parents:
             raise LabError(f"{what} leads outside the lab folder (to {real})",
+                           id="lab.path-outside",
                            fix="keep spec paths inside the lab folder; mount other folders"
                            " with `labctl run --src PATH`")
         return real
@@ -280,6 +283,7 @@ def find_root(start: Path | None = None, explicit: str | None = None) -> Path:
         if not is_lab(root):
             raise LabError(
                 f"{root} is not a lab folder (no {VOLUMES_FILE} or {SETTINGS_FILE})",
+                id="lab.not-a-lab-folder",
                 fix=f"create one with `labctl init {root}`",
             )
         return root
@@ -289,6 +293,7 @@ def find_root(start: Path | None = None, explicit: str | None = None) -> Path:
             return d
     raise LabError(
         f"no lab folder found in {here} or above it",
+        id="lab.no-lab-folder",
         fix="run `labctl init mylab && cd mylab`, or pass --lab DIR (or set LABCTL_LAB)",
     )
 
@@ -310,11 +315,13 @@ def private_folder(folder: Path) -> None:
         st = folder.lstat()
     except OSError as e:
         raise LabError(f"{folder}: {e.strerror or e}",
+                       id="lab.token-folder-unusable",
                        fix="labctl keeps its tokens there; make it a folder of yours") from None
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         what = "a link" if stat.S_ISLNK(st.st_mode) else (
             "not a folder" if not stat.S_ISDIR(st.st_mode) else "another account's folder")
         raise LabError(f"{folder} is {what}: labctl keeps this lab's Jupyter tokens there",
+                       id="lab.token-folder-unusable",
                        fix=f"remove it (`rm -r {folder}`); labctl makes it again, private")
     if stat.S_IMODE(st.st_mode) != 0o700:
         folder.chmod(0o700)
@@ -347,7 +354,10 @@ def volume_problem(root: Path, host: Path) -> str | None:
     hidden = next((p for p in below if p.startswith(".")), None)
     if hidden is not None:
         return f"{real} is in a hidden folder ({hidden}: keys, tokens, settings)"
-    if real.exists() and not os.access(real, os.W_OK | os.X_OK):
+    # Outside the lab folder, a folder you may not write is another account's. Inside it,
+    # it is a folder a container made as root: `labctl doctor` names it, with the chown.
+    inside = v.is_within(str(real), str(lab))
+    if not inside and real.exists() and not os.access(real, os.W_OK | os.X_OK):
         return f"you may not write to {real}"
     return None
 
@@ -357,7 +367,9 @@ def _check_volumes(root: Path, vols: VolumesFile) -> None:
         p = Path(os.path.expanduser(vol.host))
         problem = volume_problem(root, p if p.is_absolute() else root / p)
         if problem:
-            raise LabError(f"volumes.{name}.host: {problem}", file=str(root / VOLUMES_FILE),
+            raise LabError(f"volumes.{name}.host: {problem}",
+                           id="lab.volume-not-allowed",
+                           file=str(root / VOLUMES_FILE),
                            fix="point it at a folder of yours, e.g. host: data (inside the lab)")
 
 

@@ -256,6 +256,7 @@ def _bad_lock(path: Path | str, spec: str, why: str) -> LabError:
     name = spec or Path(path).stem
     return LabError(
         f"not a labctl lock file: {why}",
+        id="lockfile.invalid",
         file=str(path),
         fix=f"write it again with `labctl lock {name}` (or delete it to build unlocked)",
     )

@@ -412,6 +412,7 @@ def validation_error(
         fixes = [FIX_HINTS["env"]]
     return LabError(
         f"invalid {what} ({len(errors)} problem{'s' if len(errors) > 1 else ''})",
+        id="spec.invalid",
         file=str(path),
         details=out,
         fix="; ".join(fixes) if fixes else "correct the keys named above",
@@ -448,6 +449,7 @@ def _check_keys(name: str, path: Path, data: dict[str, Any]) -> None:
     if bad:
         raise LabError(
             f"key {bad[0]!r} is not a name",
+            id="spec.key-not-a-name",
             file=str(path),
             fix="keys are names such as 'pip'; quote a key that YAML reads as a number or"
             " true/false",
@@ -455,6 +457,7 @@ def _check_keys(name: str, path: Path, data: dict[str, Any]) -> None:
     if "name" in data and data["name"] != name:
         raise LabError(
             f"name: {data['name']!r} differs from the file name '{name}'",
+            id="spec.name-mismatch",
             file=str(path),
             fix=f"a spec is named by its file: remove 'name:' or rename the file to"
             f" {data['name']}.yaml",
@@ -463,6 +466,7 @@ def _check_keys(name: str, path: Path, data: dict[str, Any]) -> None:
     if internal:
         raise LabError(
             "invalid image spec (1 problem)",
+            id="spec.invalid",
             file=str(path),
             details=[f"{internal[0]}: unknown key"],
             fix="remove that key; labctl fills it in",
@@ -476,6 +480,7 @@ def _chain(name: str, images_dir: Path, seen: tuple[str, ...] = ()
     if name in seen:
         raise LabError(
             f"'extends' loops: {' -> '.join((*seen, name))}",
+            id="spec.extends-loop",
             file=str(path),
             fix="remove one of the 'extends' keys in that chain",
         )
@@ -484,6 +489,7 @@ def _chain(name: str, images_dir: Path, seen: tuple[str, ...] = ()
         close = difflib.get_close_matches(name, known, n=1)
         raise LabError(
             ("extends: " if seen else "") + f"no image spec named '{name}' in {images_dir}",
+            id="spec.no-such-spec",
             file=str(images_dir / f"{seen[-1]}.yaml") if seen else None,
             fix=(f"did you mean '{close[0]}'? " if close else "")
             + f"known specs: {', '.join(known) or 'none'}",
@@ -494,12 +500,16 @@ def _chain(name: str, images_dir: Path, seen: tuple[str, ...] = ()
     if parent is None:
         return [doc]
     if not isinstance(parent, str):
-        raise LabError("extends: must be the name of another spec", file=str(path),
+        raise LabError("extends: must be the name of another spec",
+                       id="spec.bad-extends",
+                       file=str(path),
                        fix="extends: yolo-cpu")
     try:
         v.name(parent)
     except ValueError:  # `extends: ../outside` would read any YAML file on the disk
-        raise LabError(f"extends: {parent!r} is not a spec name", file=str(path),
+        raise LabError(f"extends: {parent!r} is not a spec name",
+                       id="spec.bad-extends",
+                       file=str(path),
                        fix="name a spec of this lab's images/ folder, e.g. extends: yolo-cpu"
                        ) from None
     return [doc, *_chain(parent, images_dir, (*seen, name))]

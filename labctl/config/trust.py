@@ -85,12 +85,14 @@ def extra_certificates(bundles: Iterable[Path], root: Path = Path("/")) -> bytes
         except OSError as e:
             raise LabError(
                 f"cannot read the CA bundle {bundle}: {e.strerror}",
+                id="lab.ca-bundle-unreadable",
                 fix="fix network.ca_bundle in labctl.yaml, or unset PIP_CERT/REQUESTS_CA_BUNDLE/"
                 "SSL_CERT_FILE",
             ) from None
         certs = certificates(data)
         if not certs:
-            raise LabError(f"{bundle} holds no PEM certificate", fix="point network.ca_bundle"
-                           " at a PEM file (-----BEGIN CERTIFICATE-----)")
+            raise LabError(f"{bundle} holds no PEM certificate", id="lab.ca-bundle-no-certs",
+                           fix="point network.ca_bundle at a PEM file"
+                           " (-----BEGIN CERTIFICATE-----)")
         ders |= set(certs) - _distro(root)
     return b"".join(ssl.DER_cert_to_PEM_cert(d).encode() for d in sorted(ders))

@@ -47,14 +47,16 @@ def _decode(path: Path, raw: bytes) -> str:
     for bom, name in ((codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"),
                       (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32")):
         if raw.startswith(bom) and not raw.startswith(codecs.BOM_UTF8):
-            raise LabError(f"is saved as {name}; labctl reads UTF-8", file=str(path),
+            raise LabError(f"is saved as {name}; labctl reads UTF-8",
+                           id="yaml.not-utf8", file=str(path),
                            fix="save it as UTF-8 (in VS Code: the encoding in the status bar"
                            ", 'Save with Encoding', UTF-8)")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise LabError(f"is not UTF-8 text (byte {e.start}, line {line})", file=str(path),
+        raise LabError(f"is not UTF-8 text (byte {e.start}, line {line})",
+                       id="yaml.not-utf8", file=str(path),
                        fix="save it as UTF-8; `iconv -f GBK -t UTF-8` converts a GBK file"
                        ) from None
 
@@ -72,6 +74,7 @@ class _Builder:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise LabError(f"holds more than {MAX_NODES} values (after expanding anchors)",
+                           id="yaml.too-many-values",
                            file=str(self.path), fix="no real spec is this large: shorten it")
         if isinstance(node, MappingNode):
             # `<<: *anchor` merge keys: the merged pairs come first, and the mapping's own
@@ -88,12 +91,13 @@ class _Builder:
                 line = knode.start_mark.line + 1
                 if not isinstance(k, Hashable):
                     raise LabError(f"line {line}: a key must be a name, not a list or mapping",
+                                   id="yaml.key-not-scalar",
                                    file=str(self.path), fix="write `name: value` pairs")
                 if i >= self.merged[id(node)]:  # a merged pair may be overridden
                     if k in seen:
                         raise LabError(
                             f"line {line}: key {k!r} appears twice (first on line {seen[k]})",
-                            file=str(self.path),
+                            id="yaml.duplicate-key", file=str(self.path),
                             fix="keep one of them: YAML would silently use the last one")
                     seen[k] = line
                 self.lines[(*key, k)] = line
@@ -107,6 +111,7 @@ class _Builder:
             return items
         if not isinstance(node, ScalarNode):
             raise LabError(f"line {node.start_mark.line + 1}: not a YAML value labctl reads",
+                           id="yaml.unsupported-value",
                            file=str(self.path), fix="write plain keys, lists and values")
         return self.construct(node)
 
@@ -117,7 +122,7 @@ class _Builder:
             return self.loader.construct_object(node, deep=True)
         except (ValueError, OverflowError) as e:
             raise LabError(f"line {node.start_mark.line + 1}: a value labctl cannot read"
-                           f" ({str(e)[:120]})", file=str(self.path),
+                           f" ({str(e)[:120]})", id="yaml.unreadable-value", file=str(self.path),
                            fix="quote it to make it text, or shorten it") from None
 
 
@@ -128,15 +133,17 @@ def read(path: Path, *, optional: bool = False) -> Document:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise LabError(f"is {size // 1024} KB; labctl reads at most {MAX_BYTES // 1024} KB",
+                           id="yaml.too-large",
                            file=str(path), fix="no real spec or settings file is this large:"
                            " is it the right file?")
         raw = path.read_bytes()
     except FileNotFoundError:
         if optional:
             return Document(path, {})
-        raise LabError("file not found", file=str(path)) from None
+        raise LabError("file not found", id="yaml.not-found", file=str(path)) from None
     except IsADirectoryError:
-        raise LabError("is a folder, not a YAML file", file=str(path)) from None
+        raise LabError("is a folder, not a YAML file",
+                       id="yaml.is-folder", file=str(path)) from None
     return parse(path, _decode(path, raw))
 
 
@@ -152,13 +159,15 @@ def parse(path: Path, text: str) -> Document:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise LabError(f"not valid YAML{where}: {problem}", file=str(path),
+        raise LabError(f"not valid YAML{where}: {problem}",
+                       id="yaml.invalid-syntax", file=str(path),
                        fix="check indentation and quoting on that line") from None
     except RecursionError:
-        raise LabError("is nested too deeply to be a spec", file=str(path),
+        raise LabError("is nested too deeply to be a spec", id="yaml.too-deep", file=str(path),
                        fix="no real spec nests more than a few levels") from None
     except (ValueError, OverflowError) as e:  # what construction raises outside a scalar
-        raise LabError(f"a value labctl cannot read ({str(e)[:120]})", file=str(path),
+        raise LabError(f"a value labctl cannot read ({str(e)[:120]})",
+                       id="yaml.unreadable-value", file=str(path),
                        fix="quote it to make it text, or shorten it") from None
     finally:
         if loader is not None:
@@ -166,6 +175,7 @@ def parse(path: Path, text: str) -> Document:
     if data is None:
         return Document(path, {})
     if not isinstance(data, dict):
-        raise LabError("must be a mapping of keys to values", file=str(path),
+        raise LabError("must be a mapping of keys to values",
+                       id="yaml.not-a-mapping", file=str(path),
                        fix="start with a key, e.g. 'base: debian:bookworm'")
     return Document(path, data, builder.lines)

@@ -165,6 +165,7 @@ def fetch_file(lab: Lab, name: str, entry: Entry, f: DataFile, *, progress: Prog
     hint = advise(text, "build")
     raise LabError(
         f"could not download {f.name} of {name}" + (f": {hint.message}" if hint else ""),
+        id="data.download-failed",
         details=errors[-6:],
         fix=(hint.fix + "; or " if hint else "")
         + f"fetch {', '.join(f.urls)} another way (a browser, a USB stick, a campus mirror) and"

@@ -64,7 +64,7 @@ def parse_ref(text: str) -> HfRef:
     bad = m is None or ".." in body or "--" in (m["repo"] or "") or (
         m["rev"] is not None and (m["rev"].endswith("/") or "//" in m["rev"]))
     if bad or m is None:
-        raise LabError(f"{text!r} is not a Hugging Face repository",
+        raise LabError(f"{text!r} is not a Hugging Face repository", id="hf.bad-repo-name",
                        fix="write hf:ORG/NAME, hf:ORG/NAME@REVISION (a branch, tag or commit)"
                        " or hf:datasets/ORG/NAME, e.g. hf:Qwen/Qwen2.5-0.5B-Instruct")
     return HfRef(m["repo"], "dataset" if m["kind"] == "datasets" else "model",
@@ -84,7 +84,7 @@ def hub_cache(lab: Lab) -> Path:
                 continue
             return lab.host_path(vol).joinpath(*inner.relative_to(top).parts, *below)
     raise LabError("no volume of this lab sets HF_HOME: labctl does not know where the labs"
-                   " look for Hugging Face models", file="volumes.yaml",
+                   " look for Hugging Face models", id="hf.no-hf-home", file="volumes.yaml",
                    fix="add HF_HOME: /cache/huggingface to the cache volume's env (the"
                    " shipped volumes.yaml has it)")
 
@@ -156,6 +156,7 @@ def _verify(folder: Path, wanted: list[Any]) -> None:
         path = folder / s.rfilename
         if not path.is_file():
             raise LabError(f"{s.rfilename} is missing from {folder} after the download",
+                           id="hf.file-missing",
                            fix="run the same command again")
         size = path.stat().st_size
         lfs = getattr(s, "lfs", None)
@@ -175,7 +176,7 @@ def _verify(folder: Path, wanted: list[Any]) -> None:
             blob = path.resolve()
             blob.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
-            raise LabError(f"{s.rfilename}: {problem}; removed it",
+            raise LabError(f"{s.rfilename}: {problem}; removed it", id="hf.checksum-mismatch",
                            fix="run the same command again (set network.hf_endpoint to a"
                            " mirror you trust if it happens again)")
 
@@ -213,6 +214,7 @@ def download(lab: Lab, ref: HfRef, include: list[str], *, say: Callable[[str], N
     """Fetch ``ref`` (the files matching ``include``) into the lab's hub cache."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         raise LabError("HF_HUB_OFFLINE is set in this shell: nothing can be downloaded",
+                       id="hf.offline",
                        fix="unset HF_HUB_OFFLINE for `labctl data get` (labs started with it"
                        " find what the cache holds)")
     import huggingface_hub
@@ -241,7 +243,7 @@ def download(lab: Lab, ref: HfRef, include: list[str], *, say: Callable[[str], N
         wanted = _wanted(info, include)
         if not wanted:
             raise LabError(f"{ref.name} has no file matching {' '.join(include)}"
-                           f" (at {commit[:12]}, {endpoint})",
+                           f" (at {commit[:12]}, {endpoint})", id="hf.no-matching-files",
                            fix="drop --include, or name a pattern such as '*.safetensors'")
         size = sum(s.size or 0 for s in wanted)
         say(f"{ref.name} (commit {commit[:12]}, {endpoint}): {len(wanted)} of"
@@ -253,14 +255,14 @@ def download(lab: Lab, ref: HfRef, include: list[str], *, say: Callable[[str], N
                 continue
             kept = sum(p.stat().st_size for p in (cache / ref.folder).rglob("*.incomplete"))
             raise LabError(f"{ref.name}: the download from {endpoint} was interrupted"
-                           f" {TRIES} times: {_why(folder)}",
+                           f" {TRIES} times: {_why(folder)}", id="hf.download-interrupted",
                            details=[f"{_human(kept)} kept in {lab.rel(cache / ref.folder)}"],
                            fix="run the same command again: it resumes where it stopped")
         _write_ref(cache / ref.folder, ref.revision, commit)
         _verify(Path(folder), wanted)
         return Result(ref, endpoint, commit, Path(folder), [s.rfilename for s in wanted],
                       size, len(info.siblings or []))
-    raise LabError(f"{ref.name}: no endpoint has it", details=problems,
+    raise LabError(f"{ref.name}: no endpoint has it", id="hf.repo-not-found", details=problems,
                    fix="check the name and revision (huggingface.co/ORG/NAME); a gated or"
                    " private model needs `huggingface-cli login` (its token goes to the Hub"
                    " only); set network.hf_endpoint in labctl.yaml for a mirror")
@@ -388,6 +390,7 @@ def model_files(lab: Lab, repo: str) -> tuple[HfRef, dict[str, Any]]:
             problems.append(f"{endpoint}: {why}")
             continue
         return ref, out
-    raise LabError(f"{ref.repo_id}: its config.json could not be read", details=problems,
+    raise LabError(f"{ref.repo_id}: its config.json could not be read",
+                   id="hf.config-unreadable", details=problems,
                    fix="check the name (huggingface.co/ORG/NAME) and the network; a mirror"
                    " goes in labctl.yaml's network.hf_endpoint")

@@ -53,7 +53,7 @@ def volume_root(lab: Lab, name: str, entry: Entry) -> Path:
     vol = lab.volumes.get(entry.volume)
     if vol is None:
         raise LabError(f"{name} goes into the volume '{entry.volume}', which this lab's"
-                       " volumes.yaml does not define",
+                       " volumes.yaml does not define", id="data.no-volume",
                        fix=f"add a volume '{entry.volume}' to volumes.yaml (the shipped one"
                        " has it)")
     return lab.host_path(vol)
@@ -80,6 +80,7 @@ def inside(root: Path, path: Path) -> Path:
     real = (base / path.relative_to(root)).resolve()
     if not real.is_relative_to(base):
         raise LabError(f"{path} leads out of the volume folder {root} (to {real})",
+                       id="data.link-escapes",
                        fix=f"remove the link that leads out (`ls -l {path.parent}`); labctl"
                        " writes only inside the volume folder")
     return real
@@ -89,8 +90,9 @@ def disk_full(e: OSError, folder: Path) -> LabError:
     """A full disk while labctl writes in ``folder``: said at once, naming that folder."""
     found = advise("", "os", errno=e.errno, path=str(folder))
     if found is None:  # pragma: no cover - the table has the row
-        return LabError(f"the disk that holds {folder} is full", fix=f"df -h {folder}")
-    return LabError(found.message, fix=found.fix, details=[f"{e.strerror or e}"])
+        return LabError(f"the disk that holds {folder} is full",
+                        id="data.disk-full", fix=f"df -h {folder}")
+    return LabError(found.message, id=found.id, fix=found.fix, details=[f"{e.strerror or e}"])
 
 
 def problems(path: Path, f: DataFile, *, full: bool = True) -> list[str]:
@@ -221,6 +223,7 @@ def _place(root: Path, name: str, f: DataFile, source: Path, *, move: bool) -> P
     found, sha256 = _check(source, f)
     if found:
         raise LabError(f"{source.name} is not the file {name} needs: " + "; ".join(found),
+                       id="data.checksum-mismatch",
                        fix="nothing was put in place; fetch the file again (`labctl data get"
                        f" {name}`), or import the right one")
     dest = file_path(root, f)
@@ -271,7 +274,7 @@ def _member(name: str) -> PurePosixPath | None:
 
 
 def _refuse(archive: str, member: str, why: str) -> LabError:
-    return LabError(f"{archive} holds {why}: {member[:200]!r}",
+    return LabError(f"{archive} holds {why}: {member[:200]!r}", id="data.unsafe-archive",
                     fix="nothing was unpacked; this is not the archive the library"
                     " publishes (fetch it again, from the library's own URL)")
 

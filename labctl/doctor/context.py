@@ -95,7 +95,8 @@ class Context:
         """The validated spec (LabError when it is invalid or unknown)."""
         if name not in self._specs:
             try:
-                self._specs[name] = self.lab.spec(name) if self.lab else LabError("no lab")
+                self._specs[name] = (self.lab.spec(name) if self.lab
+                                     else LabError("no lab", id="doctor.no-lab"))
             except LabError as e:
                 self._specs[name] = e
         found = self._specs[name]

@@ -43,6 +43,7 @@ def _mount(source: Path, target: str, read_only: bool) -> str:
             raise LabError(
                 f"the {what} {value} holds {bad!r}, which docker's --mount (and so VS Code)"
                 " would read as the start of another mount option",
+                id="export.unsafe-mount-path",
                 fix=f"rename the folder so that its path has no {', '.join(map(repr, _CSV))}"
                 " (a lab cloned from someone else may be named so on purpose)")
     return f"source={source},target={target},type=bind" + (",readonly" if read_only else "")
@@ -97,7 +98,8 @@ def strip_jsonc(text: str, file: str = "devcontainer.json") -> str:
             end = text.find("*/", i + 2)
             if end < 0:
                 raise LabError(f"a /* comment on line {text.count(chr(10), 0, i) + 1} is never"
-                               " closed", file=file, fix="close it with */")
+                               " closed", id="export.devcontainer-invalid-json", file=file,
+                               fix="close it with */")
             out.append("\n" * text.count("\n", i, end))
             i = end + 2
         else:
@@ -150,34 +152,42 @@ def read(path: Path) -> dict[str, Any]:
     if path.is_symlink():  # a cloned project's link to ~/.docker/config.json: no merging
         raise LabError(f"is a link (to {os.readlink(path)}): labctl merges only a file of"
                        " the folder's own, lest it copy another file into the project",
+                       id="export.devcontainer-link",
                        file=where, fix="replace the link by a copy of the file, or remove it")
     if path.stat().st_size > MAX_BYTES:
-        raise LabError(f"is larger than {MAX_BYTES // 1024} KB", file=where, fix=fix)
+        raise LabError(f"is larger than {MAX_BYTES // 1024} KB",
+                       id="export.devcontainer-too-large", file=where, fix=fix)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise LabError(f"is not UTF-8 text (byte {e.start})", file=where,
+        raise LabError(f"is not UTF-8 text (byte {e.start})",
+                       id="export.devcontainer-not-utf8", file=where,
                        fix="save it as UTF-8, or " + fix) from None
     try:
         doc = json.loads(strip_jsonc(text, where), parse_constant=_constant,
                          parse_float=_number)
     except json.JSONDecodeError as e:
-        raise LabError(f"is not valid JSON (line {e.lineno}): {e.msg}", file=where,
+        raise LabError(f"is not valid JSON (line {e.lineno}): {e.msg}",
+                       id="export.devcontainer-invalid-json", file=where,
                        fix=fix) from None
     except _NotJson as e:
         raise LabError(f"holds {e}, a number JSON does not have (NaN, Infinity or too large)",
-                       file=where, fix=fix) from None
+                       id="export.devcontainer-bad-number", file=where, fix=fix) from None
     except ValueError as e:  # an integer of thousands of digits
-        raise LabError(f"holds a number labctl cannot read ({e})", file=where,
+        raise LabError(f"holds a number labctl cannot read ({e})",
+                       id="export.devcontainer-bad-number", file=where,
                        fix=fix) from None
     except RecursionError:
-        raise LabError("is nested too deeply", file=where, fix=fix) from None
+        raise LabError("is nested too deeply",
+                       id="export.devcontainer-too-deep", file=where, fix=fix) from None
     if not isinstance(doc, dict):
-        raise LabError(f"must be a JSON object {{...}}, not {type(doc).__name__}", file=where,
+        raise LabError(f"must be a JSON object {{...}}, not {type(doc).__name__}",
+                       id="export.devcontainer-not-an-object", file=where,
                        fix=fix)
     if _depth(doc) > MAX_DEPTH:
-        raise LabError(f"is nested too deeply (more than {MAX_DEPTH} levels)", file=where,
+        raise LabError(f"is nested too deeply (more than {MAX_DEPTH} levels)",
+                       id="export.devcontainer-too-deep", file=where,
                        fix=fix)
     custom = doc.get("customizations", {})
     vscode = custom.get("vscode", {}) if isinstance(custom, dict) else None
@@ -187,6 +197,7 @@ def read(path: Path) -> dict[str, Any]:
                               (vscode or {}).get("extensions", []), list)):
         if not isinstance(value, kind):
             raise LabError(f"{key} must be a JSON {'object' if kind is dict else 'array'}",
+                           id="export.devcontainer-bad-key-type",
                            file=where, fix=f"correct {key}, or move the file away to have"
                            " labctl write a new one")
     return doc

@@ -100,6 +100,7 @@ def estimate(repo: str, config: dict[str, Any] | None, index: dict[str, Any] | N
             pass  # the count is still the model's; the stored bytes are not
         return ModelSize(repo, params_from_config(config), "estimated from config.json", dtype)
     raise LabError(f"{repo}: neither a safetensors index nor a config.json says its size",
+                   id="gpu.model-size-unknown",
                    fix="name a transformers model repository (one with config.json)")
 
 

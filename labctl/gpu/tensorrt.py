@@ -95,30 +95,31 @@ def for_spec(spec: ImageSpec) -> TrtRelease | None:
     rel = release(spec.tensorrt)
     if rel is None:
         raise LabError(f"{where}: tensorrt: '{spec.tensorrt}' is not a TensorRT release "
-                       "labctl knows (labctl/tables/tensorrt.yaml)",
+                       "labctl knows (labctl/tables/tensorrt.yaml)", id="gpu.unknown-tensorrt",
                        fix=f"name a release as major.minor ({known}) or its exact pip "
                            f"version, or write tensorrt: true (= {t.default})")
     if spec.gpu is False:
         raise LabError(f"{where}: tensorrt: builds engines for a GPU, and this spec says "
-                       f"gpu: false ({spec.locate('gpu')})",
+                       f"gpu: false ({spec.locate('gpu')})", id="gpu.tensorrt-without-gpu",
                        fix="add tensorrt: to a spec that uses the GPU (e.g. one that "
                            "extends: yolo-gpu), or remove it")
     cuda = spec_cuda(spec)
     if cuda is None:
         raise LabError(f"{where}: tensorrt: needs CUDA, and this spec's torch has none "
-                       "(a CPU wheel, or no torch)",
+                       "(a CPU wheel, or no torch)", id="gpu.tensorrt-without-cuda",
                        fix="give the spec a CUDA 12 torch, e.g. extends: yolo-gpu, or "
                            "remove tensorrt: (ONNX export and onnxruntime work without it)")
     if str(compat.parse_cuda(cuda)[0]) != t.cuda_major:
         raise LabError(f"{where}: TensorRT's pip packages here are built for CUDA "
                        f"{t.cuda_major}, and this spec's torch bundles CUDA {cuda}",
+                       id="gpu.tensorrt-cuda-mismatch",
                        fix="use a torch of CUDA 12, e.g. torch: {version: '2.10.0', "
                            "variant: cu128}, or remove tensorrt:")
     lo, hi = (Version(p) for p in rel.python)
     if not lo <= Version(spec.python) <= hi:
         raise LabError(f"{where}: TensorRT {rel.tensorrt} has wheels for Python "
                        f"{rel.python[0]}-{rel.python[1]}, and the spec has python: "
-                       f"{spec.python}",
+                       f"{spec.python}", id="gpu.tensorrt-python-mismatch",
                        fix=f"set python: \"{rel.python[1]}\" or another TensorRT release")
     return rel
 

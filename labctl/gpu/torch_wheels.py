@@ -35,7 +35,7 @@ def index_url(version: str, variant: str) -> str | None:
         return None
     if rel and variant not in rel.variants:
         raise LabError(
-            f"torch {version} is not built for variant '{variant}'",
+            f"torch {version} is not built for variant '{variant}'", id="gpu.unknown-torch-variant",
             fix=f"use one of {', '.join(rel.variants)} (or 'default' = {rel.pypi_default})",
         )
     return torch_wheels().index_template.format(variant=variant)

@@ -57,7 +57,8 @@ def hub_image(engine: Engine, lab: Lab, name: str, profile: LabProfile, version:
     base = lab.image_tag(name)
     img = engine.image(base)
     if img is None:
-        raise LabError(f"{name} is not built ({base})", fix=f"labctl build {name}")
+        raise LabError(f"{name} is not built ({base})",
+                       id="hub.not-built", fix=f"labctl build {name}")
     tag = files.hub_tag(base, version)
     if (engine.image_labels(tag) or {}).get(files.HUB_BASE_LABEL) == img.id:
         return tag
@@ -88,11 +89,13 @@ def hub_image(engine: Engine, lab: Lab, name: str, profile: LabProfile, version:
             break
         if attempt == 2:
             raise LabError(f"the hub layer of {name} did not build: {error}",
+                           id="hub.layer-build-failed",
                            details=tail[-10:],
                            fix="check the network (the layer installs jupyterhub=="
                                f"{version} from the lab's index), then run it again")
     if not image_id:
-        raise LabError(f"the hub layer of {name} ended without an image", details=tail[-10:])
+        raise LabError(f"the hub layer of {name} ended without an image",
+                       id="hub.layer-no-image", details=tail[-10:])
     engine.tag(image_id, tag)
     return tag
 
@@ -119,6 +122,7 @@ def proxy_command(python: Path | None) -> str:
         if found:
             return found
     raise LabError("configurable-http-proxy (JupyterHub's proxy, from npm) is not installed",
+                   id="hub.no-proxy",
                    fix=f"npm install -g configurable-http-proxy@{files.proxy_version()}")
 
 
@@ -138,7 +142,7 @@ def ensure_venv(lab: Lab, say: Any) -> Path:
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
-                raise LabError("the hub's venv could not be made",
+                raise LabError("the hub's venv could not be made", id="hub.venv-failed",
                                details=(proc.stderr or proc.stdout).splitlines()[-10:],
                                fix="check the network, or pass --python with a Python that"
                                    " has the packages of the requirements file")
@@ -155,7 +159,7 @@ def check_python(python: Path) -> None:
     wrong = {n: v for n, v in want.items() if have.get(n) != v}
     if wrong:
         raise LabError(f"{python} does not have the hub's packages: "
-                       + ", ".join(f"{n}=={v}" for n, v in wrong.items()),
+                       + ", ".join(f"{n}=={v}" for n, v in wrong.items()), id="hub.wrong-packages",
                        fix=f"{python} -m pip install -r "
                            f"{files.hub_source(files.REQUIREMENTS_FILE)}")
 
@@ -168,7 +172,7 @@ def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings
 
     if not engine.is_local():
         raise LabError("labctl hub runs the hub on this machine, next to its engine; this"
-                       " engine is another machine's",
+                       " engine is another machine's", id="hub.engine-not-local",
                        fix="unset DOCKER_HOST (or `docker context use default`), or run"
                            " labctl hub on the server")
     files.check_settings(s)
@@ -234,6 +238,7 @@ def _answers(url: str, timeout: float = 2) -> bool:
 def refuse_running(lab: Lab) -> None:
     if (pid := _hub_pid(folder(lab))) is not None:
         raise LabError(f"the hub of this lab folder runs already (pid {pid})",
+                       id="hub.already-running",
                        fix="`labctl hub down` first, to start it with the new settings")
 
 
@@ -254,7 +259,7 @@ def up(lab: Lab, doc: dict[str, Any], python: Path) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             tail = (where / LOG_FILE).read_text(errors="replace").splitlines()[-15:]
-            raise LabError("the hub did not start", details=tail,
+            raise LabError("the hub did not start", id="hub.start-failed", details=tail,
                            fix=f"read {where / LOG_FILE}; a port in use: --port")
         time.sleep(0.5)
     return proc.pid

@@ -93,10 +93,10 @@ class HubSettings:
 def check_settings(s: HubSettings) -> None:
     """What the teacher must decide before anything is built."""
     if s.auth == "native" and not s.admins:
-        raise LabError("the hub needs an admin to approve sign-ups",
+        raise LabError("the hub needs an admin to approve sign-ups", id="hub.no-admin",
                        fix="pass --admin NAME (the teacher's hub account)")
     if s.swarm:
-        raise LabError("--swarm is not supported yet",
+        raise LabError("--swarm is not supported yet", id="hub.swarm-unsupported",
                        fix="run the hub on one Docker host (without --swarm), or export for"
                            " Kubernetes: `labctl export jupyterhub`")
 
@@ -119,7 +119,8 @@ def settings_document(s: HubSettings, place: HubPlace, profiles: list[LabProfile
     check_settings(s)
     hub_id = place.hub_id
     if not profiles:
-        raise LabError("no lab to offer on the hub", fix="name the labs: `labctl hub write"
+        raise LabError("no lab to offer on the hub", id="hub.no-labs",
+                       fix="name the labs: `labctl hub write"
                        " NAME...` (each built with `labctl build NAME`)")
     return {
         "id": hub_id,

@@ -38,7 +38,8 @@ def suite_of(image: str, suite: str | None) -> str:
         tag = tag.removesuffix("-slim")
         suite = tag if tag and tag not in ("latest", "slim") and "/" not in tag else "bookworm"
     if not _SUITE.fullmatch(suite):
-        raise LabError(f"{suite!r} is not a Debian suite name", fix="e.g. --suite bookworm")
+        raise LabError(f"{suite!r} is not a Debian suite name",
+                       id="base.bad-suite", fix="e.g. --suite bookworm")
     return suite
 
 
@@ -46,7 +47,8 @@ def check_mirror(mirror: str) -> str:
     try:
         return validators.url(mirror)
     except ValueError as e:
-        raise LabError(f"--mirror: {e}", fix="e.g. --mirror http://deb.debian.org/debian"
+        raise LabError(f"--mirror: {e}",
+                       id="base.bad-mirror", fix="e.g. --mirror http://deb.debian.org/debian"
                        ) from None
 
 
@@ -70,7 +72,7 @@ def pick_tool() -> str:
         return "debootstrap"
     raise LabError(
         "neither mmdebstrap nor debootstrap is installed (debootstrap also needs root)",
-        fix="sudo apt-get install mmdebstrap",
+        id="base.no-bootstrap-tool", fix="sudo apt-get install mmdebstrap",
     )
 
 
@@ -98,7 +100,8 @@ def bootstrap(
             engine.import_image(f, image, changes)
     img = engine.image(image)
     if img is None:
-        raise LabError(f"the import finished but {image} is not in the engine")
+        raise LabError(f"the import finished but {image} is not in the engine",
+                       id="base.import-failed")
     return img.id
 
 
@@ -116,6 +119,6 @@ def _run_streaming(cmd: list[str], progress: Callable[[str], None]) -> None:
     if proc.wait() != 0:
         raise LabError(
             f"{cmd[0]} failed (exit {proc.returncode})",
-            details=tail,
+            id="base.bootstrap-failed", details=tail,
             fix="check that the mirror answers (--mirror URL) and the suite exists (--suite)",
         )

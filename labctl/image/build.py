@@ -72,6 +72,7 @@ def backend(builder: str) -> buildkit.Cli | None:
     if cli is None and builder == "buildkit":
         raise LabError(
             "--builder buildkit: no docker CLI here runs BuildKit builds",
+            id="build.no-buildkit",
             fix="install the buildx plugin (Debian: docker-buildx; Docker's packages:"
             " docker-buildx-plugin), or use a docker CLI before 23 with BuildKit built in"
             " (Debian bookworm's docker.io); or --builder classic")
@@ -114,6 +115,7 @@ def ensure_base(engine: Engine, base: str, pull: bool) -> None:
     raise LabError(
         f"the base image {base} is not in the engine"
         + (" and could not be pulled" if pull else " (--no-pull)"),
+        id="build.no-base-image",
         fix=f"make it from a Debian mirror: `labctl base bootstrap {base}`"
         + ("" if pull else ", or build with --pull"),
     )
@@ -187,7 +189,8 @@ def _build_classic(engine: Engine, lab: Lab, ctx: BuildContext, tag: str, nocach
             engine.stop_build_containers(run.layer)
             raise
     if not run.image_id:
-        raise LabError(f"the build of {name} ended without an image", details=run.tail[-10:])
+        raise LabError(f"the build of {name} ended without an image",
+                       id="build.no-image", details=run.tail[-10:])
     engine.tag(run.image_id, tag)
     img = engine.image(tag)
     return BuildResult(
@@ -313,6 +316,7 @@ def _helper(engine: Engine, lab: Lab, ctx: BuildContext,
         raise LabError(
             "a wheelhouse or index credentials need a Docker engine on this machine: the"
             " helper container that serves them to the build mounts local folders",
+            id="build.engine-not-local",
             fix="build on the machine that runs the engine, or remove the wheelhouse setting"
             " (credentials: a BuildKit build passes them as secrets)",
         )
@@ -418,7 +422,7 @@ def _step_error(lab: Lab, ctx: BuildContext, msg: str, step: int, total: int,
         if found.id == "disk-full":
             return LabError(f"the build of '{ctx.spec.name}' ran out of disk space on the"
                             " engine; the previous image is still tagged",
-                            details=tail[-5:], fix=fix)
+                            id=found.id, details=tail[-5:], fix=fix)
         headline += f": {found.message}"
     short = instruction if len(instruction) < 160 else instruction[:157] + "..."
     where = spec_line(lab, ctx, key)
@@ -426,6 +430,7 @@ def _step_error(lab: Lab, ctx: BuildContext, msg: str, step: int, total: int,
         where += ", though the spec is not the cause"
     return LabError(
         f"{headline}, from {where}",
+        id=found.id if found else "build.step-failed",
         details=[f"instruction: {short}", f"error: {msg.strip()}", "last output:"]
         + [f"  {t}" for t in tail[-12:]],
         fix=fix,

@@ -238,6 +238,7 @@ def run(cli: Cli, folder: Path, *, buildargs: dict[str, str], secrets: dict[str,
                                     text=True, env=env, errors="replace")
         except OSError as e:
             raise LabError(f"cannot run {cli.argv[0]}: {e}",
+                           id="build.cannot-run-cli",
                            fix="labctl build --builder classic") from None
         assert proc.stdout is not None
         try:

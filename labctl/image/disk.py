@@ -575,7 +575,7 @@ def room_error(need: Need) -> LabError:
     return LabError(
         f"not enough disk space to build '{need.spec}': it needs about {human(need.bytes)}"
         f" ({need.basis}), the engine's disk ({need.root}) has {human(need.free)} free",
-        details=["nothing was built; the previous image stays tagged"],
+        id="disk.no-room", details=["nothing was built; the previous image stays tagged"],
         fix="`labctl prune` frees old images and build cache over the budget (`labctl df`"
         " shows what it would free), or lower build_cache_budget in labctl.yaml; free other"
         " space on that disk; then build again (LABCTL_NO_DISK_CHECK=1 skips this check)")

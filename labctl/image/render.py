@@ -94,16 +94,19 @@ class BuildContext:
         """Write the context into ``target``, a new or empty folder. Links are never
         followed there: a planted link must not make labctl overwrite another file."""
         if target.is_symlink():
-            raise LabError(f"{target} is a symbolic link", fix="name a new folder")
+            raise LabError(f"{target} is a symbolic link",
+                           id="build.folder-is-link", fix="name a new folder")
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise LabError(f"{target} is not empty", fix="name a new or empty folder")
+            raise LabError(f"{target} is not empty",
+                           id="build.folder-not-empty", fix="name a new or empty folder")
         target.mkdir(parents=True, exist_ok=True)
         for name, data in sorted(self.files.items()):
             dest = target / name
             for parent in reversed(dest.relative_to(target).parents[:-1]):
                 folder = target / parent
                 if folder.is_symlink():
-                    raise LabError(f"{folder} is a symbolic link", fix="name a new folder")
+                    raise LabError(f"{folder} is a symbolic link",
+                                   id="build.folder-is-link", fix="name a new folder")
                 folder.mkdir(exist_ok=True)
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             with os.fdopen(fd, "wb") as f:
@@ -157,6 +160,7 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str, str] | None]:
     user, password = unquote(parts.username or ""), unquote(parts.password or "")
     if any(c.isspace() or c == '"' for c in user + password):
         raise LabError(f"the credentials for {host} hold a space or a quote",
+                       id="build.bad-credentials",
                        fix="use a token without spaces (netrc, which carries them, cannot)")
     return urlunsplit(parts._replace(netloc=netloc)), (host, user, password)
 
@@ -257,7 +261,8 @@ def _dockerfile(template: str, values: dict[str, object]) -> str:
     try:
         return environment().get_template(template).render(**values)
     except jinja2.TemplateError as e:  # a bug in a template, not in the spec
-        raise LabError(f"template error: {e}", file=f"templates/{template}") from None
+        raise LabError(f"template error: {e}",
+                       id="build.template-error", file=f"templates/{template}") from None
 
 
 # --- the lab's own layers ---------------------------------------------------------------
@@ -281,7 +286,7 @@ def _wheelhouse(lab: Lab, spec: ImageSpec) -> tuple[Path | None, bytes]:
     if not folder.is_dir():
         raise LabError(
             f"wheelhouse folder {folder} does not exist",
-            file=spec.file_of("wheelhouse") if spec.wheelhouse else None,
+            id="build.no-wheelhouse", file=spec.file_of("wheelhouse") if spec.wheelhouse else None,
             fix="create it and put .whl files in it, or remove the wheelhouse setting",
         )
     lines = [f"{w.name} {w.stat().st_size}" for w in sorted(folder.glob("*.whl"))]
@@ -303,7 +308,7 @@ def _prepare_files(lab: Lab, spec: ImageSpec) -> dict[str, bytes]:
         path = lab.images_dir / script
         if not path.is_file():
             raise LabError(f"prepare: {script} not found in {lab.images_dir}",
-                           file=spec.file_of("prepare"),
+                           id="build.no-prepare-script", file=spec.file_of("prepare"),
                            fix="create the script or remove it from prepare")
         real = lab.inside(path, f"prepare: {script}")
         out[f"prepare/{script}"] = real.read_bytes()

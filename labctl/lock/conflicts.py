@@ -481,8 +481,9 @@ class ConflictError(LabError):
                    f"move one of {', '.join(advice.conflict.involved) or 'the requirements'}"
                    f" in {advice.file} by hand, then `labctl lock {advice.spec}`")
         head = advice.conflict.headline()
-        super().__init__(f"{where}: {head}" if where else head, file=file,
+        super().__init__(f"{where}: {head}" if where else head, id="lock.conflict", file=file,
                          details=advice.lines(), fix=fix)
+        self.extra["advice"] = advice.as_dict()  # --json: the ways out, for scripts
 
 
 def tried(variants_: list[Variant], results: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -628,7 +629,8 @@ def rewrite(doc: yamlfile.Document, text: str, old: str, new: str | None) -> str
     comment as it was. A layout it cannot edit in place is a LabError saying what to edit."""
     def by_hand(why: str) -> LabError:
         what = f"replace {old} with {new}" if new else f"remove {old}"
-        return LabError(f"cannot edit {old} in place: {why}", file=str(doc.path),
+        return LabError(f"cannot edit {old} in place: {why}",
+                        id="lock.cannot-edit", file=str(doc.path),
                         fix=f"{what} in {doc.path.name} by hand, then `labctl lock`")
 
     loader = yaml.SafeLoader(text)

@@ -30,7 +30,7 @@ def lock_policy(lab: Lab, contexts: Sequence[BuildContext], locked: bool) -> lis
         names = " ".join(c.spec.name for c in contexts if c.lock_state != "locked")
         raise LabError(
             "--locked: every spec must have a current lock file",
-            details=problems,
+            id="lock.not-current", details=problems,
             fix=f"run `labctl lock {names}` and commit the .lock files"
                 " (or build without --locked)",
         )

@@ -54,6 +54,7 @@ def upgrade_arg(upgrade: bool, packages: list[str]) -> str:
     bad = [p for p in packages if not _PACKAGE.fullmatch(p)]
     if bad:
         raise LabError(f"--upgrade: {bad[0]!r} is not a package name",
+                       id="lock.bad-package-name",
                        fix="name packages as on PyPI, e.g. --upgrade numpy")
     if packages:
         return " ".join(packages)
@@ -101,7 +102,7 @@ def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
         previous = None  # unreadable: resolve from scratch and replace it
     if not (spec.torch or spec.lab_packages or spec.pip_nodeps or spec.extras):
         raise LabError(f"{spec.name} installs no Python packages: nothing to lock",
-                       file=str(spec.source))
+                       id="lock.nothing-to-lock", file=str(spec.source))
 
     def progress(ev: BuildEvent) -> None:
         if ev.kind == "step":
@@ -117,7 +118,7 @@ def lock(engine: Engine, lab: Lab, spec: ImageSpec, *, upgrade: str = "",
         new = lockfile.assemble(spec, lockfile.split_output(out))
     except ValueError as e:
         raise LabError(f"the resolver's output for {spec.name} was not understood: {e}",
-                       details=out.splitlines()[-5:]) from None
+                       id="lock.bad-resolver-output", details=out.splitlines()[-5:]) from None
     text = new.text()
     tmp_path = path.with_name(f".{path.name}.tmp")
     tmp_path.write_text(text, encoding="utf-8")
@@ -199,6 +200,7 @@ def _resolve_error(spec: ImageSpec, stderr: str) -> LabError:
         f"correct images/{spec.name}.yaml and run `labctl lock {spec.name}` again"
     what = f": {found.message}" if found else ""
     return LabError(f"resolving the packages of {spec.name} failed{what}",
+                    id=found.id if found else "lock.resolve-failed",
                     file=str(spec.source) if spec.source else None,
                     details=lines[-15:], fix=fix)
 
@@ -211,6 +213,7 @@ def freeze(engine: Engine, ref: str) -> dict[str, str]:
     throw-away container of it (no network, no mounts)."""
     if engine.image(ref) is None:
         raise LabError(f"no image {ref} in the engine",
+                       id="lock.no-image",
                        fix="build it with `labctl build NAME`, or name an image from"
                            " `docker images`")
     status, out, err = engine.run_capture(
@@ -219,12 +222,13 @@ def freeze(engine: Engine, ref: str) -> dict[str, str]:
     )
     if status != 0:
         raise LabError(f"could not list the Python packages of {ref}",
-                       details=err.strip().splitlines()[-5:],
+                       id="lock.freeze-failed", details=err.strip().splitlines()[-5:],
                        fix="the image needs uv (labctl images) or python3 with pip")
     try:
         return lockfile.parse_package_list(out)
     except ValueError as e:
-        raise LabError(f"could not list the Python packages of {ref}: {e}") from None
+        raise LabError(f"could not list the Python packages of {ref}: {e}",
+                       id="lock.freeze-failed") from None
 
 
 @dataclass
@@ -255,6 +259,7 @@ def packages(src: Source, engine_factory: Callable[[], Engine]) -> dict[str, str
         try:  # any pinned requirements file, e.g. `pip freeze` output
             return {p.name: p.version for p in lockfile.parse_pins(text)}
         except ValueError as e:
-            raise LabError(f"not a lock or pinned requirements file: {e}", file=src.ref,
+            raise LabError(f"not a lock or pinned requirements file: {e}",
+                           id="lock.not-a-lock-file", file=src.ref,
                            fix="name a labctl .lock file, an image, or a spec") from None
     return freeze(engine_factory(), src.ref)

@@ -45,6 +45,7 @@ def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = Non
     checks = [c for c in spec.checks if not only or c.name in only]
     if not checks:
         raise LabError(f"spec '{name}' declares no checks" + (f" named {only}" if only else ""),
+                       id="run.no-checks",
                        file=spec.file_of("checks"), fix="add a checks: list to the spec")
     results = []
     for check in checks:

@@ -47,6 +47,7 @@ def find(engine: Engine, name: str, lab: Lab | None, *, stopped: bool = False) -
     if c is not None and labels.RUN in (c.labels or {}):
         if owner(c) not in (uid, None) and uid != 0:
             raise LabError(f"{name} is a lab of another user (uid {owner(c)})",
+                           id="run.other-users-lab",
                            fix="labctl acts only on your own labs; ask its owner")
         if c.status == "running" or stopped:
             return c

@@ -111,7 +111,8 @@ def bind_addresses(bind: str, has_ipv6_loopback: bool) -> tuple[str, ...]:
     try:
         value = validators.bind_address(bind)
     except ValueError as e:
-        raise LabError(f"--bind {bind!r}: {e}", fix="--bind 127.0.0.1 (or bind: in labctl.yaml)"
+        raise LabError(f"--bind {bind!r}: {e}", id="run.bad-bind",
+                       fix="--bind 127.0.0.1 (or bind: in labctl.yaml)"
                        ) from None
     if value == "localhost":
         return LOOPBACK if has_ipv6_loopback else LOOPBACK[:1]
@@ -137,17 +138,18 @@ def parse_src(value: str, spec: ImageSpec, home: Path) -> tuple[Path, str, str |
         dest = f"{spec.workdir}/{host.name}"
     if (problem := host_folder_problem(host)) is not None:
         raise LabError(f"--src {value}: {problem}; labctl does not mount it into a lab",
+                       id="run.src-system-folder",
                        fix="mount a folder of your own, e.g. --src ~/d2l-zh")
     try:
         dest = validators.mount_target(dest)
     except ValueError as e:
-        raise LabError(f"--src {value}: {e}",
+        raise LabError(f"--src {value}: {e}", id="run.bad-src-target",
                        fix=f"e.g. --src {path}:{spec.workdir}/{host.name}") from None
     if not host.is_dir():
-        raise LabError(f"--src {value}: {host} is not a folder",
+        raise LabError(f"--src {value}: {host} is not a folder", id="run.src-not-folder",
                        fix="create it, or name an existing folder")
     if not os.access(host, os.W_OK | os.X_OK):  # the engine (root) could mount it anyway
-        raise LabError(f"--src {value}: you may not write to {host}",
+        raise LabError(f"--src {value}: you may not write to {host}", id="run.src-not-writable",
                        fix="mount a folder of your own; a lab writes to its sources as you")
     warning = None
     if _home_dot_folder(host, home.resolve()):
@@ -166,7 +168,7 @@ def parse_remote_src(value: str, spec: ImageSpec) -> Mount:
         dest = validators.mount_target(dest if sep else
                                        f"{spec.workdir}/{PurePosixPath(path).name}")
     except ValueError as e:
-        raise LabError(f"--src remote:{value}: {e}",
+        raise LabError(f"--src remote:{value}: {e}", id="run.bad-remote-src",
                        fix="e.g. --src remote:/home/you/d2l-zh") from None
     return Mount(Path(path), dest)
 
@@ -193,7 +195,7 @@ def free_port(start: int, is_free: Callable[[int], bool], tries: int = 50) -> in
     for port in range(start, min(start + tries, 65536)):
         if is_free(port):
             return port
-    raise LabError(f"no free port in {start}..{start + tries - 1}",
+    raise LabError(f"no free port in {start}..{start + tries - 1}", id="run.no-free-port",
                    fix="stop other labs (`labctl stop --all`) or pass --port N")
 
 
@@ -203,11 +205,12 @@ def _check_targets(mounts: list[Mount], spec: ImageSpec) -> None:
     for m in mounts:
         if m.target in seen and seen[m.target] != m.source:
             raise LabError(f"two folders would be mounted at {m.target}: {seen[m.target]} and"
-                           f" {m.source}", fix="give one of them another DEST (--src PATH:DEST)")
+                           f" {m.source}", id="run.mount-clash",
+                           fix="give one of them another DEST (--src PATH:DEST)")
         seen[m.target] = m.source
         if validators.is_within(spec.workdir, m.target) and spec.workdir != m.target:
             raise LabError(f"{m.source} would be mounted at {m.target}, above the lab's"
-                           f" workspace {spec.workdir}",
+                           f" workspace {spec.workdir}", id="run.mount-above-workspace",
                            fix=f"mount it under {spec.workdir} or elsewhere, e.g. /data")
 
 
@@ -399,7 +402,7 @@ def _gpus(d: _Draft, spec: ImageSpec, gpus: str, gpu_access: str) -> str:
         if gpus == "all" or use == "required":
             raise LabError(
                 f"'{spec.name}' asks for GPUs but the Docker engine has no GPU runtime "
-                "(no 'nvidia' runtime, no NVIDIA CDI spec)",
+                "(no 'nvidia' runtime, no NVIDIA CDI spec)", id="run.no-gpu-runtime",
                 fix="install the NVIDIA Container Toolkit and run `sudo nvidia-ctk runtime "
                 "configure --runtime=docker && sudo systemctl restart docker` (see `labctl "
                 "doctor`), or run on the CPU with --gpus none",

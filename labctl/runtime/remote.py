@@ -74,7 +74,8 @@ def discover(engine: Engine, lab: Lab) -> Remote | None:
         if lab.settings.remote_root is None:
             raise LabError(
                 f"the engine {address} is on another machine and labctl cannot ask it where"
-                " your folders are", fix="set remote_root: /home/YOU/labs/NAME in"
+                " your folders are", id="remote.no-remote-root",
+                fix="set remote_root: /home/YOU/labs/NAME in"
                 f" {lab.root / 'labctl.yaml'} (a folder of yours on that machine), or reach"
                 " it as DOCKER_HOST=ssh://you@host")
         uid, gid, home = os.getuid(), os.getgid(), PurePosixPath(lab.settings.remote_root)
@@ -96,11 +97,12 @@ def _whoami(ssh: Ssh) -> tuple[int, int, PurePosixPath]:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=SSH_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise LabError(f"ssh to {ssh.host} failed: {e}",
+        raise LabError(f"ssh to {ssh.host} failed: {e}", id="remote.ssh-failed",
                        fix=f"check `ssh {' '.join(ssh.args())} true` works") from None
     lines = out.stdout.split("\n")
     if out.returncode != 0 or len(lines) < 3 or not lines[0].isdigit():
         raise LabError(f"ssh to {ssh.host} could not tell who you are there",
+                       id="remote.ssh-whoami-failed",
                        details=out.stderr.strip().splitlines()[-3:],
                        fix=f"check `ssh {' '.join(ssh.args())} id` works (a key, no password)")
     return int(lines[0]), int(lines[1]), PurePosixPath(lines[2])
@@ -129,7 +131,8 @@ def split_srcs(srcs: list[str], sync: bool) -> tuple[list[str], list[str]]:
         else:
             raise LabError(
                 f"--src {s}: the engine is on another machine, where this folder of yours"
-                " does not exist", fix=f"name a folder there (--src remote:/path/there), or"
+                " does not exist", id="remote.local-src",
+                fix=f"name a folder there (--src remote:/path/there), or"
                 f" add --sync to copy {s} in and back when the lab stops")
     return local, there
 
@@ -204,7 +207,8 @@ def forward(ssh: Ssh, remote_port: int, remote_host: str = "127.0.0.1"
     """``ssh -N -L`` from a free port on this machine's loopback to the lab's port there;
     yields the local port, and ends the forward on leaving."""
     if shutil.which("ssh") is None:
-        raise LabError("no ssh client on this machine", fix="sudo apt install openssh-client")
+        raise LabError("no ssh client on this machine",
+                       id="remote.no-ssh-client", fix="sudo apt install openssh-client")
     port = _local_port()
     proc = subprocess.Popen(
         ["ssh", "-N", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
@@ -216,6 +220,7 @@ def forward(ssh: Ssh, remote_port: int, remote_host: str = "127.0.0.1"
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                 raise LabError(f"the SSH port forward to {ssh.host} did not start",
+                               id="remote.forward-failed",
                                details=err.strip().splitlines()[-3:],
                                fix="check `ssh -L` is allowed there (AllowTcpForwarding)")
             time.sleep(0.2)

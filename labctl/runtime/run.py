@@ -108,11 +108,13 @@ def make_plan(engine: Engine, lab: Lab, name: str, request: RunRequest) -> RunPl
     spec = lab.spec(name)
     image = lab.image_tag(name)
     if engine.image(image) is None and not _pulled(engine, lab, name, image):
-        raise LabError(f"the image {image} is not built yet", fix=f"labctl build {name}")
+        raise LabError(f"the image {image} is not built yet",
+                       id="run.not-built", fix=f"labctl build {name}")
     there = discover(engine, lab)
     if request.sync and there is None:
         raise LabError("--sync copies folders to an engine on another machine; this engine"
-                       " is on this one", fix="drop --sync: your folder is mounted as it is")
+                       " is on this one", id="run.sync-local-engine",
+                       fix="drop --sync: your folder is mounted as it is")
     srcs = list(request.srcs)
     local, elsewhere = split_srcs(srcs, request.sync) if there else (srcs, [])
     kept = request.token_file
@@ -155,6 +157,7 @@ def env_token_file(path: Path) -> Path:
         return path
     if not stat.S_ISREG(have.st_mode) or have.st_uid != os.geteuid():
         raise LabError(f"{path} is a link, not a file, or another account's",
+                       id="run.bad-token-file",
                        fix=f"remove it (`rm {path}`); labctl writes a new token there")
     if have.st_mode & 0o077:
         path.chmod(0o600)
@@ -186,7 +189,7 @@ def create_host_dirs(paths: list[Path]) -> list[Path]:
             p.mkdir(parents=True, exist_ok=True)
             made.append(p)
         elif not p.is_dir():
-            raise LabError(f"{p} exists but is not a folder",
+            raise LabError(f"{p} exists but is not a folder", id="run.host-dir-not-folder",
                            fix="move that file away, or point volumes.yaml elsewhere")
     return made
 
@@ -239,7 +242,7 @@ def _check_entrypoint(engine: Engine, container: Any, plan: RunPlan) -> None:
         raise LabError(f"{plan.image} does not start through this labctl's entrypoint"
                        " (built by another labctl version, or a step of its spec or whoever"
                        " built it replaced it): labctl does not start it, since it could"
-                       " run as root on your files",
+                       " run as root on your files", id="run.foreign-entrypoint",
                        fix=f"rebuild it (`labctl build {plan.spec}`: an image of an older"
                            " labctl only needs that); a spec's steps must not write to "
                            + ENTRYPOINT_PATH)
@@ -257,7 +260,8 @@ def wait_ready(engine: Engine, container: Any, plan: RunPlan,
         container.reload()
         if container.status in ("exited", "dead"):
             logs = container.logs(tail=15).decode(errors="replace").splitlines()
-            raise LabError(f"the lab {plan.name} stopped while starting", details=logs,
+            raise LabError(f"the lab {plan.name} stopped while starting",
+                           id="run.stopped-starting", details=logs,
                            fix=f"see `labctl logs {plan.name}`; `labctl doctor {plan.spec}`")
         try:
             if requests.get(f"http://{where}/api", timeout=2).status_code == 200:
@@ -266,6 +270,7 @@ def wait_ready(engine: Engine, container: Any, plan: RunPlan,
             pass
         time.sleep(0.5)
     raise LabError(f"Jupyter in {plan.name} did not answer within {timeout:.0f}s",
+                   id="run.jupyter-timeout",
                    fix=f"see `labctl logs {plan.name}`")
 
 
