@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import grimp
 from click.testing import CliRunner
 
@@ -69,26 +70,45 @@ def test_no_module_imports_another_in_a_circle() -> None:
 def test_the_cli_object_has_every_command() -> None:
     from labctl.cli import SECTIONS, cli
 
-    names = {c.name for _, cmds in SECTIONS for c in cmds}
+    names = {name for _, rows in SECTIONS for name, _, _ in rows}
     assert {"init", "base", "list", "render", "build", "run", "shell", "ps", "logs", "stop",
             "check", "lock", "freeze", "diff", "doctor", "devcontainer", "compose", "save",
-            "load", "data", "add"} <= names
-    assert set(cli.commands) == names
+            "load", "data", "add", "errors"} <= names
+    ctx = click.Context(cli)
+    for name in names:  # each entry of the table names a command that is there
+        cmd = cli.get_command(ctx, name)
+        assert isinstance(cmd, click.Command) and cmd.name == name, name
 
 
 def test_help_is_grouped_by_what_a_learner_does_and_not_cut_off() -> None:
-    from labctl.cli import cli
+    from labctl.cli import SECTIONS, cli
 
     out = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
     sections = [line.rstrip(":") for line in out.splitlines() if line and not line[0].isspace()
                 and line.endswith(":")]
     assert sections[-6:] == ["Set up", "Build", "Run", "Reproduce", "Move to another machine",
                              "Diagnose"]
-    for name, cmd in cli.commands.items():
-        summary = " ".join((cmd.help or "").split("\n\n")[0].split())
-        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
-        assert summary.rstrip(".") in " ".join(line.split()), (name, line)
-        assert "..." not in line, line
+    ctx = click.Context(cli)
+    for _, rows in SECTIONS:
+        for name, _, summary in rows:
+            # the table's summary is the command's own first paragraph: one text, no drift
+            cmd = cli.get_command(ctx, name)
+            assert " ".join((cmd.help or "").split("\n\n")[0].split()) == summary, name
+            line = next(ln for ln in out.splitlines() if ln.strip().startswith(name + " "))
+            assert summary.rstrip(".") in " ".join(line.split()), (name, line)
+            assert "..." not in line, line
+
+
+def test_help_imports_no_command_module() -> None:
+    """`labctl --help` reads the table: no command's module (nor docker) is imported."""
+    code = ("import sys; from labctl.cli import cli\n"
+            "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
+            "mods = [m for m in sys.modules if m.startswith('labctl.cli.') and m not in"
+            " ('labctl.cli._startup',)] + [m for m in sys.modules if m == 'docker']\n"
+            "print(mods, file=sys.stderr); sys.exit(1 if mods else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 # --- function size: where a function grows past these, it has sections to cut ----------
@@ -126,3 +146,30 @@ def test_no_function_is_long_or_takes_many_parameters() -> None:
     assert many == [], f"over {MAX_PARAMS} parameters: group what travels together"
     # the exceptions still exist and still need to be exceptions
     assert {w for w, _, k in functions if k > MAX_PARAMS} >= CLICK_COMMANDS
+
+
+MAX_COMMAND_BODY = 25  # options plus presentation: the work is a domain function's
+
+
+def test_each_command_is_options_plus_presentation() -> None:
+    """No click command's body (its docstring aside) over 25 lines, and no import hidden
+    in one: the commands load lazily from the table, so their modules import at the top."""
+    import ast
+
+    long, hidden = [], []
+    for path in sorted((REPO / "labctl" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef) or not any(
+                    "command" in ast.unparse(d) or "group" in ast.unparse(d)
+                    for d in node.decorator_list):
+                continue
+            body = node.body
+            if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                body = body[1:]
+            where = f"{path.name}:{node.name}"
+            if body and body[-1].end_lineno - body[0].lineno + 1 > MAX_COMMAND_BODY:
+                long.append(where)
+            hidden += [where for n in body for s in ast.walk(n)
+                       if isinstance(s, ast.Import | ast.ImportFrom)]
+    assert long == [], f"command bodies over {MAX_COMMAND_BODY} lines"
+    assert sorted(set(hidden)) == [], "imports inside command bodies"

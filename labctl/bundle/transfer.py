@@ -125,6 +125,11 @@ class SaveResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, object]:
+        return {"file": str(self.path), "bytes": self.size, "layers": self.layers,
+                "omitted_layers": self.omitted, "seconds": round(self.seconds, 1),
+                "images": [i.model_dump() for i in self.images]}
+
 
 def read_manifest(path: Path, progress: Progress | None = None) -> fmt.Manifest:
     """A bundle's manifest, verified; or a manifest JSON (`labctl load --list --json`)."""
@@ -363,6 +368,12 @@ class LoadResult:
     seconds: float
     layers_sent: int = 0
     layers_here: int = 0  # in the bundle, and not sent: the engine had them
+
+    def as_dict(self) -> dict[str, object]:
+        return {"lab": str(self.lab), "images": dict(self.images), "written": self.written,
+                "unchanged": self.unchanged, "data": self.data,
+                "layers_sent": self.layers_sent, "layers_already_here": self.layers_here,
+                "seconds": round(self.seconds, 1)}
 
 
 def _sha(path: Path) -> str:

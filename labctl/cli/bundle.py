@@ -1,5 +1,6 @@
 """`labctl save` and `labctl load`: a lab, its images and (optionally) its data in one
-file, for a machine whose registry and PyPI are slow or out of reach."""
+file, for a machine whose registry and PyPI are slow or out of reach. The work is
+labctl.bundle.transfer's; these commands show its progress and print its results."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 
 import click
 
+from labctl.bundle import format as fmt
+from labctl.bundle import transfer
+from labctl.cli import ui
 from labctl.cli.common import built, engine, friendly, json_option, lab_option, load
 
 
@@ -26,9 +30,6 @@ from labctl.cli.common import built, engine, friendly, json_option, lab_option, 
 def save(names: tuple[str, ...], output: str, since: str | None, data: tuple[str, ...],
          wheelhouse: bool, as_json: bool, lab_dir: str | None) -> None:
     """Save labs NAMES (default: every built one) with the lab folder into one file."""
-    from labctl.bundle import transfer
-    from labctl.cli import ui
-
     lab = load(lab_dir)
     e = engine(lab)
     names = built(e, lab, names)
@@ -41,9 +42,7 @@ def save(names: tuple[str, ...], output: str, since: str | None, data: tuple[str
     for w in res.warnings:
         ui.err_console.print(f"warning: {w}")
     if as_json:
-        ui.dump_json({"file": str(res.path), "bytes": res.size, "layers": res.layers,
-                      "omitted_layers": res.omitted, "seconds": round(res.seconds, 1),
-                      "images": [i.model_dump() for i in res.images]})
+        ui.dump_json(res.as_dict())
         return
     ui.table(f"{res.path} ({ui.human_size(res.size)} in {res.seconds:.0f} s; {res.layers}"
              f" layers{f', {res.omitted} left out (--since)' if res.omitted else ''})",
@@ -62,35 +61,36 @@ def save(names: tuple[str, ...], output: str, since: str | None, data: tuple[str
 @friendly
 def load_bundle(bundle: str, list_only: bool, as_json: bool, lab_dir: str | None) -> None:
     """Load a `labctl save` bundle: verify it, load its images, write the lab folder."""
-    from labctl.bundle import transfer
-    from labctl.cli import ui
-    from labctl.engine import Engine
-
     path = Path(bundle)
     if list_only:
         with ui.DownloadProgress() as bar:
             m = transfer.read_manifest(path, bar.update)
         if as_json:
             ui.dump_json(m.model_dump())
-            return
-        ui.table(f"{path}: labctl {m.labctl}, saved {m.created}, verified",
-                 ["lab", "tag", "image size", "layers"],
-                 [[i.name, i.tag, ui.human_size(i.size), str(len(i.diff_ids))]
-                  for i in m.images])
-        ui.console.print(f"{len(m.lab_files)} lab files, {len(m.data)} data files,"
-                         f" {len(m.wheels)} wheels, {len(m.layers)} layers"
-                         + (f", {len(m.omitted)} left out (needs the earlier bundle)"
-                            if m.omitted else ""))
+        else:
+            _print_manifest(path, m)
         return
     target = Path(lab_dir or ".").resolve()
     with ui.DownloadProgress() as bar:
-        res = transfer.load(Engine.connect(), path, target, progress=bar.update)
+        res = transfer.load(engine(), path, target, progress=bar.update)
     if as_json:
-        ui.dump_json({"lab": str(res.lab), "images": dict(res.images), "written": res.written,
-                      "unchanged": res.unchanged, "data": res.data,
-                      "layers_sent": res.layers_sent, "layers_already_here": res.layers_here,
-                      "seconds": round(res.seconds, 1)})
-        return
+        ui.dump_json(res.as_dict())
+    else:
+        _print_loaded(res)
+
+
+def _print_manifest(path: Path, m: fmt.Manifest) -> None:
+    """`load --list`: the images, then what else the bundle holds."""
+    ui.table(f"{path}: labctl {m.labctl}, saved {m.created}, verified",
+             ["lab", "tag", "image size", "layers"],
+             [[i.name, i.tag, ui.human_size(i.size), str(len(i.diff_ids))] for i in m.images])
+    ui.console.print(f"{len(m.lab_files)} lab files, {len(m.data)} data files,"
+                     f" {len(m.wheels)} wheels, {len(m.layers)} layers"
+                     + (f", {len(m.omitted)} left out (needs the earlier bundle)"
+                        if m.omitted else ""))
+
+
+def _print_loaded(res: transfer.LoadResult) -> None:
     ui.table(f"loaded into {res.lab} in {res.seconds:.0f} s", ["lab", "tag"],
              [list(i) for i in res.images])
     if res.layers_here:

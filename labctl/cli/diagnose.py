@@ -5,27 +5,24 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
 
 import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
+from labctl.cli import ui
 from labctl.cli.common import friendly, json_option, lab_option
-
-if TYPE_CHECKING:
-    from labctl.doctor.context import Context
-    from labctl.doctor.registry import Result
+from labctl.doctor.context import Context
+from labctl.doctor.registry import AREAS, Result, exit_code
+from labctl.doctor.report import diagnose
+from labctl.errors import LabError, error_table
 
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
 def render(results: list[Result]) -> None:
     """One table per area; the fix under its message."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    from labctl.doctor.registry import AREAS
-
     console = Console(highlight=False)
 
     for area in AREAS:
@@ -68,44 +65,13 @@ def doctor(names: tuple[str, ...], as_json: bool, in_image: bool, models: tuple[
     and ports, and each spec's PyTorch/CUDA against each GPU (NAMES: only those specs).
     Exits 1 when a check fails.
     """
-    from labctl.doctor.checks import CHECKS
-    from labctl.doctor.context import Context
-    from labctl.doctor.registry import exit_code, run_checks
-
     ctx = Context(names, image=in_image, lab_dir=lab_dir)
-    results = run_checks(ctx, CHECKS)
-    if models:  # after the checks: the GPUs they probed
-        results += _model_results(ctx, models)
+    results = diagnose(ctx, models)
     if as_json:
         sys.stdout.write(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
     else:
         render(results)
     sys.exit(exit_code(results))
-
-
-def _model_results(ctx: Context, models: tuple[str, ...]) -> list[Result]:
-    """`--model`: one finding per model and GPU, in the gpu area."""
-    from labctl.data import hf
-    from labctl.doctor.registry import Result, slug
-    from labctl.errors import LabError
-    from labctl.gpu import model_memory as mm
-
-    out = []
-    for repo in models:
-        try:
-            if ctx.lab is None:
-                raise ctx.lab_error or LabError("no lab folder", id="cli.no-lab-folder")
-            ref, files = hf.model_files(ctx.lab, repo)
-            size = mm.estimate(ref.repo_id, files.get("config.json"),
-                               files.get("model.safetensors.index.json"),
-                               files.get("model.safetensors"))
-            found = mm.verdicts(size, ctx.probe.gpus)
-        except LabError as e:
-            found = [mm.Verdict("fail", repo, "; ".join([e.message, *e.details]), e.fix or "")]
-        out += [Result(f"gpu.model-memory.{slug(repo)}.{slug(v.subject)}", "gpu",
-                       f"model memory: {v.subject}", v.status, v.message, v.fix)
-                for v in found]
-    return out
 
 
 @click.command(name="errors")
@@ -114,9 +80,6 @@ def _model_results(ctx: Context, models: tuple[str, ...]) -> list[Result]:
 @friendly
 def errors(ids: tuple[str, ...], as_json: bool) -> None:
     """Explain an error by the id it printed (default: list every one)."""
-    from labctl.cli import ui
-    from labctl.errors import LabError, error_table
-
     table = error_table()
     unknown = [i for i in ids if i not in table]
     if unknown:

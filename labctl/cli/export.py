@@ -3,13 +3,29 @@ same labs as `labctl run`, generated from the same run plan."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import yaml
 
+from labctl.cli import ui
 from labctl.cli.common import built, engine, friendly, json_option, lab_option, load
+from labctl.config.safewrite import write_atomic
 from labctl.errors import LabError
+from labctl.export import compose as cp
+from labctl.export import devcontainer as dc
+from labctl.export import k8s as kube
+from labctl.gpu.access import gpu_mode
+from labctl.runtime.plan import RunRequest
+from labctl.runtime.run import (
+    compose_plans,
+    create_host_dirs,
+    env_token_file,
+    kept_token_file,
+    make_plan,
+)
 
 if TYPE_CHECKING:
     from labctl.config.lab import Lab
@@ -42,36 +58,18 @@ def _local_engine(lab: Lab, what: str) -> Engine:
 def devcontainer(name: str, src: str, single: bool, as_json: bool, lab_dir: str | None
                  ) -> None:
     """Write a devcontainer.json for lab NAME: VS Code opens SRC inside the lab, as you."""
-    from labctl.cli import ui
-    from labctl.export import devcontainer as dc
-    from labctl.gpu.access import gpu_mode
-    from labctl.gpu.compat import gpu_use
-    from labctl.runtime.plan import RunRequest
-    from labctl.runtime.run import create_host_dirs, kept_token_file, make_plan
-
     lab = load(lab_dir)
     e = _local_engine(lab, "a devcontainer.json")
     folder = Path(src).resolve()
     plan = make_plan(e, lab, name, RunRequest(
         user=True, srcs=(str(folder),), gpus="none",
         token_file=kept_token_file(lab, f"devcontainer-{name}.token")))
-    gpu = gpu_use(lab.spec(name)) != "no" and gpu_mode(e) != "none"
-    doc = dc.document(plan, folder, gpu)  # refuses a path docker would misread, first
-    path = folder / ".devcontainer" / ("devcontainer.json" if single else
-                                       f"{name}/devcontainer.json")
-    where = path.parent.resolve()
-    if where != folder and folder not in where.parents:  # a cloned .devcontainer link
-        raise LabError(f"{path.parent} leads outside {folder} (to {where})",
-                       id="cli.link-outside",
-                       fix=f"remove the link {path.parent.relative_to(folder).parts[0]};"
-                       " labctl writes devcontainer.json inside the folder VS Code opens")
-    create_host_dirs(plan.host_dirs)  # the lab's folders, yours, before VS Code starts it
-    changes = dc.write(path, doc)
+    written = dc.export(plan, lab.spec(name), folder, single, lambda: gpu_mode(e),
+                        create_host_dirs)
     if as_json:
-        ui.dump_json({"file": str(path), "changes": changes, "image": plan.image,
-                      "workspace": plan.workdir, "gpu": gpu})
+        ui.dump_json(written.as_dict())
         return
-    ui.console.print(f"{path}: {'; '.join(changes) or 'unchanged'}")
+    ui.console.print(f"{written.file}: {'; '.join(written.changes) or 'unchanged'}")
     ui.console.print(f"next: open {folder} in VS Code and run 'Dev Containers: Reopen in"
                      " Container'")
 
@@ -86,25 +84,18 @@ def devcontainer(name: str, src: str, single: bool, as_json: bool, lab_dir: str 
 def compose(names: tuple[str, ...], output: str | None, as_json: bool, lab_dir: str | None
             ) -> None:
     """Write a Compose file with one service per lab (default: every built lab)."""
-    from labctl.cli import ui
-    from labctl.export import compose as cp
-    from labctl.gpu.compat import gpu_use
-    from labctl.runtime.run import compose_plans, env_token_file
-
     lab = load(lab_dir)
     e = _local_engine(lab, "a Compose file")
     names = built(e, lab, names)
     lab.state_dir()  # .labctl, private
     env_file = env_token_file(lab.root / cp.ENV_FILE)
-    services = {name: cp.service(plan, gpu_use(lab.spec(name)) in ("required", "wanted"))
-                for name, plan in compose_plans(e, lab, names).items()}
-    out = Path(output).resolve() if output else lab.root / "compose.yaml"
-    cp.write(out, services, env_file)
+    written = cp.export(lab, compose_plans(e, lab, names),
+                        Path(output).resolve() if output else None, env_file)
     if as_json:
-        ui.dump_json({"file": str(out), "services": list(services), "env_file": str(env_file)})
+        ui.dump_json(written.as_dict())
         return
-    ui.console.print(f"wrote {out}: {', '.join(services) or 'no services'} (the token: "
-                     f"{env_file})")
+    ui.console.print(f"wrote {written.file}: {', '.join(written.services) or 'no services'}"
+                     f" (the token: {written.env_file})")
 
 
 @click.group(name="export")
@@ -112,20 +103,15 @@ def export_group() -> None:
     """Write the labs for a cluster: Kubernetes manifests, a JupyterHub profile list."""
 
 
-def _images(lab: object, names: tuple[str, ...], registry: str | None) -> dict[str, str]:
+def _images(lab: Lab, names: tuple[str, ...], registry: str | None) -> dict[str, str]:
     """The image each cluster node pulls: REGISTRY/NAME:latest (`labctl push`), else the
     local tag (which a cluster can only use when its nodes have the image)."""
-    return {n: f"{registry.rstrip('/')}/{n}:latest" if registry else lab.image_tag(n)  # type: ignore[attr-defined]
+    return {n: f"{registry.rstrip('/')}/{n}:latest" if registry else lab.image_tag(n)
             for n in names}
 
 
 def _write(docs: list[dict], output: str | None, private: bool = False) -> None:
     """The documents to ``output`` (``private``: 0600, it holds a secret), else stdout."""
-    import yaml
-
-    from labctl.cli import ui
-    from labctl.config.safewrite import write_atomic
-
     text = yaml.safe_dump_all(docs, sort_keys=False)
     if output:
         write_atomic(Path(output), text, private=private)
@@ -146,11 +132,6 @@ def _write(docs: list[dict], output: str | None, private: bool = False) -> None:
 def k8s(name: str, output: str | None, registry: str | None, namespace: str | None,
         lab_dir: str | None) -> None:
     """Kubernetes manifests for lab NAME: Deployment, Service, claims, token Secret."""
-    import secrets
-
-    from labctl.cli import ui
-    from labctl.export import k8s as kube
-
     lab = load(lab_dir)
     spec = lab.spec(name)
     docs = kube.manifests(kube.kube_lab(lab, spec, _images(lab, (name,), registry)[name]),
@@ -175,9 +156,6 @@ def k8s(name: str, output: str | None, registry: str | None, namespace: str | No
 def jupyterhub(names: tuple[str, ...], output: str | None, registry: str | None,
                lab_dir: str | None) -> None:
     """A zero-to-jupyterhub values snippet: one profile per lab in NAMES."""
-    from labctl.cli import ui
-    from labctl.export import k8s as kube
-
     lab = load(lab_dir)
     images = _images(lab, names, registry)
     labs = []

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from labctl.cli import ui
 from labctl.cli.common import built, engine, friendly, json_option, lab_option, load
+from labctl.hub import deploy, files
+
+if TYPE_CHECKING:
+    from labctl.config.lab import Lab
 
 
 @click.group(name="hub")
@@ -44,10 +49,9 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _write(names: tuple[str, ...], opts: dict[str, Any], lab_dir: str | None,
-           make_venv: bool) -> tuple[Any, Any, Path, dict[str, Any], Path | None]:
-    from labctl.cli import ui
-    from labctl.hub import deploy, files
-
+           make_venv: bool) -> tuple[Lab, deploy.Written, Path | None]:
+    """`hub write` and `hub up`: the settings checked, the hub written; the lab, what was
+    written and the hub's python (``make_venv``: made when --python names none)."""
     s = files.HubSettings(bind=opts["bind"], port=opts["port"], auth=opts["auth"],
                           admins=list(opts["admins"]), pam_group=opts["pam_group"],
                           cull_idle=opts["cull_idle"], swarm=opts["swarm"])
@@ -57,11 +61,8 @@ def _write(names: tuple[str, ...], opts: dict[str, Any], lab_dir: str | None,
         deploy.refuse_running(lab)
     e = engine(lab)
     names = built(e, lab, names)
-    python = Path(opts["python"]).absolute() if opts["python"] else None
-    if python is None and make_venv:
-        python = deploy.ensure_venv(lab, ui.err_console.print)
-    where, doc = deploy.write(e, lab, names, s, python, ui.err_console.print)
-    return lab, e, where, doc, python
+    python = deploy.hub_python(lab, opts["python"], make_venv, ui.err_console.print)
+    return lab, deploy.write(e, lab, names, s, python, ui.err_console.print), python
 
 
 @hub_group.command(name="write")
@@ -69,14 +70,11 @@ def _write(names: tuple[str, ...], opts: dict[str, Any], lab_dir: str | None,
 @friendly
 def write(names: tuple[str, ...], as_json: bool, lab_dir: str | None, **opts: Any) -> None:
     """Write the hub for labs NAMES (default: every built lab): config, images, network."""
-    from labctl.cli import ui
-
-    _, _, where, doc, _ = _write(names, opts, lab_dir, make_venv=False)
+    _, written, _ = _write(names, opts, lab_dir, make_venv=False)
     if as_json:
-        ui.dump_json({"folder": str(where), "url": doc["url"],
-                      "profiles": [p["slug"] for p in doc["profiles"]]})
+        ui.dump_json(written.as_dict())
         return
-    ui.console.print(f"wrote {where}: {', '.join(p['slug'] for p in doc['profiles'])}")
+    ui.console.print(f"wrote {written.folder}: {', '.join(written.profiles)}")
     ui.console.print("next: labctl hub up")
 
 
@@ -85,18 +83,15 @@ def write(names: tuple[str, ...], as_json: bool, lab_dir: str | None, **opts: An
 @friendly
 def up(names: tuple[str, ...], as_json: bool, lab_dir: str | None, **opts: Any) -> None:
     """Write the hub for labs NAMES and start it in the background."""
-    from labctl.cli import ui
-    from labctl.hub import deploy
-
-    lab, _, where, doc, python = _write(names, opts, lab_dir, make_venv=True)
-    pid = deploy.up(lab, doc, python)
+    lab, written, python = _write(names, opts, lab_dir, make_venv=True)
+    assert python is not None  # make_venv: --python, else the venv it made
+    hub = deploy.up(lab, written.doc, python)
     if as_json:
-        ui.dump_json({"pid": pid, "url": doc["url"], "folder": str(where),
-                      "log": str(where / deploy.LOG_FILE)})
+        ui.dump_json(hub.as_dict())
         return
-    ui.console.print(f"the hub runs (pid {pid}): {doc['url']}  log: {where / deploy.LOG_FILE}")
-    if doc["auth"] == "native":
-        ui.console.print(f"sign up as {', '.join(doc['admins'])} first (the admin), then"
+    ui.console.print(f"the hub runs (pid {hub.pid}): {hub.url}  log: {hub.log}")
+    if written.doc["auth"] == "native":
+        ui.console.print(f"sign up as {', '.join(written.doc['admins'])} first (the admin), then"
                          " approve each learner at /hub/authorize")
 
 
@@ -105,9 +100,6 @@ def up(names: tuple[str, ...], as_json: bool, lab_dir: str | None, **opts: Any) 
 @friendly
 def down(lab_dir: str | None) -> None:
     """Stop the hub and the learners' servers (their work stays, in their volumes)."""
-    from labctl.cli import ui
-    from labctl.hub import deploy
-
     lab = load(lab_dir)
     ran = deploy.down(engine(lab), lab)
     ui.console.print("the hub stopped" if ran else "no hub runs for this lab folder")
@@ -119,14 +111,10 @@ def down(lab_dir: str | None) -> None:
 @friendly
 def status(as_json: bool, lab_dir: str | None) -> None:
     """Whether the hub runs, where, and the learners' servers."""
-    from labctl.cli import ui
-    from labctl.hub import deploy
-
     lab = load(lab_dir)
     st = deploy.status(engine(lab), lab)
     if as_json:
-        ui.dump_json({"running": st.running, "pid": st.pid, "url": st.url,
-                      "servers": st.servers})
+        ui.dump_json(st.as_dict())
         return
     ui.console.print(f"hub: running (pid {st.pid}) at {st.url}" if st.running
                      else "hub: not running")

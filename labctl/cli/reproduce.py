@@ -1,25 +1,27 @@
-"""Reproduce: `labctl lock`, `labctl freeze` and `labctl diff`."""
+"""Reproduce: `labctl lock`, `labctl freeze`, `labctl diff` and `labctl why`."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import click
+from rich.text import Text
 
+from labctl.cli import ui
 from labctl.cli.common import engine, friendly, json_option, lab_option, load, maybe_lab
+from labctl.config.lab import Lab
+from labctl.config.lockfile import Change
 from labctl.errors import LabError
-
-if TYPE_CHECKING:
-    from labctl.config.lockfile import Change
+from labctl.lock.resolve import Comparison, LockResult, compare, lock_request, source
+from labctl.lock.resolve import freeze as do_freeze
+from labctl.lock.resolve import lock as do_lock
+from labctl.lock.why import WhyResult, explain
 
 _COLOURS = {"upgraded": "green", "downgraded": "yellow", "changed": "yellow",
             "added": "cyan", "removed": "red", "not locked": "dim"}
 
 
 def _change_rows(changes: list[Change]) -> list[list[object]]:
-    from rich.text import Text
-
     return [[c.package, c.old or "-", c.new or "-", Text(c.kind, style=_COLOURS[c.kind])]
             for c in changes]
 
@@ -39,39 +41,33 @@ def lock(names: tuple[str, ...], upgrade: bool, packages: tuple[str, ...], as_js
     """Write images/NAME.lock for specs NAMES (default: all): exact versions and hashes.
 
     The packages are resolved inside each spec's own base image and Python."""
-    from labctl.cli import ui
-    from labctl.lock.resolve import lock as do_lock
-    from labctl.lock.resolve import upgrade_arg
-
     lab = load(lab_dir)
-    names = names or tuple(lab.spec_names())
-    specs = [lab.spec(n) for n in names]  # validate every spec before resolving any
-    wanted = [p.strip() for u in packages for p in u.split(",") if p.strip()]
-    if upgrade and wanted:
-        raise LabError("--upgrade moves every package; --upgrade-package only those named",
-                       id="cli.upgrade-both", fix="use one of the two")
-    how = upgrade_arg(upgrade, wanted)
+    specs, how = lock_request(lab, names, upgrade, packages)
     e = engine(lab)
     results = []
-    for spec in specs:
+    for spec in specs:  # each shown as it is written: a lab of many specs takes minutes
         with ui.status(f"locking {spec.name}") as update:
             # a conflict's ways out reach --json through the error's extra
             res = do_lock(e, lab, spec, upgrade=how,
                           say=lambda m, s=spec.name, u=update: u(f"{s}: {m}"))
         results.append(res)
-        if as_json:
-            continue
-        where = lab.rel(res.path)
-        if res.previous is None:
-            ui.console.print(f"wrote {where}: {len(res.lock.pins())} packages, "
-                             f"{res.lock.hashed()} with hashes ({res.seconds:.0f}s)")
-        elif not res.changes:
-            ui.console.print(f"{where}: no version changed ({res.seconds:.0f}s)")
-        else:
-            ui.table(f"{where}: {len(res.changes)} changed ({res.seconds:.0f}s)",
-                     ["package", "old", "new", "change"], _change_rows(res.changes))
+        if not as_json:
+            _show_lock(lab, res)
     if as_json:
         ui.dump_json([r.as_dict() for r in results])
+
+
+def _show_lock(lab: Lab, res: LockResult) -> None:
+    """A first lock by its size; a relock by what moved (what a reviewer of it needs)."""
+    where = lab.rel(res.path)
+    if res.previous is None:
+        ui.console.print(f"wrote {where}: {len(res.lock.pins())} packages, "
+                         f"{res.lock.hashed()} with hashes ({res.seconds:.0f}s)")
+    elif not res.changes:
+        ui.console.print(f"{where}: no version changed ({res.seconds:.0f}s)")
+    else:
+        ui.table(f"{where}: {len(res.changes)} changed ({res.seconds:.0f}s)",
+                 ["package", "old", "new", "change"], _change_rows(res.changes))
 
 
 @click.command()
@@ -83,10 +79,6 @@ def freeze(name: str, as_json: bool, lab_dir: str | None) -> None:
     """The Python packages image NAME really holds (a spec's image, or any image).
 
     Read inside a throw-away container of it, with no network."""
-    from labctl.cli import ui
-    from labctl.lock.resolve import freeze as do_freeze
-    from labctl.lock.resolve import source
-
     src = source(name, maybe_lab(lab_dir))
     if src.kind != "image":
         raise LabError(f"{name} is a file; freeze reads an image",
@@ -111,35 +103,23 @@ def diff(a: str, b: str, as_json: bool, lab_dir: str | None) -> None:
     """Compare the packages of A and B: lock files, specs (their images) or images.
 
     Shows what changed between two builds, or between a lock and what was built."""
-    from labctl.cli import ui
-    from labctl.config.lockfile import diff_versions
-    from labctl.engine import Engine
-    from labctl.lock.resolve import packages, source
-
-    lab = maybe_lab(lab_dir)
-    engines: list[Engine] = []
-
-    def once() -> Engine:
-        if not engines:
-            engines.append(engine())
-        return engines[0]
-
-    sa, sb = source(a, lab), source(b, lab)
-    pa, pb = packages(sa, once), packages(sb, once)
-    kinds = (sa.kind, sb.kind)
-    image_side = {("lock", "image"): "new", ("image", "lock"): "old"}.get(kinds)
-    changes = diff_versions(pa, pb, image_side)
-    same = len(pa.keys() & pb.keys()) - sum(1 for c in changes if c.old and c.new)
+    found = compare(a, b, maybe_lab(lab_dir), engine)
     if as_json:
-        ui.dump_json({"a": sa.ref, "b": sb.ref, "same": same,
-                      "changes": [c.as_dict() for c in changes]})
+        ui.dump_json(found.as_dict())
+    else:
+        _show_diff(found)
+
+
+def _show_diff(found: Comparison) -> None:
+    """Only the packages that differ: the same ones are counted, not listed."""
+    sa, sb = found.a, found.b
+    if not found.changes:
+        ui.console.print(f"{sa.label} and {sb.label}: the same {found.same} packages")
         return
-    if not changes:
-        ui.console.print(f"{sa.label} and {sb.label}: the same {same} packages")
-        return
-    ui.table(f"{sa.label} -> {sb.label}: {len(changes)} differ, {same} the same",
+    # a long ref (an image digest) would squeeze the table: then just A and B
+    ui.table(f"{sa.label} -> {sb.label}: {len(found.changes)} differ, {found.same} the same",
              ["package", sa.ref if len(sa.ref) < 40 else "A", sb.ref if len(sb.ref) < 40
-              else "B", "change"], _change_rows(changes))
+              else "B", "change"], _change_rows(found.changes))
 
 
 @click.command()
@@ -152,34 +132,19 @@ def why(name: str, package: str, as_json: bool, lab_dir: str | None) -> None:
     """Which of spec NAME's requirements bring PACKAGE in, and which constrain its version.
 
     Read from images/NAME.lock alone (the resolver's "via" notes): no engine, no network."""
-    from labctl.cli import ui
-    from labctl.config import lockfile
-    from labctl.lock.conflicts import why as do_why
-
-    lab = load(lab_dir)
-    spec = lab.spec(name)
-    path = lockfile.lock_path(spec, lab.images_dir)
-    lock = lockfile.read_lock(path, name)
-    if lock is None:
-        raise LabError(f"{name} has no lock file: `why` reads what brought each package in"
-                       " from it", id="cli.no-lock-file", file=lab.rel(path),
-                       fix=f"run `labctl lock {name}` first")
-    reqs = [*spec.lab_packages, *spec.pip_nodeps, *spec.extras]
-    if spec.torch:
-        reqs += [f"torch=={spec.torch.version}", *spec.torch.packages]
-    found = do_why(lock, reqs, package)
-    if found is None:
-        raise LabError(f"{package} is not in {lab.rel(path)}: {name} does not install it",
-                       id="cli.not-in-lock", fix=f"`labctl add {name} {package}` adds it")
-    stale = lockfile.state(spec, lock) == "stale"
+    found = explain(load(lab_dir), name, package)
     if as_json:
-        ui.dump_json({"spec": name, "lock": lab.rel(path), "stale": stale,
-                      **found.as_dict()})
-        return
-    say = ui.console.print
-    say(f"{found.package} {found.version} in {lab.rel(path)}"
-        + (f" (stale: images/{name}.yaml changed since; `labctl lock {name}`)" if stale
-           else ""))
+        ui.dump_json(found.as_dict())
+    else:
+        _show_why(found)
+
+
+def _show_why(res: WhyResult) -> None:
+    """One chain a line, from the spec's requirement down to the package."""
+    say, found = ui.console.print, res.found
+    say(f"{found.package} {found.version} in {res.lock}"
+        + (f" (stale: images/{res.spec}.yaml changed since; `labctl lock {res.spec}`)"
+           if res.stale else ""))
     if found.chains:
         say(f"brought in by {len(found.chains)} of the spec's requirements:")
         for chain in found.chains:

@@ -4,15 +4,19 @@ this lab folder's containers and this user's; another lab of yours by its exact 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
+from rich.text import Text
 
+from labctl.cli import ui
 from labctl.cli.common import engine, friendly, json_option, lab_option, load, maybe_lab
 from labctl.errors import LabError
-
-if TYPE_CHECKING:
-    from labctl.runtime.plan import RunPlan
+from labctl.runtime import containers
+from labctl.runtime.check import CheckReport, check_lab
+from labctl.runtime.plan import RunPlan, RunRequest
+from labctl.runtime.run import make_plan, stop_labs
+from labctl.runtime.run import run as do_run
+from labctl.runtime.run import shell as do_shell
 
 GPUS = click.option("--gpus", type=click.Choice(["auto", "all", "none"]), default="auto",
                     show_default=True,
@@ -46,11 +50,6 @@ def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...], 
         port: int | None, bind: str | None, gpus: str, no_compat: bool, detach: bool,
         keep: bool, verbose: bool, as_json: bool, lab_dir: str | None) -> None:
     """Run lab NAME (JupyterLab, or COMMAND after --)."""
-    from labctl.cli import ui
-    from labctl.runtime.plan import RunRequest
-    from labctl.runtime.run import make_plan
-    from labctl.runtime.run import run as do_run
-
     lab = load(lab_dir)
     e = engine(lab)
     plan = make_plan(e, lab, name, RunRequest(
@@ -63,8 +62,6 @@ def run(name: str, command: tuple[str, ...], user: bool, srcs: tuple[str, ...], 
 
 def _tell(plan: RunPlan, name: str, verbose: bool) -> None:
     """What `labctl run` says before the lab starts: warnings always, the rest with -v."""
-    from labctl.cli import ui
-
     for note in plan.warnings:  # said always: exposure and a GPU lab falling back to CPU
         ui.err_console.print(f"warning: {note}")
     ui.err_console.print(f"{name}: {'GPU (' + plan.gpus + ')' if plan.gpus else 'CPU'}"
@@ -78,8 +75,6 @@ def _tell(plan: RunPlan, name: str, verbose: bool) -> None:
 
 def _as_json(plan: RunPlan, name: str, detach: bool) -> None:
     """`labctl run --json`: the lab, once it is ready."""
-    from labctl.cli import ui
-
     ui.dump_json({"container": plan.name, "spec": name, "url": plan.url,
                   "tensorboard_url": plan.tensorboard_url,
                   "token_file": str(plan.token_file) if plan.token_file else None,
@@ -95,26 +90,8 @@ def _as_json(plan: RunPlan, name: str, detach: bool) -> None:
 @friendly
 def shell(name: str, user: bool, lab_dir: str | None) -> None:
     """A shell in running lab NAME (container or spec name), or in a new one."""
-    from labctl.runtime import containers
-    from labctl.runtime.plan import RunRequest
-    from labctl.runtime.run import make_plan
-    from labctl.runtime.run import run as do_run
-
     lab = maybe_lab(lab_dir)
-    e = engine(lab)
-    c = containers.find(e, name, lab)
-    if c is not None:
-        env = dict(x.split("=", 1) for x in c.attrs["Config"].get("Env") or [])
-        uid = env.get("LABCTL_UID") or "1000"
-        who = "0:0" if uid == "0" else f"{uid}:{env.get('LABCTL_GID', uid)}"
-        home = "/root" if uid == "0" else "/home/lab"
-        sys.exit(e.exec_cli(c, ["bash", "-l"], who, c.attrs["Config"]["WorkingDir"] or "/",
-                            {"HOME": home}))
-    if lab is None:
-        raise LabError(f"no running lab named {name}, and no lab folder to start one from",
-                       id="cli.no-running-lab", fix="see `labctl ps`, or run this in a lab folder")
-    plan = make_plan(e, lab, name, RunRequest(user=user, command=("bash", "-l")))
-    sys.exit(do_run(e, plan, detach=False, keep=False, say=lambda m: None))
+    sys.exit(do_shell(engine(lab), lab, name, user=user))
 
 
 @click.command()
@@ -126,34 +103,16 @@ def shell(name: str, user: bool, lab_dir: str | None) -> None:
 @friendly
 def ps(as_json: bool, all_: bool, everywhere: bool, lab_dir: str | None) -> None:
     """Your running labs (of this lab folder), with their URLs."""
-    from labctl import labels
-    from labctl.cli import ui
-    from labctl.engine import endpoint
-    from labctl.runtime import containers
-    from labctl.runtime.run import token_of
-
     lab = None if everywhere else maybe_lab(lab_dir)
-    e = engine(lab)
-    rows = []
-    for c in containers.mine(e, lab, all=all_):
-        ports = c.attrs.get("NetworkSettings", {}).get("Ports") or {}
-        published = [f"{b['HostIp']}:{b['HostPort']}->{p}" for p, bs in ports.items()
-                     for b in bs or []]
-        url = c.labels.get(labels.URL)
-        token = token_of(c) if url else None
-        rows.append({"name": c.name, "spec": c.labels.get(labels.SPEC), "status": c.status,
-                     "url": f"{url}?token={token}" if url and token else url,
-                     "ports": published, "lab": c.labels.get(labels.LAB),
-                     "image": (c.image.tags or [c.image.id])[0] if c.image else "",
-                     "engine": endpoint()[0]})
+    found = containers.listing(engine(lab), lab, all=all_)
     if as_json:
-        ui.dump_json(rows)
+        ui.dump_json([r.as_dict() for r in found.rows])
         return
     where = "every lab folder" if lab is None else str(lab.root)
-    ui.table(f"your labs in {where} (engine {endpoint()[0]})", ["name", "spec", "status",
+    ui.table(f"your labs in {where} (engine {found.engine})", ["name", "spec", "status",
              "url / ports"],
-             [[r["name"], r["spec"], r["status"], r["url"] or ", ".join(r["ports"]) or "-"]
-              for r in rows])
+             [[r.name, r.spec, r.status, r.url or ", ".join(r.ports) or "-"]
+              for r in found.rows])
 
 
 @click.command()
@@ -164,8 +123,6 @@ def ps(as_json: bool, all_: bool, everywhere: bool, lab_dir: str | None) -> None
 @friendly
 def logs(name: str, follow: bool, tail: str, lab_dir: str | None) -> None:
     """Output of lab NAME (also one kept with --keep that has stopped)."""
-    from labctl.runtime import containers
-
     if tail != "all" and not tail.isdigit():
         raise LabError(f"--tail {tail}: not a number",
                        id="cli.bad-tail", fix="--tail 100, or --tail all")
@@ -188,41 +145,15 @@ def logs(name: str, follow: bool, tail: str, lab_dir: str | None) -> None:
 @friendly
 def stop(names: tuple[str, ...], all_: bool, as_json: bool, lab_dir: str | None) -> None:
     """Stop labs NAMES (container or spec names) and remove their containers."""
-    from labctl import labels
-    from labctl.cli import ui
-    from labctl.runtime import containers, remote
-    from labctl.runtime.plan import TOKEN_IN_CONTAINER
-    from labctl.runtime.run import forget_token_file
-
     if not names and not all_:
         raise LabError("name a lab to stop, or pass --all",
                        id="cli.nothing-to-stop", fix="see `labctl ps`")
     lab = maybe_lab(lab_dir)
-    e = engine()
-    if all_ and lab is None:
-        raise LabError("--all stops the labs of a lab folder, and this is none",
-                       id="cli.no-lab-folder",
-                       fix="run it in a lab folder (or pass --lab DIR), or name the labs")
-    targets = containers.mine(e, lab, all=True) if all_ else []
-    for n in names:
-        c = containers.find(e, n, lab, stopped=True)
-        if c is None:
-            raise LabError(f"no lab named {n}", id="cli.no-such-lab", fix="see `labctl ps --all`")
-        targets.append(c)
-    stopped = []
-    for c in targets:
-        e.stop_container(c)
-        e.remove_container(c)  # then its --sync volumes, no longer in use, come back
-        remote.sync_back(e, c.attrs["Config"]["Image"], remote.syncs_of(c),
-                         ui.err_console.print)
-        for m in c.attrs.get("Mounts") or []:  # its token file goes with it
-            if m.get("Destination") == TOKEN_IN_CONTAINER:
-                forget_token_file((c.labels or {}).get(labels.LAB, ""), m["Source"])
-        stopped.append(c.name)
-        if not as_json:
-            ui.console.print(f"stopped {c.name}")
+    stopped = stop_labs(engine(), lab, names, all_=all_, say=ui.err_console.print,
+                        on_stopped=(lambda n: None) if as_json else
+                        (lambda n: ui.console.print(f"stopped {n}")))
     if as_json:
-        ui.dump_json({"stopped": stopped})
+        ui.dump_json(stopped.as_dict())
 
 
 @click.command()
@@ -235,34 +166,32 @@ def stop(names: tuple[str, ...], all_: bool, as_json: bool, lab_dir: str | None)
 def check(name: str, only: tuple[str, ...], gpus: str, as_json: bool,
           lab_dir: str | None) -> None:
     """Run the checks spec NAME declares inside its image, as you, offline."""
-    from rich.text import Text
-
-    from labctl.cli import ui
-    from labctl.runtime.check import run_checks
-
     lab = load(lab_dir)
     e = engine(lab)
     with ui.status("checking") as update:
-        results = run_checks(e, lab, name, list(only) or None, gpus,
-                             on_start=lambda n: update(f"{name}: running check {n}"))
-    failed = [r for r in results if r.status != "pass"]
+        report = check_lab(e, lab, name, list(only) or None, gpus,
+                           on_start=lambda n: update(f"{name}: running check {n}"))
     if as_json:
-        ui.dump_json([r.__dict__ for r in results])
+        ui.dump_json([r.as_dict() for r in report.results])
     else:
-        spec = lab.spec(name)
-        if spec.compat:  # what of the books this lab makes run, and how
-            from labctl.config.spec import compat_items
+        _show_checks(report)
+    sys.exit(1 if report.failed else 0)
 
-            items = compat_items()
-            ui.table(f"book compatibility of {name} (LABCTL_COMPAT=off or --no-compat: shims"
-                     " off)", ["item", "serves", "how"],
-                     [[c, "\n".join(items[c].serves), ", ".join(items[c].pip) or
-                       f"shim {items[c].shim}"] for c in spec.compat])
-        colour = {"pass": "green", "fail": "red", "timeout": "red"}
-        ui.table(f"checks of {name}", ["check", "result", "seconds"],
-                 [[r.name, Text(r.status, style=colour[r.status]), f"{r.seconds:.1f}"]
-                  for r in results])
-        for r in failed:
-            ui.console.print(Text(f"--- output of {r.name} (last 40 lines) ---", style="bold"))
-            ui.console.print(Text("\n".join(r.output.splitlines()[-40:])))
-    sys.exit(1 if failed else 0)
+
+_RESULT_COLOURS = {"pass": "green", "fail": "red", "timeout": "red"}
+
+
+def _show_checks(report: CheckReport) -> None:
+    """The lab's book-compatibility items (what its checks ran with), each check's result,
+    and the end of each failed check's output."""
+    name = report.spec
+    if report.compat:
+        ui.table(f"book compatibility of {name} (LABCTL_COMPAT=off or --no-compat: shims"
+                 " off)", ["item", "serves", "how"],
+                 [[c.item, "\n".join(c.serves), c.how] for c in report.compat])
+    ui.table(f"checks of {name}", ["check", "result", "seconds"],
+             [[r.name, Text(r.status, style=_RESULT_COLOURS[r.status]), f"{r.seconds:.1f}"]
+              for r in report.results])
+    for r in report.failed:
+        ui.console.print(Text(f"--- output of {r.name} (last 40 lines) ---", style="bold"))
+        ui.console.print(Text("\n".join(r.output.splitlines()[-40:])))

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import click
 
+from labctl.cli import ui
 from labctl.cli.common import engine, friendly, json_option, maybe_lab
+from labctl.config.lab import init_lab
+from labctl.image import base as base_image
 
 
 @click.command()
@@ -15,9 +18,6 @@ from labctl.cli.common import engine, friendly, json_option, maybe_lab
 @friendly
 def init(directory: str, as_json: bool) -> None:
     """Create a lab in DIRECTORY from the shipped defaults (never overwrites a file)."""
-    from labctl.cli import ui
-    from labctl.config.lab import init_lab
-
     results = init_lab(Path(directory))
     if as_json:
         ui.dump_json({"lab": str(Path(directory).resolve()),
@@ -45,29 +45,17 @@ def base() -> None:
 def base_bootstrap(image: str, suite: str | None, mirror: str | None, force: bool,
                    as_json: bool) -> None:
     """Make base IMAGE from a Debian mirror (no registry needed)."""
-    import os
-
-    from labctl.cli import ui
-    from labctl.image.base import DEFAULT_MIRROR, bootstrap, check_mirror, suite_of
-
     e = engine()
-    found = e.image(image)
-    if found is not None and not force:
-        if as_json:
-            ui.dump_json({"image": image, "image_id": found.id, "status": "present"})
-        else:
-            ui.console.print(f"{image} is already in the engine (use --force to rebuild it)")
-        return
-    # The same precedence as `labctl build`: the command line, then labctl.yaml (which
-    # already holds LABCTL_APT_MIRROR when it sets none), then the default.
-    lab = maybe_lab(None)
-    mirror = check_mirror(mirror or (lab.settings.network.apt_mirror if lab else None)
-                          or os.environ.get("LABCTL_APT_MIRROR") or DEFAULT_MIRROR)
-    with ui.status(f"bootstrapping {image}") as update:
-        image_id = bootstrap(e, image, suite_of(image, suite), mirror,
-                             lambda line: update(f"{image}: {line[:100]}"))
+    res = base_image.present(e, image, force)
+    if res is None:
+        lab = maybe_lab(None)  # only now: an image kept needs no lab folder read
+        mirror = base_image.pick_mirror(mirror, lab.settings.network.apt_mirror if lab else None)
+        with ui.status(f"bootstrapping {image}") as update:
+            res = base_image.make(e, image, suite, mirror,
+                                  lambda line: update(f"{image}: {line[:100]}"))
     if as_json:
-        ui.dump_json({"image": image, "image_id": image_id, "status": "built",
-                      "mirror": mirror})
+        ui.dump_json(res.as_dict())
+    elif res.status == "present":
+        ui.console.print(f"{image} is already in the engine (use --force to rebuild it)")
     else:
-        ui.console.print(f"{image} is ready ({image_id[:19]})")
+        ui.console.print(f"{image} is ready ({res.image_id[:19]})")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 import requests
 import urllib3
@@ -23,7 +25,7 @@ import urllib3
 from labctl.config.lab import Lab
 from labctl.config.trust import SYSTEM_BUNDLES
 from labctl.data import store
-from labctl.data.catalogue import DataFile, Entry
+from labctl.data.catalogue import Catalogue, DataFile, Entry
 from labctl.errors import LabError, advise
 
 RETRY_DELAYS = (1.0, 3.0)  # seconds before the second and third try of one URL
@@ -39,6 +41,12 @@ RATE_WINDOW = 60.0  # seconds
 TIMEOUT = (15.0, 60.0)  # seconds: connecting, and one read with no byte at all
 Progress = Callable[[str, int, int | None], None]  # (file name, bytes so far, total)
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class Bar(Protocol):
+    """A progress display of downloads (the command's): shown while the files download."""
+
+    def update(self, name: str, done: int, total: int | None) -> None: ...
 
 
 class Refused(Exception):
@@ -172,3 +180,20 @@ def fetch_file(lab: Lab, name: str, entry: Entry, f: DataFile, *, progress: Prog
         f" run `labctl data import {name} PATH`; a mirror goes into labctl.yaml as"
         " data_mirrors: [{from: URL-PREFIX, to: MIRROR-PREFIX}]",
     )
+
+
+def fetch_entries(lab: Lab, cat: Catalogue, names: Sequence[str],
+                  bar: Callable[[], AbstractContextManager[Bar]]) -> list[str]:
+    """Fetch the files of entries ``names`` that are not in place (placed by labctl, or
+    checked now), with ``bar`` shown meanwhile; the names, once all are in place."""
+    s = session(lab)
+    done = []
+    with bar() as shown:
+        for name in names:
+            e = cat.entries[name]
+            root = store.volume_root(lab, name, e)
+            for f in e.files:
+                if not store.ready(root, name, f):
+                    fetch_file(lab, name, e, f, progress=shown.update, s=s)
+            done.append(name)
+    return done

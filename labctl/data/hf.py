@@ -111,6 +111,10 @@ class Result:
     bytes: int = 0
     total_files: int = 0  # in the repository at that revision
 
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.ref.name, "commit": self.commit, "endpoint": self.endpoint,
+                "path": str(self.folder), "files": self.files, "bytes": self.bytes}
+
 
 def _info(api: Any, ref: HfRef, token: bool | None) -> Any:
     return api.repo_info(ref.repo_id, repo_type=ref.repo_type, revision=ref.revision,
@@ -266,6 +270,14 @@ def download(lab: Lab, ref: HfRef, include: list[str], *, say: Callable[[str], N
                    fix="check the name and revision (huggingface.co/ORG/NAME); a gated or"
                    " private model needs `huggingface-cli login` (its token goes to the Hub"
                    " only); set network.hf_endpoint in labctl.yaml for a mirror")
+
+
+def download_all(lab: Lab, names: list[str], include: list[str], *,
+                 say: Callable[[str], None], progress: bool = True) -> list[Result]:
+    """`data get hf:...`: the repositories among ``names``, every name checked before
+    the first download."""
+    refs = [parse_ref(n) for n in names if is_ref(n)]
+    return [download(lab, r, include, say=say, progress=progress) for r in refs]
 
 
 def _write_ref(repo_folder: Path, revision: str, commit: str) -> None:

@@ -207,6 +207,40 @@ def ready(root: Path, name: str, f: DataFile) -> bool:
     return state(root, name, f, verify=True).present
 
 
+@dataclass
+class Imported:
+    """What `data import` put in place, and the entry's files it did not find."""
+
+    name: str
+    placed: list[str]
+    missing: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "placed": self.placed, "missing": self.missing}
+
+
+def import_files(root: Path, name: str, entry: Entry, source: str) -> Imported:
+    """Put the files of ``entry`` found at ``source`` in place, each verified: a file
+    (the entry's only one, or one of its names) or a folder searched for its names.
+    ``source`` as the learner wrote it, which the refusal names."""
+    src = Path(source)
+    missing, placed = [], []
+    for f in entry.files:
+        if src.is_file():
+            found = src if len(entry.files) == 1 or src.name == f.name else None
+        else:
+            found = next((p for p in sorted(src.rglob(f.name)) if p.is_file()), None)
+        if found is None:
+            missing.append(f.name)
+            continue
+        placed.append(str(place(root, name, f, found, move=False)))
+    if missing and not placed:
+        raise LabError(f"{source} holds none of the files of {name}",
+                       id="cli.no-matching-files", details=[f"looked for {', '.join(missing)}"],
+                       fix="name the downloaded file, or the folder that holds it")
+    return Imported(name, placed, missing)
+
+
 def place(root: Path, name: str, f: DataFile, source: Path, *, move: bool) -> Path:
     """Verify ``source`` and put it where its library looks (unpacked too, when the entry
     says so). A file that fails its library's checks, or an archive that cannot be

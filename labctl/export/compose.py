@@ -5,12 +5,15 @@ of git), never from the Compose file."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from labctl.config.lab import Lab
 from labctl.config.safewrite import write_atomic
+from labctl.gpu.compat import gpu_use
 from labctl.runtime.plan import TOKEN_IN_CONTAINER, RunPlan
 
 ENV_FILE = ".labctl/compose.env"  # relative to the lab folder (and so to the file's dir)
@@ -60,3 +63,27 @@ def write(out: Path, services: dict[str, dict[str, Any]], env_file: Path) -> Non
             " starts the labs.\n# The Jupyter token is in " + ENV_FILE + " (0600).\n"
             + yaml.safe_dump(document(services), sort_keys=False, allow_unicode=True))
     write_atomic(out, text)  # a link planted at compose.yaml is replaced, not written through
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `labctl compose` wrote."""
+
+    file: Path
+    services: list[str]  # the labs, one service each
+    env_file: Path  # the Jupyter token, 0600
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": str(self.file), "services": self.services,
+                "env_file": str(self.env_file)}
+
+
+def export(lab: Lab, plans: dict[str, RunPlan], out: Path | None, env_file: Path) -> Written:
+    """The Compose file of ``plans`` (spec name -> its run plan) at ``out`` (None:
+    compose.yaml in the lab folder). A service reserves the GPUs only for a lab that
+    asks for a GPU: Compose would refuse to start it on a machine without one."""
+    services = {name: service(plan, gpu_use(lab.spec(name)) in ("required", "wanted"))
+                for name, plan in plans.items()}
+    out = out or lab.root / "compose.yaml"
+    write(out, services, env_file)
+    return Written(out, list(services), env_file)

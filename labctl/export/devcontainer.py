@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from labctl.config.safewrite import write_atomic
+from labctl.config.spec import ImageSpec
 from labctl.errors import LabError
+from labctl.gpu.compat import gpu_use
 from labctl.runtime.plan import RunPlan
 
 EXTENSIONS = ["ms-python.python", "ms-toolsai.jupyter"]
@@ -237,3 +241,47 @@ def write(path: Path, new: dict[str, Any]) -> list[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, data)
     return changes if old else ["written"]
+
+
+def file_for(folder: Path, name: str, single: bool) -> Path:
+    """Where lab ``name``'s devcontainer.json goes in ``folder``: .devcontainer/NAME/ (one
+    per lab, VS Code offers each), or .devcontainer/ itself (``single``: VS Code's
+    default). Refused where a link (a cloned project's) leads it outside the folder."""
+    path = folder / ".devcontainer" / ("devcontainer.json" if single else
+                                       f"{name}/devcontainer.json")
+    where = path.parent.resolve()
+    if where != folder and folder not in where.parents:
+        raise LabError(f"{path.parent} leads outside {folder} (to {where})",
+                       id="cli.link-outside",
+                       fix=f"remove the link {path.parent.relative_to(folder).parts[0]};"
+                       " labctl writes devcontainer.json inside the folder VS Code opens")
+    return path
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `labctl devcontainer` wrote."""
+
+    file: Path
+    changes: list[str]  # in words; empty: the file was as it is
+    image: str
+    workspace: str  # where VS Code opens the folder, in the container
+    gpu: bool  # the GPU where the host has one
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": str(self.file), "changes": self.changes, "image": self.image,
+                "workspace": self.workspace, "gpu": self.gpu}
+
+
+def export(plan: RunPlan, spec: ImageSpec, folder: Path, single: bool,
+           gpu_mode: Callable[[], str], make_dirs: Callable[[list[Path]], object]
+           ) -> Written:
+    """Write the devcontainer.json of ``plan`` (a run plan for ``folder``, the folder VS
+    Code opens) into ``folder``, merged into the learner's. ``gpu_mode`` is the engine's
+    (asked only for a lab that can use a GPU); ``make_dirs`` makes the lab's folders as
+    the learner, before VS Code starts the lab (the engine would make them as root)."""
+    gpu = gpu_use(spec) != "no" and gpu_mode() != "none"
+    doc = document(plan, folder, gpu)  # refuses a path docker would misread, first
+    path = file_for(folder, spec.name, single)
+    make_dirs(plan.host_dirs)
+    return Written(path, write(path, doc), plan.image, plan.workdir, gpu)

@@ -28,8 +28,10 @@ from labctl.config.lab import Lab
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.export.profiles import SHARED, LabProfile, lab_profile
+from labctl.gpu.access import gpu_mode
 from labctl.hub import files
 from labctl.runtime.plan import LAB_UID
+from labctl.runtime.run import create_host_dirs
 
 PROCESS_FILE = "jupyterhub.pid"  # the hub writes it (jupyterhub_config.py)
 LOG_FILE = "hub.log"
@@ -102,8 +104,6 @@ def hub_image(engine: Engine, lab: Lab, name: str, profile: LabProfile, version:
 
 def device_requests(engine: Engine) -> list[dict[str, Any]]:
     """How a GPU lab's server gets the GPU on this engine (as `labctl run --gpus all`)."""
-    from labctl.gpu.access import gpu_mode
-
     mode = gpu_mode(engine)
     if mode == "runtime":
         return [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]
@@ -149,6 +149,15 @@ def ensure_venv(lab: Lab, say: Any) -> Path:
     return python
 
 
+def hub_python(lab: Lab, given: str | None, make: bool, say: Any) -> Path | None:
+    """The Python that runs the hub: ``given`` (--python), else, to start the hub
+    (``make``), .labctl/hub/venv, made once; None for a hub only written, whose proxy
+    is then looked for on PATH alone."""
+    if given:
+        return Path(given).absolute()
+    return ensure_venv(lab, say) if make else None
+
+
 def check_python(python: Path) -> None:
     """The hub's python has the pinned packages: its jupyterhub is the images' one."""
     want = files.requirements()
@@ -165,11 +174,24 @@ def check_python(python: Path) -> None:
 
 
 # --- write, up, down, status ------------------------------------------------------------
-def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings,
-          python: Path | None, say: Any = lambda text: None) -> tuple[Path, dict[str, Any]]:
-    """Build the hub images, make the network and write the files; the folder and hub.json."""
-    from labctl.runtime.run import create_host_dirs
+@dataclass(frozen=True)
+class Written:
+    """What `labctl hub write` wrote: the hub's folder and its hub.json."""
 
+    folder: Path
+    doc: dict[str, Any]
+
+    @property
+    def profiles(self) -> list[str]:
+        return [p["slug"] for p in self.doc["profiles"]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "url": self.doc["url"], "profiles": self.profiles}
+
+
+def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings,
+          python: Path | None, say: Any = lambda text: None) -> Written:
+    """Build the hub images, make the network and write the files."""
     if not engine.is_local():
         raise LabError("labctl hub runs the hub on this machine, next to its engine; this"
                        " engine is another machine's", id="hub.engine-not-local",
@@ -202,7 +224,7 @@ def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings
                            hub_ip=gateway, proxy=proxy)
     doc = files.settings_document(s, place, profiles, images, hosts, gpus)
     files.write(where, doc)
-    return where, doc
+    return Written(where, doc)
 
 
 @dataclass
@@ -214,6 +236,27 @@ class Status:
     @property
     def running(self) -> bool:
         return self.pid is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"running": self.running, "pid": self.pid, "url": self.url,
+                "servers": self.servers}
+
+
+@dataclass(frozen=True)
+class Started:
+    """A hub that answers: its process, where learners reach it, its folder."""
+
+    pid: int
+    url: str
+    folder: Path
+
+    @property
+    def log(self) -> Path:
+        return self.folder / LOG_FILE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "url": self.url, "folder": str(self.folder),
+                "log": str(self.log)}
 
 
 def _hub_pid(where: Path) -> int | None:
@@ -242,7 +285,7 @@ def refuse_running(lab: Lab) -> None:
                        fix="`labctl hub down` first, to start it with the new settings")
 
 
-def up(lab: Lab, doc: dict[str, Any], python: Path) -> int:
+def up(lab: Lab, doc: dict[str, Any], python: Path) -> Started:
     """Start the hub (a background process of this user's) and wait until it answers."""
     where = folder(lab)
     refuse_running(lab)
@@ -262,7 +305,7 @@ def up(lab: Lab, doc: dict[str, Any], python: Path) -> int:
             raise LabError("the hub did not start", id="hub.start-failed", details=tail,
                            fix=f"read {where / LOG_FILE}; a port in use: --port")
         time.sleep(0.5)
-    return proc.pid
+    return Started(proc.pid, doc["url"], where)
 
 
 def down(engine: Engine, lab: Lab, timeout: float = 60) -> bool:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from labctl import labels
@@ -50,6 +51,41 @@ def check_mirror(mirror: str) -> str:
         raise LabError(f"--mirror: {e}",
                        id="base.bad-mirror", fix="e.g. --mirror http://deb.debian.org/debian"
                        ) from None
+
+
+def pick_mirror(given: str | None, lab_mirror: str | None) -> str:
+    """The mirror, with the precedence of `labctl build`: the command line, then labctl.yaml
+    (which already holds LABCTL_APT_MIRROR when it sets none), then the default."""
+    return check_mirror(given or lab_mirror or os.environ.get("LABCTL_APT_MIRROR")
+                        or DEFAULT_MIRROR)
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """What `labctl base bootstrap` left in the engine."""
+
+    image: str
+    image_id: str
+    status: str  # present (kept: no --force) | built
+    mirror: str | None = None  # the mirror it was made from (built)
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"image": self.image, "image_id": self.image_id, "status": self.status}
+        return out if self.mirror is None else {**out, "mirror": self.mirror}
+
+
+def present(engine: Engine, image: str, force: bool) -> BaseImage | None:
+    """``image`` as the engine has it, which `base bootstrap` keeps; None when there is
+    none, or ``force`` replaces it."""
+    found = engine.image(image)
+    return None if found is None or force else BaseImage(image, found.id, "present")
+
+
+def make(engine: Engine, image: str, suite: str | None, mirror: str,
+         progress: Callable[[str], None]) -> BaseImage:
+    """``image`` made from ``mirror`` (see bootstrap); ``suite`` None: from its tag."""
+    image_id = bootstrap(engine, image, suite_of(image, suite), mirror, progress)
+    return BaseImage(image, image_id, "built", mirror)
 
 
 def plan(image: str, suite: str, mirror: str, tool: str, out: Path) -> list[list[str]]:

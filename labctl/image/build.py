@@ -7,13 +7,14 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labctl import __version__, labels, resources
+from labctl.config import validators
 from labctl.config.lab import SETTINGS_FILE, Lab
 from labctl.config.spec import ImageSpec
 from labctl.engine import Engine
@@ -28,7 +29,8 @@ from labctl.image.render import (
     render_lock_image,
 )
 
-__all__ = ["BuildEvent", "BuildResult", "build", "state", "system_image"]
+__all__ = ["BuildEvent", "BuildResult", "build", "build_each", "check_tag", "state",
+           "system_image"]
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -157,6 +159,41 @@ def build(engine: Engine, lab: Lab, ctx: BuildContext, tag: str,
         res.trimmed = trim_cache(engine, lab, on_event)
         return res
     return _build_classic(engine, lab, ctx, tag, nocache, on_event)
+
+
+def check_tag(tag: str | None, names: Sequence[str]) -> None:
+    """`labctl build --tag`: one spec, and a valid reference, said before any build (not
+    after minutes of one)."""
+    if tag and len(names) > 1:
+        raise LabError("--tag takes one spec name",
+                       id="cli.tag-many-specs", fix="build one spec at a time with --tag")
+    if tag:
+        try:
+            validators.image_ref(tag)
+        except ValueError as e:
+            raise LabError(f"--tag: {e}",
+                           id="cli.bad-tag", fix="e.g. --tag labctl/d2l:mine") from None
+
+
+# What shows one context's build: entered around it, it yields where its events go (the
+# caller's progress display, which may also turn the build's error into a better one).
+Showing = Callable[[BuildContext], AbstractContextManager[Callable[[BuildEvent], None]]]
+
+
+def build_each(engine: Engine, lab: Lab, contexts: Sequence[BuildContext], tag: str | None,
+               opts: BuildOptions, showing: Showing,
+               done: Callable[[BuildContext, BuildResult], None] = lambda c, r: None
+               ) -> list[BuildResult]:
+    """`labctl build`: each context built in turn (``tag``, or the lab's tag of its spec),
+    ``done`` told of each result as it comes, so that a long run reports as it goes; the
+    first failure ends the run."""
+    results = []
+    for ctx in contexts:
+        with showing(ctx) as show:
+            res = build(engine, lab, ctx, tag or lab.image_tag(ctx.spec.name), opts, show)
+        results.append(res)
+        done(ctx, res)
+    return results
 
 
 def _build_classic(engine: Engine, lab: Lab, ctx: BuildContext, tag: str, nocache: bool,
@@ -290,8 +327,8 @@ def system_image(engine: Engine, lab: Lab, spec: ImageSpec,
     once a lab on the same base has been built, and building it first costs a lab build
     nothing either."""
     tag = system_image_tag(lab, spec)
-    build(engine, lab, render_lock_image(lab, spec), tag, on_event=on_event, nocache=nocache,
-          builder=builder)
+    build(engine, lab, render_lock_image(lab, spec), tag,
+          BuildOptions(nocache=nocache, builder=builder), on_event)
     return tag
 
 
@@ -324,8 +361,8 @@ def _helper(engine: Engine, lab: Lab, ctx: BuildContext,
     on_event(BuildEvent("output", f"serving {what} to the build"))
     helper = render_helper_image(lab, ctx.spec)
     try:
-        build(engine, lab, helper, helper_image_tag(lab, ctx.spec), on_event=on_event,
-              nocache=nocache)
+        build(engine, lab, helper, helper_image_tag(lab, ctx.spec),
+              BuildOptions(nocache=nocache), on_event)
     except LabError as e:
         e.message = f"{ctx.spec.name}: the shared first layer (built first, to serve the" \
                     f" build from): {e.message}"

@@ -12,15 +12,20 @@ df` adds up), keyed by chain id, so two images that share a layer count it once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import stat
+import tarfile
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from labctl import labels
+from labctl.data import catalogue
 from labctl.engine import chain_ids
 from labctl.errors import LabError
 from labctl.image.layers import UV_CACHE
@@ -251,6 +256,11 @@ class SpecUse:
     containers: list[dict[str, object]]
     tagged: list[ImageUse] = field(default_factory=list)  # under other names (kept)
 
+    @property
+    def older_bytes(self) -> int:
+        """What the older images hold that no other image does."""
+        return sum(o.unique for o in self.older)
+
     def as_dict(self) -> dict[str, object]:
         return {"spec": self.spec, "tag": self.tag,
                 "image": self.image.as_dict() if self.image else None,
@@ -281,11 +291,15 @@ class DiskReport:
     root: str
     free: int | None
 
+    @property
+    def folders_total(self) -> int:
+        return sum(f.size for f in self.folders)
+
     def as_dict(self) -> dict[str, object]:
         return {"lab": self.lab, "specs": [s.as_dict() for s in self.specs],
                 "images_total": self.images_total,
                 "folders": [f.as_dict() for f in self.folders],
-                "folders_total": sum(f.size for f in self.folders),
+                "folders_total": self.folders_total,
                 "build_cache": self.cache.as_dict(), "prune": self.prune.as_dict(),
                 "data_root": self.root, "free": self.free}
 
@@ -314,8 +328,6 @@ def folder_size(path: Path) -> int:
 
 def folders_use(lab: Lab) -> list[FolderUse]:
     """Each volume folder of the lab that exists, and the catalogue entries in it."""
-    from labctl.data import catalogue
-
     try:
         cat = catalogue.load(lab.root)
     except LabError:
@@ -403,6 +415,13 @@ class PrunePlan:
         return {"items": [i.as_dict() for i in self.items], "images_bytes": self.images_bytes,
                 "bytes": self.total}
 
+    def as_dict_unapplied(self, *, dry_run: bool) -> dict[str, object]:
+        """`prune --json` when nothing is removed: a --dry-run's plan, or an empty plan
+        with the figures of a prune (nothing removed, nothing freed), --dry-run or not."""
+        if dry_run and self.items:
+            return {"plan": self.as_dict(), "dry_run": True}
+        return {"plan": self.as_dict(), "removed": [], "freed": 0}
+
 
 def plan_prune(inv: Inventory, lab: Lab, budget: int, *, containers: bool) -> PrunePlan:
     """What labctl made for this lab folder and no longer needs: its images that no
@@ -442,15 +461,22 @@ def plan_prune(inv: Inventory, lab: Lab, budget: int, *, containers: bool) -> Pr
     return plan
 
 
+def prune_plan(engine: Engine, lab: Lab, *, containers: bool) -> PrunePlan:
+    """`labctl prune`'s plan: the engine's state read now, the lab's build cache budget."""
+    return plan_prune(gather(engine, lab), lab, lab.settings.build_cache_budget,
+                      containers=containers)
+
+
 @dataclass
 class PruneResult:
+    plan: PrunePlan
     removed: list[PruneItem]
     skipped: list[PruneItem]
     freed: int  # estimated from the plan's figures (images) and the engine's (cache)
     measured: int | None  # the engine disk's free space after minus before
 
     def as_dict(self) -> dict[str, object]:
-        return {"removed": [i.as_dict() for i in self.removed],
+        return {"plan": self.plan.as_dict(), "removed": [i.as_dict() for i in self.removed],
                 "skipped": [i.as_dict() for i in self.skipped], "freed": self.freed,
                 "measured": self.measured}
 
@@ -482,7 +508,7 @@ def apply_prune(engine: Engine, plan: PrunePlan) -> PruneResult:
         removed += cache
     _, after = engine.data_root_free()
     measured = after - before if before is not None and after is not None else None
-    return PruneResult(removed, skipped, freed, measured)
+    return PruneResult(plan, removed, skipped, freed, measured)
 
 
 def trim_build_cache(engine: Engine, budget: int) -> int:
@@ -513,8 +539,7 @@ def step_hashes(dockerfile: str, files: dict[str, bytes]) -> list[str]:
     """A short hash of each step of a Dockerfile after FROM, each covering every step
     before it, its instruction and the context files it names (what a builder's cache
     key covers, near enough): two builds' steps are the same layers while these agree."""
-    import hashlib
-
+    # the renderer brings jinja2: only a build's estimate needs it, not df, prune or data rm
     from labctl.image.render import _instructions
 
     h = hashlib.sha256()
@@ -595,9 +620,6 @@ def check_room(engine: Engine, lab: Lab, spec: str, base: str,
 # --- `labctl data rm` ------------------------------------------------------------------------
 def _top_names(archive: Path, kind: str) -> list[str]:
     """The top-level names an archive unpacks (store.unpack moves those into place)."""
-    import tarfile
-    import zipfile
-
     if kind == "gunzip":
         return [archive.name.removesuffix(".gz")]
     try:
@@ -613,7 +635,8 @@ def _top_names(archive: Path, kind: str) -> list[str]:
     return sorted(t for t in tops if t not in ("", ".", ".."))
 
 
-def entry_paths(root: Path, cat: Any, name: str, extra: list[Path]) -> list[Path]:
+def entry_paths(root: Path, cat: catalogue.Catalogue, name: str, extra: list[Path]
+                ) -> list[Path]:
     """What `labctl data rm NAME` removes from its volume folder ``root``: the entry's
     files where its library looks, what labctl unpacked from them (the archive's top-level
     names, kept when another entry's files are in there) and ``extra`` (its partial
@@ -649,8 +672,6 @@ def entry_paths(root: Path, cat: Any, name: str, extra: list[Path]) -> list[Path
 
 def remove_paths(paths: list[Path]) -> int:
     """Remove these files and folders (a link itself, never what it points at); bytes."""
-    import shutil
-
     freed = 0
     for p in paths:
         if p.is_symlink() or not p.is_dir():

@@ -6,24 +6,22 @@ from typing import Any
 
 from labctl.config.lab import Lab
 from labctl.config.spec import GpuSpec, ImageSpec
+from labctl.engine import Engine
 from labctl.errors import LabError
+from labctl.gpu.compat import gpu_use
+from labctl.image.build import state
+from labctl.image.render import render
 
 
 def gpu_column(spec: ImageSpec) -> str | None:
-    from labctl.gpu.compat import gpu_use
-
     use = gpu_use(spec)
     if isinstance(spec.gpu, GpuSpec):
         return f"CUDA {spec.gpu.cuda}" + (" (required)" if use == "required" else "")
     return "if present" if use == "optional" else None
 
 
-def list_specs(lab: Lab, engine: Any | None = None) -> list[dict[str, Any]]:
+def list_specs(lab: Lab, engine: Engine | None = None) -> list[dict[str, Any]]:
     """One row per spec; the image state is 'unknown' when no engine answers."""
-    from labctl.engine import Engine
-    from labctl.image.build import state
-    from labctl.image.render import render
-
     if engine is None:
         try:
             engine = Engine.connect(timeout=5)

@@ -67,6 +67,15 @@ class BuildContext:
                 keys.append(current)
         return keys
 
+    def for_builder(self, builder: str) -> BuildContext:
+        """This context as ``builder`` (classic | buildkit) reads it: BuildKit's Dockerfile
+        (the same layers, with its mounts) in place of the classic one, which stays the
+        one hashed."""
+        if builder != "buildkit":
+            return self
+        return replace(self, dockerfile=self.buildkit_dockerfile, files={
+            **self.files, "Dockerfile": self.buildkit_dockerfile.encode()})
+
     def labelled(self, labels: dict[str, str]) -> BuildContext:
         """This context with one LABEL instruction appended to its Dockerfile. Labels carry
         the digest, so they cannot be part of what the digest covers."""

@@ -61,6 +61,19 @@ def upgrade_arg(upgrade: bool, packages: list[str]) -> str:
     return ":all:" if upgrade else ""
 
 
+def lock_request(lab: Lab, names: tuple[str, ...], upgrade: bool, packages: tuple[str, ...]
+                 ) -> tuple[list[ImageSpec], str]:
+    """`labctl lock`'s specs (``names``, default all) and its LABCTL_UPGRADE, every spec
+    and option checked before the first (slow) resolve starts. ``packages``: the
+    --upgrade-package values, each repeatable or comma-separated."""
+    specs = [lab.spec(n) for n in names or lab.spec_names()]
+    wanted = [p.strip() for u in packages for p in u.split(",") if p.strip()]
+    if upgrade and wanted:
+        raise LabError("--upgrade moves every package; --upgrade-package only those named",
+                       id="cli.upgrade-both", fix="use one of the two")
+    return specs, upgrade_arg(upgrade, wanted)
+
+
 def _inputs(spec: ImageSpec, previous: LockFile | None) -> dict[str, str]:
     files: dict[str, str] = {}
     if spec.torch:
@@ -263,3 +276,37 @@ def packages(src: Source, engine_factory: Callable[[], Engine]) -> dict[str, str
                            id="lock.not-a-lock-file", file=src.ref,
                            fix="name a labctl .lock file, an image, or a spec") from None
     return freeze(engine_factory(), src.ref)
+
+
+@dataclass
+class Comparison:
+    """`labctl diff A B`: the packages that differ, and how many are the same."""
+
+    a: Source
+    b: Source
+    changes: list[Change]
+    same: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"a": self.a.ref, "b": self.b.ref, "same": self.same,
+                "changes": [c.as_dict() for c in self.changes]}
+
+
+def compare(a: str, b: str, lab: Lab | None, connect: Callable[[], Engine]) -> Comparison:
+    """Compare the packages of ``a`` and ``b`` (lock files, specs' images or images). The
+    engine is connected (``connect``) only when an image is read, and then once: two
+    lock files compare without one."""
+    engines: list[Engine] = []
+
+    def once() -> Engine:
+        if not engines:
+            engines.append(connect())
+        return engines[0]
+
+    sa, sb = source(a, lab), source(b, lab)
+    pa, pb = packages(sa, once), packages(sb, once)
+    # a lock against an image: what only the image holds is "not locked", not "added"
+    image_side = {("lock", "image"): "new", ("image", "lock"): "old"}.get((sa.kind, sb.kind))
+    changes = lockfile.diff_versions(pa, pb, image_side)
+    same = len(pa.keys() & pb.keys()) - sum(1 for c in changes if c.old and c.new)
+    return Comparison(sa, sb, changes, same)

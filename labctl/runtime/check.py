@@ -8,16 +8,16 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from labctl.config.lab import Lab
-from labctl.config.spec import CheckSpec
+from labctl.config.spec import CheckSpec, ImageSpec, compat_items
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.runtime import remote
 from labctl.runtime.plan import Mount, RunRequest
-from labctl.runtime.run import create, make_plan
+from labctl.runtime.run import Leftovers, create, make_plan, teardown
 
 SPEC_DIR = "/opt/labctl/spec"  # the lab's images/ folder, read-only, for check scripts
 
@@ -28,6 +28,48 @@ class CheckResult:
     status: str  # pass | fail | timeout
     seconds: float
     output: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CompatRow:
+    """One book-compatibility item a lab runs with: what it serves, and how (its pip
+    packages, or a shim), so a learner sees what LABCTL_COMPAT=off would take away."""
+
+    item: str
+    serves: list[str]
+    how: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """`labctl check NAME`: each check's result, and the lab's compatibility items."""
+
+    spec: str
+    results: list[CheckResult]
+    compat: list[CompatRow]
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status != "pass"]
+
+
+def check_lab(engine: Engine, lab: Lab, name: str, only: list[str] | None = None,
+              gpus: str = "auto", on_start: Callable[[str], None] = lambda n: None
+              ) -> CheckReport:
+    """Run spec ``name``'s checks (``only``: those named) and say what it is checked with."""
+    results = run_checks(engine, lab, name, only, gpus, on_start)
+    return CheckReport(name, results, compat_rows(lab.spec(name)))
+
+
+def compat_rows(spec: ImageSpec) -> list[CompatRow]:
+    """The spec's compatibility items as tables/compat.yaml describes them (read only when
+    the spec names any)."""
+    items = compat_items() if spec.compat else {}
+    return [CompatRow(c, list(items[c].serves), ", ".join(items[c].pip) or f"shim {items[c].shim}")
+            for c in spec.compat]
 
 
 def command_for(check: CheckSpec) -> list[str]:
@@ -73,8 +115,7 @@ def run_checks(engine: Engine, lab: Lab, name: str, only: list[str] | None = Non
             try:
                 code, out = engine.run_to_end(container, timeout=check.timeout)
             finally:
-                engine.remove_container(container)
-                remote.sync_back(engine, plan.image, plan.syncs, lambda m: None, plan.copies)
+                teardown(engine, container, Leftovers.of_plan(plan), lambda m: None)
             status = "timeout" if code is None else "pass" if code == 0 else "fail"
             results.append(CheckResult(check.name, status, time.monotonic() - start, out))
         finally:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from labctl import labels
 from labctl.config.lab import Lab
-from labctl.engine import Engine
+from labctl.engine import Engine, endpoint
 from labctl.errors import LabError
+from labctl.runtime.plan import TOKEN_IN_CONTAINER
 
 
 def my_uid(engine: Engine) -> int:
@@ -85,3 +88,87 @@ def orphans(engine: Engine, lab: Lab | None) -> list[Any]:
         return []
     uid = str(my_uid(engine))
     return [c for c in gone if c.labels.get(labels.OWNER) == uid]
+
+
+def token_sources(container: Any) -> list[str]:
+    """The host files mounted as a lab's Jupyter token (the engine's word: a path to check
+    before acting on it, see runtime.run.forget_token_file)."""
+    return [m["Source"] for m in container.attrs.get("Mounts") or []
+            if m.get("Destination") == TOKEN_IN_CONTAINER]
+
+
+def token_of(container: Any) -> str | None:
+    """The Jupyter token of one of your labs, read from its token file (never printed for
+    a lab that is not yours: that file is in its owner's lab folder, 0700)."""
+    sources = token_sources(container)
+    if not sources:
+        return None
+    try:
+        return Path(sources[0]).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class LabRow:
+    """One lab of `labctl ps`: its URL carries the token, so a learner can click it."""
+
+    name: str
+    spec: str | None
+    status: str
+    url: str | None
+    ports: list[str]  # HOST_IP:HOST_PORT->PORT/PROTO
+    lab: str | None  # the lab folder it belongs to
+    image: str
+    engine: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """`labctl ps`: your labs, and the engine they run on."""
+
+    engine: str
+    rows: list[LabRow]
+
+
+def listing(engine: Engine, lab: Lab | None, *, all: bool = False) -> Listing:
+    """Your labs (of this lab folder, when ``lab`` is given; ``all``: stopped ones too)."""
+    where = endpoint()[0]
+    return Listing(where, [_row(c, where) for c in mine(engine, lab, all=all)])
+
+
+def _row(c: Any, engine: str) -> LabRow:
+    ports = c.attrs.get("NetworkSettings", {}).get("Ports") or {}
+    url = c.labels.get(labels.URL)
+    token = token_of(c) if url else None
+    return LabRow(
+        name=c.name, spec=c.labels.get(labels.SPEC), status=c.status,
+        url=f"{url}?token={token}" if url and token else url,
+        ports=[f"{b['HostIp']}:{b['HostPort']}->{p}" for p, bs in ports.items()
+               for b in bs or []],
+        lab=c.labels.get(labels.LAB),
+        image=(c.image.tags or [c.image.id])[0] if c.image else "", engine=engine)
+
+
+@dataclass(frozen=True)
+class ShellUser:
+    """Who `labctl shell` is in a running lab, and where it starts."""
+
+    user: str  # uid:gid for docker exec --user
+    home: str
+    workdir: str
+
+
+def shell_user(container: Any) -> ShellUser:
+    """The lab's own user (its entrypoint's LABCTL_UID/GID, else the image's 1000), with
+    that user's HOME: a shell as root in a lab run as you would leave root's files in
+    your folders."""
+    config = container.attrs["Config"]
+    env = dict(x.split("=", 1) for x in config.get("Env") or [])
+    uid = env.get("LABCTL_UID") or "1000"
+    return ShellUser(user="0:0" if uid == "0" else f"{uid}:{env.get('LABCTL_GID', uid)}",
+                     home="/root" if uid == "0" else "/home/lab",
+                     workdir=config["WorkingDir"] or "/")

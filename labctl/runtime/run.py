@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from labctl.image.layers import ENTRYPOINT, ENTRYPOINT_FILE, ENTRYPOINT_PATH
 from labctl.runtime import containers, remote
 from labctl.runtime.plan import (
     LAB_UID,
-    TOKEN_IN_CONTAINER,
     HostFacts,
     RunPlan,
     RunRequest,
@@ -315,13 +314,9 @@ def run(engine: Engine, plan: RunPlan, *, detach: bool, keep: bool,
                 engine.remove_container(container)
         raise
     finally:
-        with _shielded():
-            if not detach and not keep:
-                engine.remove_container(container)
-                forget_token(plan)
-            if not detach:  # a kept container keeps its volumes (`labctl stop` copies back)
-                remote.sync_back(engine, plan.image, plan.syncs, say, plan.copies,
-                                 drop=not keep)
+        if not detach:
+            with _shielded():
+                teardown(engine, container, Leftovers.of_plan(plan), say, keep=keep)
 
 
 def _never_raises(say: Callable[[str], None]) -> Callable[[str], None]:
@@ -377,18 +372,95 @@ def _announce(engine: Engine, container: Any, plan: RunPlan, stack: ExitStack,
             + plan.tensorboard_url.replace("/tensorboard/", "/proxy/7860/"))
 
 
-def forget_token(plan: RunPlan) -> None:
-    if plan.token_file is not None:
-        plan.token_file.unlink(missing_ok=True)
+@dataclass(frozen=True)
+class Leftovers:
+    """What a lab leaves besides its container: its --sync volumes (whose files come
+    back), the volumes a check's scripts were copied into, and its Jupyter token file."""
+
+    image: str  # the image a throw-away container reads a volume back with
+    syncs: list[tuple[Path, str]]
+    copies: list[tuple[Path, str]] = field(default_factory=list)
+    token_file: Path | None = None  # this run's own file: removed as it is
+    # (lab folder, token file) as a container's labels and mounts say: the engine's word,
+    # so removed only where forget_token_file finds it is the user's own
+    mounted: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of_plan(cls, plan: RunPlan) -> Leftovers:
+        return cls(plan.image, plan.syncs, plan.copies, plan.token_file)
+
+    @classmethod
+    def of_container(cls, container: Any) -> Leftovers:
+        """A lab labctl no longer holds the plan of (detached, or kept with --keep)."""
+        lab_root = (container.labels or {}).get(labels.LAB, "")
+        return cls(container.attrs["Config"]["Image"], remote.syncs_of(container),
+                   mounted=tuple((lab_root, s) for s in containers.token_sources(container)))
+
+    def forget_tokens(self) -> None:
+        if self.token_file is not None:
+            self.token_file.unlink(missing_ok=True)
+        for lab_root, source in self.mounted:
+            forget_token_file(lab_root, source)
 
 
-def token_of(container: Any) -> str | None:
-    """The Jupyter token of one of your labs, read from its token file (never printed for
-    a lab that is not yours: that file is in its owner's lab folder, 0700)."""
-    for m in container.attrs.get("Mounts") or []:
-        if m.get("Destination") == TOKEN_IN_CONTAINER:
-            try:
-                return Path(m["Source"]).read_text(encoding="utf-8").strip()
-            except OSError:
-                return None
-    return None
+def teardown(engine: Engine, container: Any, left: Leftovers, say: Callable[[str], None],
+             *, keep: bool = False) -> None:
+    """The one end of a lab, for a foreground run, a check and `labctl stop` alike: the
+    container goes, then its token file, then its --sync volumes' files come back (only
+    once it is gone: nothing writes to them any more). ``keep``: the container stays
+    (`labctl logs` reads it), and so do the volumes once their files are back (`labctl
+    stop` copies them back again, then drops them)."""
+    if not keep:
+        engine.remove_container(container)
+        left.forget_tokens()
+    remote.sync_back(engine, left.image, left.syncs, say, left.copies, drop=not keep)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """`labctl stop`: the containers it stopped and removed."""
+
+    names: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"stopped": self.names}
+
+
+def stop_labs(engine: Engine, lab: Lab | None, names: tuple[str, ...], *, all_: bool,
+              say: Callable[[str], None],
+              on_stopped: Callable[[str], None] = lambda n: None) -> Stopped:
+    """Stop and remove labs ``names`` (container or spec names; ``all_``: every one of this
+    lab folder), each as a foreground run ends. Every name is found before any lab stops,
+    so a typo stops none; ``on_stopped`` hears each as it goes."""
+    if all_ and lab is None:
+        raise LabError("--all stops the labs of a lab folder, and this is none",
+                       id="cli.no-lab-folder",
+                       fix="run it in a lab folder (or pass --lab DIR), or name the labs")
+    targets = containers.mine(engine, lab, all=True) if all_ else []
+    for n in names:
+        c = containers.find(engine, n, lab, stopped=True)
+        if c is None:
+            raise LabError(f"no lab named {n}", id="cli.no-such-lab", fix="see `labctl ps --all`")
+        targets.append(c)
+    stopped = []
+    for c in targets:
+        engine.stop_container(c)
+        teardown(engine, c, Leftovers.of_container(c), say)
+        stopped.append(c.name)
+        on_stopped(c.name)
+    return Stopped(stopped)
+
+
+def shell(engine: Engine, lab: Lab | None, name: str, *, user: bool) -> int:
+    """`labctl shell`: a login shell in running lab ``name`` as the lab's own user, or else
+    in a new foreground lab of spec ``name`` (``user``: as you), removed when it ends. The
+    shell's exit code."""
+    c = containers.find(engine, name, lab)
+    if c is not None:
+        who = containers.shell_user(c)
+        return engine.exec_cli(c, ["bash", "-l"], who.user, who.workdir, {"HOME": who.home})
+    if lab is None:
+        raise LabError(f"no running lab named {name}, and no lab folder to start one from",
+                       id="cli.no-running-lab", fix="see `labctl ps`, or run this in a lab folder")
+    plan = make_plan(engine, lab, name, RunRequest(user=user, command=("bash", "-l")))
+    return run(engine, plan, detach=False, keep=False, say=lambda m: None)
