@@ -26,6 +26,7 @@ from pydantic import (
 from labctl import resources
 from labctl.config import validators as v
 from labctl.config import yamlfile
+from labctl.config.report import validation_error
 from labctl.config.spec import (
     EnvKey,
     ImageSpec,
@@ -35,7 +36,6 @@ from labctl.config.spec import (
     Url,
     load_spec,
     spec_names,
-    validation_error,
 )
 from labctl.errors import LabError
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -29,6 +28,7 @@ from pydantic import (
 
 from labctl.config import validators as v
 from labctl.config import yamlfile
+from labctl.config.report import ENV_HINT, INTERNAL_KEYS, dotted, nearest, validation_error
 from labctl.errors import LabError
 
 AptName = Annotated[str, AfterValidator(v.apt_package)]
@@ -273,7 +273,7 @@ class ImageSpec(_Strict):
     def origin(self, key: str) -> tuple[Path, int] | None:
         """(file, line) of a key path such as 'pip' or 'torch.version', or of its nearest
         parent that was set when the key itself was not."""
-        return _nearest(self.where, key)
+        return nearest(self.where, key)
 
     def file_of(self, key: str) -> str:
         """The spec file (of the extends chain) that set ``key``, for an error's file."""
@@ -297,8 +297,7 @@ FIX_HINTS: dict[str, str] = {
     "pip_nodeps": "list PEP 508 requirements, one per item, e.g. ['d2l==0.17.6']",
     "extras": "list PEP 508 requirements, one per item",
     "torch": "e.g. torch: {version: '2.10.0', variant: cu128, packages: ['torchvision==0.25.0']}",
-    "env": "use NAME: \"value\" pairs, values quoted strings on one line without stray quotes"
-    " or a trailing backslash; $NAME expands to the image's value ($PATH, $VIRTUAL_ENV ...)",
+    "env": ENV_HINT,
     "jupyter": "e.g. jupyter: {enabled: true, port: 8888}, or jupyter: true",
     "gpu": "e.g. gpu: {cuda: '12.8'}, or gpu: false for a lab that never uses the GPU",
     "volumes": "name volumes defined in volumes.yaml",
@@ -317,114 +316,9 @@ FIX_HINTS: dict[str, str] = {
     " torch (cu12x) is needed",
     "compat": "list book-compatibility items of labctl/tables/compat.yaml, e.g. [pandas-1.5]",
 }
-# Keys of ImageSpec that are filled in by load_spec, never read from YAML.
-_INTERNAL_KEYS = ("source", "chain", "where")
+_INTERNAL_KEYS = INTERNAL_KEYS
 
 _MERGED_DICTS = {"env", "torch", "jupyter", "gpu"}
-
-
-def _key_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after", "str") or "[" in str(part) or str(part)[:1] == "~":
-            continue  # pydantic's own parts of a location, and union tags
-        else:
-            # A key with a newline (an injection attempt) is shown escaped, on one line.
-            text = str(part).encode("unicode_escape").decode("ascii")
-            out += f".{text}" if out else text
-    return out
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc if p not in ("function-after", "str")
-                    and "[" not in str(p) and str(p)[:1] != "~")
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation such as ``X | None`` or ``list[X]``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The keys allowed where ``loc`` points (for did-you-mean on nested unknown keys)."""
-    current: type[BaseModel] | None = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if current is None or part not in current.model_fields:
-            return []
-        current = _model_in(current.model_fields[part].annotation)
-    if current is None:
-        return []
-    return [k for k in current.model_fields if k not in _INTERNAL_KEYS]
-
-
-def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
-    key = _key_path(err["loc"])
-    if err["type"] == "extra_forbidden":
-        field = str(err["loc"][-1])
-        fields = _fields_at(model, tuple(err["loc"][:-1]))
-        close = difflib.get_close_matches(field, fields, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"{key}: unknown key{hint}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if not key and msg.startswith("env."):  # the model's own check of an env value
-        key, _, msg = msg.partition(": ")
-    return f"{key}: {msg}" if key else msg
-
-
-def validation_error(
-    path: Path,
-    exc: ValidationError,
-    model: type[BaseModel] | None = None,
-    what: str = "image spec",
-    lines: dict[str, tuple[Path, int]] | None = None,
-) -> LabError:
-    """A LabError naming the file, each key path (with its line, when ``lines`` has it)
-    and a fix; ``model`` is what was validated."""
-    model = model or ImageSpec
-    errors = exc.errors()
-    out = []
-    for e in errors[:12]:
-        text = _describe(e, model)
-        dotted = _dotted(tuple(e["loc"])) or text.split(":", 1)[0].replace("[", ".").rstrip("]")
-        found = _nearest(lines or {}, dotted)
-        out.append(f"{text} (line {found[1]})" if found and found[0] == path else
-                   f"{text} ({found[0].name}, line {found[1]})" if found else text)
-    if len(errors) > 12:
-        out.append(f"... and {len(errors) - 12} more")
-    tops = [str(e["loc"][0]) for e in errors if e["loc"]]
-    hints = FIX_HINTS if model is ImageSpec else {}
-    fixes = [hints[t] for t in dict.fromkeys(tops) if t in hints]
-    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
-    if unknown and not fixes:
-        allowed = _fields_at(model, tuple(unknown[0]["loc"][:-1]))
-        fixes = [f"rename or remove the unknown key; allowed keys: {', '.join(allowed)}"]
-    if not fixes and any("env." in d for d in out):
-        fixes = [FIX_HINTS["env"]]
-    return LabError(
-        f"invalid {what} ({len(errors)} problem{'s' if len(errors) > 1 else ''})",
-        id="spec.invalid",
-        file=str(path),
-        details=out,
-        fix="; ".join(fixes) if fixes else "correct the keys named above",
-    )
-
-
-def _nearest(lines: dict[str, tuple[Path, int]], dotted: str) -> tuple[Path, int] | None:
-    parts = [p for p in dotted.split(".") if p]
-    for n in range(len(parts), 0, -1):
-        if found := lines.get(".".join(parts[:n])):
-            return found
-    return None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -553,8 +447,9 @@ def load_spec(name: str, images_dir: Path) -> ImageSpec:
                             "chain": tuple(d.path.stem for d in docs), "where": where})
     except ValidationError as e:
         # With `extends`, name the file that holds the first bad value (parent or child).
-        first = _nearest(where, _dotted(tuple(e.errors()[0]["loc"])))
-        raise validation_error(first[0] if first else path, e, lines=where) from None
+        first = nearest(where, dotted(tuple(e.errors()[0]["loc"])))
+        raise validation_error(first[0] if first else path, e, ImageSpec, "image spec", where,
+                               FIX_HINTS) from None
 
 
 def spec_names(images_dir: Path) -> list[str]:

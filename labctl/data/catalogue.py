@@ -20,7 +20,8 @@ from pydantic import (
 from labctl import tables
 from labctl.config import validators as v
 from labctl.config import yamlfile
-from labctl.config.spec import Line, Name, RelPath, Url, validation_error
+from labctl.config.report import validation_error
+from labctl.config.spec import Line, Name, RelPath, Url
 
 LAB_FILE = "datasets.yaml"
 
