@@ -285,11 +285,10 @@ def _resolve_and_build(lab: Lab, name: str, spec: ImageSpec, raw: bytes, way: in
                 spec = _write_way(lab, name, c, way, as_json, result)
                 update(f"{name}: locking again")
                 res = do_lock(e, lab, spec, say=lambda m: update(f"{name}: {m}"))
-    except LabError:
+    except LabError as err:
         write_atomic(path, raw)  # no way out written: the spec as it was
         ui.err_console.print(f"{lab.rel(path)} is as it was")
-        if as_json:
-            ui.dump_json(result)
+        err.extra.update(result)  # --json: one document, the error with what add did
         raise
     result["extras"] = spec.extras
     result["lock"] = res.as_dict()
