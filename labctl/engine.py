@@ -3,7 +3,6 @@ messages a learner can act on."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import urllib3
 from docker.utils import version_gte
 
 from labctl import labels
+from labctl.chains import chain_ids
 from labctl.errors import LabError, advise
 
 # Sources a container of labctl's never mounts: the engine's socket is root on the host.
@@ -121,21 +121,6 @@ def translated() -> Iterator[None]:
         raise
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
         raise explain(e) from None
-
-
-def chain_ids(diff_ids: list[str]) -> list[str]:
-    """The chain id of each layer of a stack: the digest of the whole stack below it, the
-    way the engine names a layer it has (a layer's content alone is not enough)."""
-    out: list[str] = []
-    for d in diff_ids:
-        out.append(d if not out else "sha256:" + hashlib.sha256(
-            f"{out[-1]} {d}".encode()).hexdigest())
-    return out
-
-
-def leading_present(diff_ids: list[str], have: set[str]) -> int:
-    """How many leading layers of this stack are among the chain ids ``have``."""
-    return next((i for i, c in enumerate(chain_ids(diff_ids)) if c not in have), len(diff_ids))
 
 
 class Export:

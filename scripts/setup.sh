@@ -57,6 +57,14 @@ ensure_venv() {
     [ -n "$extras" ] && want="$REPO[$extras]"
     say "installing labctl into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$want"
+    # Under sudo the set-up runs as root: the venv in a learner's checkout is handed back
+    # to the checkout's owner, or `pip install` there and `rm -r` of the clone need sudo.
+    local owner
+    owner="$(stat -c %u:%g "$REPO")"
+    if is_root && [ "${owner%%:*}" != 0 ]; then
+        chown -R "$owner" "$VENV"
+        find "$REPO" -maxdepth 2 -name '*.egg-info' -user 0 -exec chown -R "$owner" {} +
+    fi
 }
 
 # What the tests use beside Python: the Dev Containers CLI (npm) and a Compose

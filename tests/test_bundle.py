@@ -182,7 +182,7 @@ def _img(name: str, diffs: list[str]) -> fmt.BundleImage:
 
 def test_a_layer_is_left_out_only_where_no_image_lacks_it() -> None:
     from labctl.bundle.transfer import _layers_here
-    from labctl.engine import chain_ids
+    from labctl.chains import chain_ids
 
     head = HEAD.model_copy(update={"images": [_img("a", ["d1", "d2", "d3"]),
                                               _img("b", ["d1", "d2", "d4"]),

@@ -16,8 +16,8 @@ import yaml
 from conftest import REPO, write_lab
 
 from labctl import labels
+from labctl.chains import chain_ids
 from labctl.config.lab import load_lab
-from labctl.engine import chain_ids
 from labctl.errors import LabError
 from labctl.image import disk
 

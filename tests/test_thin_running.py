@@ -12,35 +12,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import raises_id, write_lab
+from test_conflicts import LOCK as CF_LOCK
 
 from labctl import labels
 from labctl.runtime import containers
 from labctl.runtime.check import CheckReport, CheckResult, compat_rows
-from labctl.runtime.plan import TOKEN_IN_CONTAINER, RunPlan
+from labctl.runtime.plan import TOKEN_IN_CONTAINER
 
-LOCK = """\
-# labctl lock file
-# labctl-lock: 1
-# inputs: 0123
-# python: 3.11.2 (x86_64, glibc 2.36)
-# resolver: uv 0.13.9
-
-# [pip] the spec's pip packages
-cfa==2.1 \\
-    --hash=sha256:aa
-    # via images/cf.yaml (pip)
-cfb==2.0 \\
-    --hash=sha256:bb
-    # via cfa
-cfc==13.0 \\
-    --hash=sha256:cc
-    # via
-    #   cfb
-    #   cfd
-cfd==1.0 \\
-    --hash=sha256:dd
-    # via images/cf.yaml (pip)
-"""
+# the lock of tests/test_conflicts.py without its last package: four, the spec's and theirs
+LOCK = CF_LOCK.replace("six==1.16.0\n    # via images/cf.yaml (pip)\n", "")
 
 
 class FakeContainer:
@@ -67,12 +47,6 @@ class FakeContainer:
         pass
 
 
-
-
-
-
-
-
 def test_shell_user_is_the_labs_own_with_its_home() -> None:
     you = containers.shell_user(FakeContainer("a", Path("/x"), env=["LABCTL_UID=1234",
                                                                      "LABCTL_GID=99"]))
@@ -81,22 +55,6 @@ def test_shell_user_is_the_labs_own_with_its_home() -> None:
     assert (root.user, root.home) == ("0:0", "/root")
     image = containers.shell_user(FakeContainer("a", Path("/x")))
     assert image.user == "1000:1000"
-
-
-
-
-
-
-
-
-
-
-def _plan(tmp_path: Path, token: Path) -> RunPlan:
-    return RunPlan(spec="cf", image="img", name="labctl-cf", command=["true"], env={},
-                   mounts=[], host_dirs=[], ports={}, bind=("127.0.0.1",), workdir="/",
-                   labels={}, gpus="", user_mode="root", token_file=token)
-
-
 
 
 def test_check_report_as_json_and_compat_rows(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from labctl import __version__, labels
 from labctl.bundle import format as fmt
+from labctl.chains import chain_ids, leading_present
 from labctl.config import validators
 from labctl.config.lab import (
     SETTINGS_FILE,
@@ -44,7 +45,7 @@ from labctl.config.lab import (
 )
 from labctl.config.spec import load_spec
 from labctl.data import catalogue, store
-from labctl.engine import Engine, chain_ids, leading_present
+from labctl.engine import Engine
 from labctl.errors import LabError
 
 Progress = Callable[[str, int, int | None], None]  # (what, bytes done, bytes in all)

@@ -11,11 +11,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labctl import labels
 from labctl.config import validators
-from labctl.engine import Engine
 from labctl.errors import LabError
+
+if TYPE_CHECKING:
+    from labctl.engine import Engine
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Like the official slim images: no docs, man pages or foreign locales.

@@ -25,8 +25,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from labctl import labels
+from labctl.chains import chain_ids
 from labctl.data import catalogue
-from labctl.engine import chain_ids
 from labctl.errors import LabError
 from labctl.image.layers import UV_CACHE
 
