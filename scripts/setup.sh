@@ -62,8 +62,8 @@ ensure_venv() {
     local owner
     owner="$(stat -c %u:%g "$REPO")"
     if is_root && [ "${owner%%:*}" != 0 ]; then
-        chown -R "$owner" "$VENV"
-        find "$REPO" -maxdepth 2 -name '*.egg-info' -user 0 -exec chown -R "$owner" {} +
+        chown -R -h "$owner" "$VENV"
+        find "$REPO" -maxdepth 2 -name '*.egg-info' -user 0 -exec chown -R -h "$owner" {} +
     fi
 }
 

@@ -72,6 +72,17 @@ def test_the_config_loads_and_listens_on_loopback_with_admin_approval(lab, tmp_p
     assert "dummy" not in source.lower()  # no open login, not even as an option
 
 
+def test_a_hostile_spec_description_is_text_in_the_lab_choice(lab, tmp_path) -> None:
+    """A course's spec text reaches the hub's page as text, never as markup."""
+    doc = _doc(lab, ["d2l", "yolo-gpu"])
+    doc["profiles"][0]["description"] = "<script>alert(1)</script>' onfocus='x"
+    doc["profiles"][1]["slug"] = "y'><img src=x onerror=alert(2)>"
+    form = _load(tmp_path / "hub", doc).Spawner.options_form
+    assert "<script>" not in form and "<img" not in form
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&#x27; onfocus=&#x27;x" in form
+    assert "value='y&#x27;&gt;&lt;img" in form
+
+
 def test_bind_and_pam_are_the_teachers_choice(lab, tmp_path) -> None:
     cfg = _load(tmp_path / "hub", _doc(lab, ["d2l"], bind="0.0.0.0", port=9000, auth="pam",
                                        pam_group="students"))

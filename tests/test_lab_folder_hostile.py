@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, raises_id
 
 from labctl.config.lab import load_lab
 from labctl.errors import LabError
@@ -83,6 +83,20 @@ def test_a_seeded_labctl_folder_is_tightened_and_tokens_are_private(tmp_path: Pa
     assert _mode(root / ".labctl") == 0o700
     assert _mode(root / ".labctl" / "tokens") == 0o700
     assert _mode(token) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write everywhere")
+def test_only_a_root_made_folder_inside_the_lab_is_left_to_doctor(tmp_path: Path) -> None:
+    """Inside the lab folder, a folder the learner may not write is still refused unless a
+    container made it as root (test_doctor_gpu.py::test_root_owned_volume_folder)."""
+    root = _lab(tmp_path / "lab", "data")
+    (root / "data").mkdir()
+    (root / "data").chmod(0o500)
+    try:
+        with raises_id("lab.volume-not-allowed"):
+            load_lab(str(root), environ={})
+    finally:
+        (root / "data").chmod(0o700)
 
 
 def test_a_labctl_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:

@@ -354,10 +354,10 @@ def volume_problem(root: Path, host: Path) -> str | None:
     hidden = next((p for p in below if p.startswith(".")), None)
     if hidden is not None:
         return f"{real} is in a hidden folder ({hidden}: keys, tokens, settings)"
-    # Outside the lab folder, a folder you may not write is another account's. Inside it,
-    # it is a folder a container made as root: `labctl doctor` names it, with the chown.
-    inside = v.is_within(str(real), str(lab))
-    if not inside and real.exists() and not os.access(real, os.W_OK | os.X_OK):
+    # A folder you may not write is refused, but for one a container made as root inside
+    # the lab folder: `labctl doctor` names that one, with the chown.
+    if real.exists() and not os.access(real, os.W_OK | os.X_OK) and not (
+            v.is_within(str(real), str(lab)) and real.stat().st_uid == 0):
         return f"you may not write to {real}"
     return None
 
