@@ -57,8 +57,13 @@ ensure_venv() {
     [ -n "$extras" ] && want="$REPO[$extras]"
     say "installing labctl into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$want"
-    # Under sudo the set-up runs as root: the venv in a learner's checkout is handed back
-    # to the checkout's owner, or `pip install` there and `rm -r` of the clone need sudo.
+    hand_back
+}
+
+# Under sudo the set-up runs as root: what it made in a learner's checkout (the venv, its
+# node tools, pip's egg-info) goes back to the checkout's owner, or `pip install` there
+# and `rm -r` of the clone would need sudo.
+hand_back() {
     local owner
     owner="$(stat -c %u:%g "$REPO")"
     if is_root && [ "${owner%%:*}" != 0 ]; then
@@ -108,6 +113,7 @@ ensure_test_tools() {
         ln -sf "$VENV/node/node_modules/.bin/configurable-http-proxy" \
             "$VENV/bin/configurable-http-proxy"
     fi
+    hand_back
 }
 
 ensure_base() {
