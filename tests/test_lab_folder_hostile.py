@@ -122,3 +122,24 @@ def test_stop_removes_only_a_token_file_of_the_labs_own(tmp_path: Path) -> None:
     token = _token_file(lab, "t")
     forget_token_file(root, token)
     assert not token.exists()
+
+
+def test_compose_token_file_planted_in_a_cloned_folder(tmp_path: Path) -> None:
+    """`labctl compose` writes the token into .labctl/compose.env: a link planted there is
+    refused (its target untouched), a loose file that came with the folder is tightened."""
+    from labctl.runtime.run import env_token_file
+
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("theirs\n")
+    env = tmp_path / "compose.env"
+    env.symlink_to(target)
+    with raises_id("run.bad-token-file"):
+        env_token_file(env)
+    assert target.read_text() == "theirs\n"
+    env.unlink()
+    env.write_text("JUPYTER_TOKEN=old\n")
+    env.chmod(0o644)
+    assert env_token_file(env) == env and _mode(env) == 0o600
+    env.unlink()
+    env_token_file(env)
+    assert _mode(env) == 0o600 and env.read_text().startswith("JUPYTER_TOKEN=")
