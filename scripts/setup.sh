@@ -76,6 +76,14 @@ hand_back() {
 # implementation (Debian's docker-compose, unless Compose v2 is there).
 DEVCONTAINER_CLI_VERSION=0.89.0
 CHP_VERSION="$(sed -n 's/.*configurable-http-proxy@\([0-9.]*\).*/\1/p' "$REPO/labctl/incontainer/hub/requirements.txt" | head -1)"
+# npm trusts only Node's own CA list; sudo drops NODE_EXTRA_CA_CERTS, so behind a proxy
+# whose CA is in the system's store (update-ca-certificates) npm failed with
+# SELF_SIGNED_CERT_IN_CHAIN. The system's store is what pip (/etc/pip.conf) and apt use.
+npm_install() {
+    NODE_EXTRA_CA_CERTS="${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}" \
+        npm install --silent --no-fund --no-audit --prefix "$VENV/node" "$@"
+}
+
 ensure_test_tools() {
     if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
         apt_install docker-compose
@@ -100,7 +108,7 @@ ensure_test_tools() {
     fi
     if [ ! -x "$VENV/bin/devcontainer" ]; then
         say "installing @devcontainers/cli $DEVCONTAINER_CLI_VERSION into $VENV/node"
-        npm install --silent --no-fund --no-audit --prefix "$VENV/node" \
+        npm_install \
             "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >/dev/null
         ln -sf "$VENV/node/node_modules/.bin/devcontainer" "$VENV/bin/devcontainer"
     fi
@@ -108,7 +116,7 @@ ensure_test_tools() {
     # labctl/incontainer/hub/requirements.txt).
     if [ ! -x "$VENV/bin/configurable-http-proxy" ]; then
         say "installing configurable-http-proxy $CHP_VERSION into $VENV/node"
-        npm install --silent --no-fund --no-audit --prefix "$VENV/node" \
+        npm_install \
             "configurable-http-proxy@$CHP_VERSION" >/dev/null
         ln -sf "$VENV/node/node_modules/.bin/configurable-http-proxy" \
             "$VENV/bin/configurable-http-proxy"
