@@ -316,7 +316,6 @@ FIX_HINTS: dict[str, str] = {
     " torch (cu12x) is needed",
     "compat": "list book-compatibility items of labctl/tables/compat.yaml, e.g. [pandas-1.5]",
 }
-_INTERNAL_KEYS = INTERNAL_KEYS
 
 _MERGED_DICTS = {"env", "torch", "jupyter", "gpu"}
 
@@ -356,7 +355,7 @@ def _check_keys(name: str, path: Path, data: dict[str, Any]) -> None:
             fix=f"a spec is named by its file: remove 'name:' or rename the file to"
             f" {data['name']}.yaml",
         )
-    internal = [k for k in _INTERNAL_KEYS if k in data]
+    internal = [k for k in INTERNAL_KEYS if k in data]
     if internal:
         raise LabError(
             "invalid image spec (1 problem)",
