@@ -11,6 +11,11 @@ VENV="${LABCTL_VENV:-$REPO/.venv}"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 is_root() { [ "$(id -u)" = 0 ]; }
+# Under sudo in a learner's checkout, Python run as root (labctl base, the root tests)
+# would leave root's __pycache__ folders there.
+if is_root && [ "$(stat -c %u "$REPO")" != 0 ]; then
+    export PYTHONDONTWRITEBYTECODE=1
+fi
 
 apt_install() {
     is_root || die "missing $*; install it with: sudo apt-get install $*"
