@@ -11,6 +11,7 @@ LAB = f"{PREFIX}lab"  # the lab folder
 HASH = f"{PREFIX}hash"  # the content hash of the rendered context
 VERSION = f"{PREFIX}version"  # the labctl that built it
 BOOTSTRAP = f"{PREFIX}bootstrap"  # how `labctl base bootstrap` made a base image
+TORCH = f"{PREFIX}torch"  # the torch wheel it holds: "2.10.0+cu128", "2.10.0+cpu"
 STEPS = f"{PREFIX}steps"  # a short hash of each build step and those before it
 # Lab containers
 RUN = f"{PREFIX}run"  # the labctl that started it (marks a lab container)

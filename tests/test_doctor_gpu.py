@@ -271,6 +271,43 @@ def test_root_owned_volume_folder(lab: Path, fake_bin: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.engine
+def test_a_gpu_less_engine_names_what_cuda_costs_and_auto_picks_the_cpu_wheel(
+        tmp_path: Path) -> None:
+    """This machine's engine, asked for real: without an NVIDIA runtime or CDI spec, each
+    CUDA torch lab gets its CUDA libraries' cost and the CPU-wheel fix, a lab with
+    `torch.variant: auto` settles to the CPU wheel in list, render and doctor alike."""
+    from labctl.engine import Engine
+    from labctl.gpu.access import gpu_mode
+
+    if gpu_mode(Engine.connect()) != "none":
+        pytest.skip("this engine gives containers a GPU")
+    root = tmp_path / "lab"
+    labctl("init", str(root), check=True)
+    (root / "images" / "d2l-auto.yaml").write_text(
+        'extends: d2l\ntorch: {version: "2.10.0", variant: auto,'
+        ' packages: ["torchvision==0.25.0"]}\n')
+    env = {"COLUMNS": "250", "LABCTL_LAB": "", "LABCTL_NO_NVML": "1",
+           "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}  # no nvidia-smi there
+    proc = labctl("doctor", "--json", "d2l", "d2l-auto", "yolo-gpu", cwd=root, env=env,
+                  timeout=120)
+    findings = {f["id"]: f for f in json.loads(proc.stdout)}
+    for name in ("d2l", "yolo-gpu"):
+        f = findings[f"spec.cuda-cost.{name}"]
+        assert f["status"] == "warn", f
+        assert "torch 2.10.0+cu128 brings about 6.4 GB of CUDA libraries" in f["message"]
+        assert "torch's CPU wheel is about 0.6 GB" in f["message"]
+        assert "torch.variant: cpu (or auto" in f["fix"]
+        assert "https://download.pytorch.org/whl/cpu" in f["fix"]
+    assert "spec.cuda-cost.d2l-auto" not in findings  # auto chose the CPU wheel here
+    rows = {r["name"]: r for r in json.loads(labctl("list", "--json", cwd=root, env=env,
+                                                    check=True).stdout)}
+    assert rows["d2l-auto"]["torch"] == "2.10.0 (cpu, auto)"
+    assert rows["d2l"]["torch"] == "2.10.0 (cu128)"
+    rendered = labctl("render", "d2l-auto", cwd=root, env=env, check=True).stdout
+    assert "--index-url https://download.pytorch.org/whl/cpu " in rendered
+
+
+@pytest.mark.engine
 def test_engine_reported_truthfully_and_fast(lab: Path) -> None:
     """No fakes: this machine's engine, as docker-py sees it, in under two seconds."""
     import docker

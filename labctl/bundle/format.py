@@ -76,6 +76,7 @@ class BundleImage(_Model):
     hash: str | None  # the spec hash label: what `labctl list` compares
     diff_ids: list[str]
     size: int
+    torch: str | None = None  # the torch wheel it holds: "2.10.0+cu128", "2.10.0+cpu"
 
 
 class BundleData(_Model):

@@ -250,17 +250,22 @@ def _bundle_images(lab: Lab, found: dict[str, Any], warnings: list[str]
                    ) -> list[fmt.BundleImage]:
     """The head's images, each as save() inspected it once; one older than its spec
     still travels (it is what was asked for), named in ``warnings``."""
+    from labctl.image.listing import image_torch
     from labctl.image.render import render
 
     images = []
     for name, img in found.items():
         tag = lab.image_tag(name)
-        if (img.labels or {}).get(labels.HASH) != render(lab, lab.spec(name)).digest:
+        spec = lab.spec(name)
+        held = img.labels or {}
+        current = held.get(labels.HASH) == render(lab, spec).digest
+        if not current:
             warnings.append(f"{name}: the image is older than its spec; it travels as it is"
                             f" (run `labctl build {name}` first to carry the new one)")
         images.append(fmt.BundleImage(
-            name=name, tag=tag, id=img.id, hash=(img.labels or {}).get(labels.HASH),
-            diff_ids=list(img.attrs["RootFS"]["Layers"]), size=int(img.attrs["Size"])))
+            name=name, tag=tag, id=img.id, hash=held.get(labels.HASH),
+            diff_ids=list(img.attrs["RootFS"]["Layers"]), size=int(img.attrs["Size"]),
+            torch=image_torch(held, spec, "current" if current else "outdated")))
     return images
 
 

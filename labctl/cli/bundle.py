@@ -46,8 +46,8 @@ def save(names: tuple[str, ...], output: str, since: str | None, data: tuple[str
         return
     ui.table(f"{res.path} ({ui.human_size(res.size)} in {res.seconds:.0f} s; {res.layers}"
              f" layers{f', {res.omitted} left out (--since)' if res.omitted else ''})",
-             ["lab", "tag", "image size"],
-             [[i.name, i.tag, ui.human_size(i.size)] for i in res.images])
+             ["lab", "tag", "torch", "image size"],
+             [[i.name, i.tag, i.torch or "-", ui.human_size(i.size)] for i in res.images])
     ui.console.print(f"on the other machine: labctl load {res.path.name} --lab DIR")
 
 
@@ -82,8 +82,9 @@ def load_bundle(bundle: str, list_only: bool, as_json: bool, lab_dir: str | None
 def _print_manifest(path: Path, m: fmt.Manifest) -> None:
     """`load --list`: the images, then what else the bundle holds."""
     ui.table(f"{path}: labctl {m.labctl}, saved {m.created}, verified",
-             ["lab", "tag", "image size", "layers"],
-             [[i.name, i.tag, ui.human_size(i.size), str(len(i.diff_ids))] for i in m.images])
+             ["lab", "tag", "torch", "image size", "layers"],
+             [[i.name, i.tag, i.torch or "-", ui.human_size(i.size), str(len(i.diff_ids))]
+              for i in m.images])
     ui.console.print(f"{len(m.lab_files)} lab files, {len(m.data)} data files,"
                      f" {len(m.wheels)} wheels, {len(m.layers)} layers"
                      + (f", {len(m.omitted)} left out (needs the earlier bundle)"

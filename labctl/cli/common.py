@@ -67,7 +67,18 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 def load(lab_dir: str | None) -> Lab:
     from labctl.config.lab import load_lab
 
-    return load_lab(lab_dir)
+    lab = load_lab(lab_dir)
+    lab.engine_gpu = engine_has_gpu  # asked only by a spec with torch.variant: auto
+    return lab
+
+
+@functools.cache
+def engine_has_gpu() -> bool:
+    """Whether the engine can give a container an NVIDIA GPU (runtime or CDI)."""
+    from labctl.engine import Engine
+    from labctl.gpu.access import gpu_mode
+
+    return gpu_mode(Engine.connect(timeout=30)) != "none"
 
 
 def maybe_lab(lab_dir: str | None) -> Lab | None:

@@ -52,9 +52,9 @@ def list_(as_json: bool, lab_dir: str | None) -> None:
         return
     ui.table(
         f"lab {lab.root}",
-        ["spec", "image", "state", "lock", "torch", "gpu", "description"],
-        [[r["name"], r["tag"], r["state"], r["lock"], r["torch"] or "-", r["gpu"] or "-",
-          r["description"]] for r in rows],
+        ["spec", "image", "state", "lock", "torch", "in image", "gpu", "description"],
+        [[r["name"], r["tag"], r["state"], r["lock"], r["torch"] or "-",
+          r["image_torch"] or "-", r["gpu"] or "-", r["description"]] for r in rows],
     )
 
 

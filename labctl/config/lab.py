@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +36,7 @@ from labctl.config.spec import (
     RelPath,
     Url,
     load_spec,
+    settle_torch,
     spec_names,
 )
 from labctl.errors import LabError
@@ -81,6 +83,9 @@ class NetworkSettings(_Strict):
     # A Hugging Face mirror (an HF-API-compatible endpoint): HF_ENDPOINT in labs and in
     # `labctl data get hf:` (the Hub itself when unset).
     hf_endpoint: Url | None = None
+    # A mirror of PyTorch's own index (https://download.pytorch.org/whl), where the CPU
+    # wheel and the other variants come from: the variant's folder is added (.../cpu).
+    torch_index: Url | None = None
 
 
 class DataMirror(_Strict):
@@ -187,6 +192,9 @@ class Lab:
     # The host file system whose certificate store builds trust (config/trust.py); tests
     # point it at a fixture so that rendered Dockerfiles do not depend on the machine.
     host_root: Path = Path("/")
+    # Whether the engine has an NVIDIA GPU, asked only when a spec says `torch.variant:
+    # auto` (the CLI passes a lazy probe of the engine; pure callers pass their answer).
+    engine_gpu: Callable[[], bool] | None = None
 
     @property
     def images_dir(self) -> Path:
@@ -207,6 +215,14 @@ class Lab:
             )
         for src in spec.src:
             self.inside(self.root / src, f"{spec.locate('src')}: src {src!r}")
+        if spec.torch and spec.torch.variant == "auto":
+            if self.engine_gpu is None:
+                raise LabError(f"{name}: torch.variant auto needs the engine, to ask whether it"
+                               " has a GPU", id="spec.torch-auto-no-engine",
+                               file=spec.file_of("torch"),
+                               fix="run the command where the engine answers, or name the"
+                               " variant (cpu, cu128 ...)")
+            spec = settle_torch(spec, self.engine_gpu())
         return spec
 
     def image_tag(self, name: str) -> str:
@@ -421,6 +437,7 @@ network: {}
 #   https_proxy: http://127.0.0.1:7890
 #   ca_bundle: /etc/ssl/certs/corporate-ca.pem
 #   hf_endpoint: https://hf-mirror.com   # a Hugging Face mirror (HF_ENDPOINT)
+#   torch_index: https://mirror.example.edu/pytorch/whl   # a mirror of PyTorch's index
 # wheelhouse: wheels        # a folder of .whl files preferred over the index
 # bind: 127.0.0.1           # where Jupyter and other ports are published
 # data_mirrors:             # tried first by `labctl data get`, in this order

@@ -139,7 +139,10 @@ class TorchSpec(_Strict):
     """PyTorch in its own layer: the wheel's version and CUDA variant decide GPU support."""
 
     version: Version
+    # default (PyPI's wheel), cpu, cuNNN, or auto: the engine's choice (settle_torch).
     variant: Variant = "default"
+    # True once `auto` was settled: `labctl list` says so (not a YAML key).
+    by_auto: bool = Field(default=False, exclude=True)
     packages: list[Req] = Field(default_factory=list)  # torchvision etc., same layer
     index_url: Url | None = None  # overrides the index that compat picks for the variant
 
@@ -449,6 +452,23 @@ def load_spec(name: str, images_dir: Path) -> ImageSpec:
         first = nearest(where, dotted(tuple(e.errors()[0]["loc"])))
         raise validation_error(first[0] if first else path, e, ImageSpec, "image spec", where,
                                FIX_HINTS) from None
+
+
+def settle_torch(spec: ImageSpec, engine_has_gpu: bool) -> ImageSpec:
+    """`torch.variant: auto` made concrete for an engine: where it has an NVIDIA GPU the
+    CUDA wheel (gpu.cuda's variant, else PyPI's default), where it has none the CPU wheel,
+    which leaves out the CUDA libraries a GPU-less engine never uses (several GB). A lab
+    that requires a GPU keeps the CUDA wheel."""
+    torch = spec.torch
+    if torch is None or torch.variant != "auto":
+        return spec
+    gpu = spec.gpu if isinstance(spec.gpu, GpuSpec) else None
+    if engine_has_gpu or (gpu and gpu.required):
+        variant = "cu" + gpu.cuda.replace(".", "") if gpu else "default"
+    else:
+        variant = "cpu"
+    return spec.model_copy(update={"torch": torch.model_copy(
+        update={"variant": variant, "by_auto": True})})
 
 
 def spec_names(images_dir: Path) -> list[str]:

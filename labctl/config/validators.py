@@ -27,7 +27,7 @@ _ABS_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
 # No shell metacharacters ($ ; & ( ) ! * # quotes, spaces): a URL may reach a RUN line.
 _URL = re.compile(r"^(https?|file)://[A-Za-z0-9._~:/?@%+=,-]+$")
 _PY = re.compile(r"^3\.[0-9]{1,2}$")
-_VARIANT = re.compile(r"^(default|cpu|cu[0-9]{3}|rocm[0-9.]+)$")
+_VARIANT = re.compile(r"^(default|auto|cpu|cu[0-9]{3}|rocm[0-9.]+)$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # A relative path inside a folder: no '..', no leading '/' or '~'.
 _REL_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*(/[A-Za-z0-9_][A-Za-z0-9_.@+-]*)*/?")
@@ -288,7 +288,8 @@ def version(value: str) -> str:
 
 def torch_variant(value: str) -> str:
     if not _VARIANT.fullmatch(value):
-        raise ValueError(f"{value!r} is not a wheel variant: cpu, cu126, cu128, cu130 or default")
+        raise ValueError(f"{value!r} is not a wheel variant: cpu, cu126, cu128, cu130, default or"
+                         " auto")
     return value
 
 

@@ -76,10 +76,12 @@ class Context:
         from labctl.config.lab import load_lab
 
         try:
-            return load_lab(self.lab_dir)
+            lab = load_lab(self.lab_dir)
         except LabError as e:
             self.lab_error = e
             return None
+        lab.engine_gpu = lambda: self.gpu_mode != "none"  # torch.variant: auto
+        return lab
 
     @property
     def lab_explicit(self) -> bool:

@@ -62,10 +62,21 @@ class ArchList(_Row):
     arch_list: str = Field(alias="list")
 
 
+class CudaCost(_Row):
+    """What a CUDA wheel's libraries take on disk, installed, beside torch's own files."""
+
+    torch: Text  # major.minor
+    variant: str
+    cuda_bytes: int  # the nvidia-* wheels, triton, torch's CUDA libraries
+    torch_bytes: int  # the rest of torch: about what the CPU wheel installs
+    measured: str
+
+
 class TorchWheelTable(_Row):
     index_template: str
     releases: list[TorchRelease]
     archs: list[ArchList] = Field(default_factory=list)
+    cuda_cost: list[CudaCost] = Field(default_factory=list)
 
 
 class TfBuild(_Row):

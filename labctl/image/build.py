@@ -16,9 +16,10 @@ from typing import Any
 from labctl import __version__, labels, resources
 from labctl.config import validators
 from labctl.config.lab import SETTINGS_FILE, Lab
-from labctl.config.spec import ImageSpec
+from labctl.config.spec import ImageSpec, TorchSpec
 from labctl.engine import Engine
 from labctl.errors import LabError, advise
+from labctl.gpu import torch_wheels
 from labctl.image import buildkit, disk
 from labctl.image.events import BuildEvent
 from labctl.image.layers import HELPER_PORT
@@ -90,8 +91,15 @@ def image_labels(lab: Lab, ctx: BuildContext, steps: list[str] | None = None
         labels.HASH: ctx.digest,
         labels.VERSION: __version__,
         labels.LAB: str(lab.root),
+        **({labels.TORCH: torch_label(ctx.spec.torch)} if ctx.spec.torch else {}),
         **({labels.STEPS: ",".join(steps)} if steps else {}),
     }
+
+
+def torch_label(torch: TorchSpec) -> str:
+    """The torch wheel an image holds: version+variant ("2.10.0+cpu")."""
+    cu = torch_wheels.wheel_cuda(torch.version, torch.variant)
+    return f"{torch.version}+{cu or torch.variant}"
 
 
 def state(engine: Engine, tag: str, digest: str) -> str:
@@ -465,6 +473,12 @@ def _step_error(lab: Lab, ctx: BuildContext, msg: str, step: int, total: int,
     where = spec_line(lab, ctx, key)
     if found and found.id in ("tls-untrusted", "dns", "unreachable") and key in _NETWORK_KEYS:
         where += ", though the spec is not the cause"
+        t = ctx.spec.torch
+        torch_index = t and (t.index_url or torch_wheels.index_url(
+            t.version, t.variant, lab.settings.network.torch_index))
+        if key == "torch" and torch_index and torch_index in "\n".join([*tail, instruction]):
+            fix += (f"; torch comes from {torch_index}: network.torch_index in labctl.yaml"
+                    " names a mirror of PyTorch's index (the variant's folder is added)")
     return LabError(
         f"{headline}, from {where}",
         id=found.id if found else "build.step-failed",

@@ -223,7 +223,7 @@ def gather(engine: Engine, lab: Lab, *, sizes: bool = True) -> Inventory:
         tags = [t for t in row.get("RepoTags") or [] if t != "<none>:<none>"]
         img = Image(row["Id"], tags, dict(row.get("Labels") or {}), int(row.get("Size") or 0),
                     int(row.get("Created") or 0), chain_ids(diff_ids))
-        if sizes and img.of_lab(root):
+        if sizes and (img.of_lab(root) or (img.spec and lab.image_tag(img.spec) in tags)):
             img.layers = layer_sizes(diff_ids, engine.history(img.id))
         images.append(img)
     containers = list(df.get("Containers") or [])
@@ -370,7 +370,8 @@ def report(engine: Engine, lab: Lab, names: Iterable[str] = (), *, budget: int |
                             by_image.get(img.id, []))
 
         mine = [i for i in ours if i.spec == name]
-        current = next((i for i in mine if tag in i.tags), None)
+        # The tag is what this lab runs, even when another lab folder built that image.
+        current = next((i for i in inv.images if tag in i.tags and i.spec == name), None)
         conts = [{"name": str((c.get("Names") or ["?"])[0]).lstrip("/"),
                   "state": c.get("State"), "image": c.get("ImageID"),
                   "size": int(c.get("SizeRw") or 0)}
@@ -383,7 +384,9 @@ def report(engine: Engine, lab: Lab, names: Iterable[str] = (), *, budget: int |
                              [use(i) for i in rest if i.tags]))
     plan = plan_prune(inv, lab, budget, containers=True)
     shown = {s.spec for s in specs}
-    return DiskReport(root, specs, union(i for i in ours if i.spec in shown),
+    counted = {i.id: i for i in inv.images
+               if (i.of_lab(root) or lab.image_tag(i.spec) in i.tags) and i.spec in shown}
+    return DiskReport(root, specs, union(counted.values()),
                       folders_use(lab), cache_use(inv.cache, budget), plan, inv.root, inv.free)
 
 

@@ -194,7 +194,7 @@ def indexes(lab: Lab, spec: ImageSpec) -> tuple[dict[str, str], bytes]:
     torch = ""
     if spec.torch:
         torch = public(spec.torch.index_url or torch_wheels.index_url(
-            spec.torch.version, spec.torch.variant) or "")
+            spec.torch.version, spec.torch.variant, net.torch_index) or "")
     args = {
         "LABCTL_INDEX_URL": public(spec.index_url or net.index_url or ""),
         "LABCTL_EXTRA_INDEX_URLS": " ".join(public(u) for u in [*spec.extra_index_urls,

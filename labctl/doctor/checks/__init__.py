@@ -21,6 +21,7 @@ CHECKS: tuple[Check, ...] = (
     Check("lab.shm", "lab", "shared memory", lab.shm),
     Check("spec.gpu", "spec", "spec on this machine", spec.spec_gpu),
     Check("spec.engine-gpu", "spec", "GPU reaches the container", spec.spec_engine_gpu),
+    Check("spec.cuda-cost", "spec", "CUDA libraries without a GPU", spec.spec_cuda_cost),
     Check("spec.tensorrt", "spec", "TensorRT on this GPU", spec.spec_tensorrt),
     Check("spec.disk", "spec", "room to build", space.build_room),
     Check("image.probe", "image", "inside the image", image.image_probe,

@@ -16,6 +16,7 @@ from labctl.doctor.context import Context
 from labctl.doctor.registry import Finding
 from labctl.errors import LabError
 from labctl.gpu import compat, tensorrt, torch_wheels
+from labctl.image.disk import human
 
 MARK = "LABCTL_PROBE "
 LDD_MARK = "LABCTL_LDD "
@@ -123,6 +124,8 @@ def torch_findings(facts: ImageFacts, spec: Any, name: str, gpus: tuple[Any, ...
     archs = compat.parse_torch_arch_list(d.get("archs") or [])
     out: list[tuple[str, Finding]] = []
     msg = f"torch {d.get('torch')}, CUDA {cuda or 'none (CPU build)'}, {archs.describe()}"
+    if cuda and (d.get("disk") or {}).get("cuda"):
+        msg += f"; its CUDA libraries take {human(d['disk']['cuda'])}"
     status, fix = "ok", ""
     if spec is not None and spec.torch is not None:
         want = torch_wheels.wheel_cuda(spec.torch.version, spec.torch.variant)

@@ -3,12 +3,15 @@ engine's GPU support. Pure decisions live in labctl.compat; this only wires them
 
 from __future__ import annotations
 
-from labctl.config.spec import ImageSpec
+from pathlib import Path
+
+from labctl.config.spec import GpuSpec, ImageSpec
 from labctl.doctor.checks.containers import RUNTIME_FIX
 from labctl.doctor.context import Context
 from labctl.doctor.registry import Finding
 from labctl.errors import LabError
 from labctl.gpu import compat, tensorrt, torch_wheels
+from labctl.image.disk import human
 
 
 def _specs(ctx: Context) -> list[tuple[str, ImageSpec | LabError]] | Finding:
@@ -24,7 +27,8 @@ def _specs(ctx: Context) -> list[tuple[str, ImageSpec | LabError]] | Finding:
         try:
             spec = ctx.spec(name)
             if spec.torch:
-                torch_wheels.index_url(spec.torch.version, spec.torch.variant)
+                torch_wheels.index_url(spec.torch.version, spec.torch.variant,
+                                       ctx.lab.settings.network.torch_index)
             out.append((name, spec))
         except LabError as e:
             out.append((name, e))
@@ -82,6 +86,40 @@ def spec_engine_gpu(ctx: Context) -> list[Finding]:
             out.append(Finding("ok", f"the engine attaches the GPU through {how}", "", name,
                                title))
     return out or [Finding("skip", "no spec asks for a GPU (gpu: key)")]
+
+
+def spec_cuda_cost(ctx: Context) -> list[Finding]:
+    """On an engine without an NVIDIA GPU, what each CUDA torch lab's CUDA libraries cost
+    there (never used) and how to get the CPU wheel instead."""
+    specs = _loaded(ctx)
+    if isinstance(specs, Finding):
+        return [specs]
+    if ctx.engine is None:
+        return [Finding("skip", "the engine does not answer")]
+    if ctx.gpu_mode != "none":
+        return [Finding("skip", "the engine has a GPU: the CUDA libraries are used")]
+    out = []
+    for name, spec in specs:
+        cost = spec.torch and torch_wheels.cuda_cost(spec.torch.version, spec.torch.variant)
+        if not cost or not spec.torch:
+            continue
+        title = f"{name}: CUDA on a GPU-less engine"
+        if isinstance(spec.gpu, GpuSpec) and spec.gpu.required:
+            out.append(Finding("skip", "the lab requires a GPU", "", name, title))
+            continue
+        cpu = torch_wheels.index_url(spec.torch.version, "cpu",
+                                     ctx.lab.settings.network.torch_index if ctx.lab else None)
+        cu = torch_wheels.wheel_cuda(spec.torch.version, spec.torch.variant)
+        wheel = f"{spec.torch.version}+{cu}"
+        out.append(Finding(
+            "warn", f"torch {wheel} brings about {human(cost.cuda_bytes)} of CUDA libraries,"
+            f" never used on this engine; torch's CPU wheel is about {human(cost.torch_bytes)}"
+            f" (measured in {cost.measured})",
+            f"set torch.variant: cpu (or auto: the CUDA wheel only where the engine has a GPU)"
+            f" in images/{Path(spec.file_of('torch')).name}; the CPU wheel comes from {cpu}"
+            " (network.torch_index in labctl.yaml names a mirror of PyTorch's index)",
+            name, title))
+    return out or [Finding("skip", "no lab here has a CUDA torch wheel")]
 
 
 def spec_tensorrt(ctx: Context) -> list[Finding]:
