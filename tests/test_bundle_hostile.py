@@ -230,6 +230,95 @@ HOSTILE = {
 }
 
 
+# Hugging Face snapshots: the blobs and the snapshot's paths come from the head.
+HF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+BLOB_A, BLOB_B = "a" * 64, "b" * 40
+
+
+def hf_head(**change: object) -> dict:
+    snap = {"repo": "hf:tiny-org/tiny", "revision": "main", "commit": HF_COMMIT,
+            "folder": "models--tiny-org--tiny",
+            "files": {"model.safetensors": BLOB_A, "config.json": BLOB_B,
+                      "sub/config.json": BLOB_B}}
+    return {"hf": [{**snap, **change}]}
+
+
+def hf_members(folder: str = "models--tiny-org--tiny") -> list[Extra]:
+    return [(f"hf/{folder}/{BLOB_A}", b"weights"), (f"hf/{folder}/{BLOB_B}", b"{}")]
+
+
+HOSTILE.update({
+    "hf-path-dotdot": (hf_members(), hf_head(files={"../../../.canary": BLOB_A,
+                                                    "config.json": BLOB_B})),
+    "hf-absolute-path": (hf_members(), hf_head(files={"/tmp/x": BLOB_A, "c": BLOB_B})),
+    "hf-blob-dotdot": ([("hf/models--tiny-org--tiny/../../.canary", b"x")],
+                       hf_head(files={"a": "../../.canary"})),
+    "hf-blob-not-a-hash": ([("hf/models--tiny-org--tiny/notahash", b"x")],
+                           hf_head(files={"a": "notahash"})),
+    "hf-folder-not-the-repos": (hf_members("models--other--x"),
+                                hf_head(folder="models--other--x")),
+    "hf-folder-dotdot": (hf_members(), hf_head(folder="../../x")),
+    "hf-repo-dotdot": (hf_members(), hf_head(repo="hf:../../etc")),
+    "hf-repo-with-revision": (hf_members(), hf_head(repo="hf:tiny-org/tiny@v1")),
+    "hf-revision-dotdot": (hf_members(), hf_head(revision="../../../x")),
+    "hf-commit-not-a-commit": (hf_members(), hf_head(commit="../x")),
+    "hf-blob-unnamed": (hf_members() + [("hf/models--tiny-org--tiny/" + "c" * 64, b"x")],
+                        hf_head()),
+    "hf-blob-missing": (hf_members()[:1], hf_head()),
+    "hf-blob-symlink": ([(f"hf/models--tiny-org--tiny/{BLOB_A}", tarfile.SYMTYPE,
+                          b"/etc/shadow"), hf_members()[1]], hf_head()),
+    "hf-file-and-folder": (hf_members(), hf_head(files={"a": BLOB_A, "a/b": BLOB_B})),
+})
+
+
+def test_a_hugging_face_snapshot_loads_as_huggingface_hub_reads_it(sandbox: Path) -> None:
+    """Blobs once, the snapshot's links made again (relative, into blobs/), refs/main:
+    huggingface_hub finds each file offline, in the lab's own cache volume."""
+    from huggingface_hub import try_to_load_from_cache
+
+    target = sandbox / "lab"
+    dry_load(write(sandbox, make_bundle(extra=hf_members(), head=hf_head())), target)
+    hub = target / "cache" / "huggingface" / "hub"
+    repo = hub / "models--tiny-org--tiny"
+    assert (repo / "refs" / "main").read_text() == HF_COMMIT
+    assert sorted(p.name for p in (repo / "blobs").iterdir()) == [BLOB_A, BLOB_B]
+    link = repo / "snapshots" / HF_COMMIT / "sub" / "config.json"
+    assert os.readlink(link) == f"../../../blobs/{BLOB_B}"
+    for name, data in (("model.safetensors", b"weights"), ("sub/config.json", b"{}")):
+        found = try_to_load_from_cache("tiny-org/tiny", name, cache_dir=str(hub))
+        assert isinstance(found, str) and Path(found).read_bytes() == data
+    assert sorted(p.name for p in sandbox.iterdir()) == ["lab", "notes.txt"]
+
+
+def test_a_hugging_face_file_the_learner_has_stays(sandbox: Path) -> None:
+    """A snapshot path already there (the learner's own download) is left as it is."""
+    target = sandbox / "lab"
+    repo = target / "cache" / "huggingface" / "hub" / "models--tiny-org--tiny"
+    mine = repo / "snapshots" / HF_COMMIT / "config.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"mine")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("f" * 40)
+    dry_load(write(sandbox, make_bundle(extra=hf_members(), head=hf_head())), target)
+    assert mine.read_bytes() == b"mine" and not mine.is_symlink()
+    assert (repo / "refs" / "main").read_text() == "f" * 40  # the learner's main stays
+    assert (repo / "snapshots" / HF_COMMIT / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_a_hugging_face_cache_that_leads_outside_the_lab_is_refused(sandbox: Path,
+                                                                    tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    target = sandbox / "lab"
+    (target / "cache" / "huggingface").mkdir(parents=True)
+    (target / "cache" / "huggingface" / "hub").symlink_to(outside)
+    before = snapshot(sandbox)
+    with pytest.raises(LabError) as e:
+        dry_load(write(sandbox, make_bundle(extra=hf_members(), head=hf_head())), target)
+    assert e.value.id == "bundle.data-outside"
+    assert snapshot(sandbox) == before and not any(outside.iterdir())
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_member_is_refused_before_anything_is_written(case: str, sandbox: Path
                                                                 ) -> None:

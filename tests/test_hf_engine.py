@@ -262,6 +262,48 @@ def test_get_from_the_mirror_resumes_an_interrupted_download(tmp_path: Path, mir
     assert not [r for r in mirror.log if r["method"] == "GET" and "/resolve/" in r["path"]]
 
 
+def test_a_downloaded_model_travels_in_a_bundle(tmp_path: Path, mirror,
+                                               docker_client) -> None:
+    """`labctl save --with-data hf:...` carries the snapshot without links (each blob
+    once); `labctl load` into another lab folder makes huggingface_hub's layout again,
+    and huggingface_hub finds the model there offline, byte for byte."""
+    tiny = f"description: tiny\nbase: {BASE}\nvolumes: [data, cache, models]\n"
+    lab = _lab(tmp_path / "lab", mirror.url, {"tiny": tiny})
+    got = labctl("data", "get", f"hf:{REPO_ID}", cwd=lab, env=_env())
+    assert got.returncode == 0, got.stderr
+    labctl("build", "tiny", cwd=lab, check=True)
+    bundle = tmp_path / "tiny.labctl.zst"
+    try:
+        saved = labctl("save", "tiny", "--with-data", f"hf:{REPO_ID}", "-o", str(bundle),
+                       cwd=lab, env=_env())
+        assert saved.returncode == 0, saved.stderr
+        listed = labctl("load", str(bundle), "--list", cwd=tmp_path, env=_env())
+        assert "1 Hugging Face repositories" in listed.stdout, listed.stdout
+        other = tmp_path / "other"
+        loaded = labctl("load", str(bundle), "--lab", str(other), "--json", cwd=tmp_path,
+                        env=_env())
+        assert loaded.returncode == 0, loaded.stderr
+        assert f"hf:{REPO_ID}" in json.loads(loaded.stdout)["data"]
+        # A repository not in the cache is named, with the command that fetches it.
+        missing = labctl("save", "tiny", "--with-data", "hf:nobody/nothing", "-o",
+                         str(tmp_path / "x.labctl.zst"), cwd=lab, env=_env())
+        assert missing.returncode != 0
+        assert "labctl data get hf:nobody/nothing" in missing.stderr, missing.stderr
+        assert not (tmp_path / "x.labctl.zst").exists()
+    finally:
+        docker_client.images.remove(f"{TAG_PREFIX}tiny:latest", force=True)
+    hub = other / "cache" / "huggingface" / "hub"
+    code = ("from huggingface_hub import snapshot_download as s; import sys;"
+            f" print(s({REPO_ID!r}, cache_dir=sys.argv[1], local_files_only=True))")
+    found = subprocess.run([sys.executable, "-c", code, str(hub)], text=True,
+                           capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                           timeout=120)
+    assert found.returncode == 0, found.stderr
+    snap = Path(found.stdout.strip())
+    for name, data in mirror.repos[REPO_ID].items():
+        assert (snap / name).is_symlink() and (snap / name).read_bytes() == data
+
+
 def test_include_and_unknown_repositories(tmp_path: Path, mirror) -> None:
     lab = _lab(tmp_path / "lab", mirror.url)
     got = labctl("data", "get", f"hf:{REPO_ID}@{COMMIT}", "--include", "*.json", "--json",

@@ -33,6 +33,7 @@ from typing import IO, Any, TypeVar
 import zstandard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from labctl.data.hfref import BLOB, COMMIT, parse_ref
 from labctl.errors import LabError
 
 # 2: the layer index after the frame. A labctl that reads only 1 would call the index
@@ -85,6 +86,25 @@ class BundleData(_Model):
     member: str
 
 
+class BundleHf(_Model):
+    """A Hugging Face repository's snapshot from the lab's hub cache, without links: its
+    files by path, each naming its blob (member hf/FOLDER/BLOB, carried once); a load
+    writes the blobs and makes the snapshot's links to them again, as huggingface_hub
+    lays them out."""
+
+    repo: str  # hf:ORG/NAME or hf:datasets/ORG/NAME
+    revision: str  # what `labctl data get` was asked for: main, a tag or the commit
+    commit: str
+    folder: str  # the hub cache's folder: models--ORG--NAME
+    files: dict[str, str]  # path in the snapshot -> blob name
+
+    def member(self, blob: str) -> str:
+        return f"hf/{self.folder}/{blob}"
+
+    def members(self) -> set[str]:
+        return {self.member(b) for b in self.files.values()}
+
+
 class Head(_Model):
     """What the bundle holds, known before its layers: the first member, so that a load
     decides what it may write before the images stream to the engine."""
@@ -95,6 +115,7 @@ class Head(_Model):
     images: list[BundleImage]
     lab_files: list[str]  # paths relative to the lab folder
     data: list[BundleData] = Field(default_factory=list)
+    hf: list[BundleHf] = Field(default_factory=list)
     wheels: list[str] = Field(default_factory=list)
     # --since: the lab files as the earlier bundle had them (path -> SHA-256): a file the
     # learner left as it was loaded is updated, one they changed is theirs
@@ -610,6 +631,7 @@ def check_head(head: Head) -> None:
             raise refused(f"the data member {d.member!r} is not data/{d.entry}/{d.file}"
                           " (once)")
         members.add(d.member)
+    _check_hf(head.hf)
     for w in head.wheels:
         _one_part(w, "the wheel")
         if not w.endswith(".whl"):
@@ -631,6 +653,34 @@ def check_head(head: Head) -> None:
 _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
+def _check_hf(snaps: list[BundleHf]) -> None:
+    """A Hugging Face snapshot names its repository and revision as the command line
+    would, the hub cache's own folder of that repository, a commit, and files whose
+    paths stay inside the snapshot and whose blobs are hashes: nothing else is written."""
+    seen = set()
+    for h in snaps:
+        try:
+            ref = parse_ref(f"{h.repo}@{h.revision}")
+        except LabError as e:
+            raise refused(f"the Hugging Face repository: {e.message}") from None
+        if "@" in h.repo or h.folder != ref.folder or not COMMIT.fullmatch(h.commit):
+            raise refused(f"the Hugging Face snapshot {h.repo!r}: its folder {h.folder!r} or"
+                          f" commit {h.commit!r} is not the repository's")
+        if h.folder in seen:
+            raise refused(f"the Hugging Face repository {h.repo} twice")
+        seen.add(h.folder)
+        for rel, blob in h.files.items():
+            why = path_problem(rel)
+            if why or not BLOB.fullmatch(blob):
+                raise refused(f"the Hugging Face file {rel!r} ({why or f'blob {blob!r}'})")
+        for rel in h.files:
+            parent = rel.rpartition("/")[0]
+            while parent:
+                if parent in h.files:
+                    raise refused(f"{parent} is both a file and the folder of {rel}")
+                parent = parent.rpartition("/")[0]
+
+
 def member_problem(info: tarfile.TarInfo, head: Head) -> str | None:
     """Why a bundle member is refused (None: it is one labctl writes): its kind by its
     prefix, a regular file where a file is written, the name the head gives it."""
@@ -649,7 +699,7 @@ def member_problem(info: tarfile.TarInfo, head: Head) -> str | None:
         elif not (info.isreg() or info.isdir()):
             return "neither a file, a folder nor a link"
         return None
-    if kind not in ("lab", "data", "wheelhouse") or name in (HEAD, MANIFEST):
+    if kind not in ("lab", "data", "hf", "wheelhouse") or name in (HEAD, MANIFEST):
         return "not a member labctl writes"
     if not info.isreg():
         return "not a regular file (a link, device, fifo or folder)"
@@ -661,9 +711,19 @@ def member_problem(info: tarfile.TarInfo, head: Head) -> str | None:
     elif kind == "data":
         if name not in {d.member for d in head.data}:
             return "a data file the head does not name"
+    elif kind == "hf":
+        if not any(name in h.members() for h in head.hf):
+            return "a Hugging Face blob the head does not name"
     elif rel not in head.wheels:
         return "a wheel the head does not name"
     return None
+
+
+def files_named(head: Head) -> set[str]:
+    """The members before the images that ``head`` names: lab files, data, HF blobs,
+    wheels."""
+    return ({f"lab/{r}" for r in head.lab_files} | {d.member for d in head.data}
+            | {m for h in head.hf for m in h.members()} | {f"wheelhouse/{w}" for w in head.wheels})
 
 
 def refused(why: str) -> LabError:
@@ -755,9 +815,8 @@ class Reader:
             raise damaged(f"{len(bad)} member(s) differ from the manifest: {', '.join(bad[:5])}")
         if self.head is None or self.head != Head(**m.model_dump(include=set(Head.model_fields))):
             raise damaged("its head and its manifest disagree")
-        want = {f"lab/{r}" for r in m.lab_files} | {d.member for d in m.data} | \
-            {f"wheelhouse/{w}" for w in m.wheels}
-        have = {n for n in self.seen if n.startswith(("lab/", "data/", "wheelhouse/"))}
+        want = files_named(m)
+        have = {n for n in self.seen if n.startswith(("lab/", "data/", "hf/", "wheelhouse/"))}
         if want != have:
             raise damaged("its files are not the ones its head names: "
                           + ", ".join(sorted(want ^ have)[:5]))

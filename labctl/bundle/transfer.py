@@ -44,7 +44,8 @@ from labctl.config.lab import (
     _read_model,
 )
 from labctl.config.spec import load_spec
-from labctl.data import catalogue, store
+from labctl.data import catalogue, hf, store
+from labctl.data.hfref import HfRef, is_ref, parse_ref
 from labctl.engine import Engine
 from labctl.errors import LabError
 
@@ -179,11 +180,12 @@ def save(engine: Engine, lab: Lab, names: list[str], out: Path, *,
             if found[name] is None:
                 raise LabError(f"{tag} is not built: there is nothing of {name} to save",
                                id="bundle.image-not-built", fix=f"labctl build {name}")
-        entries = _data_files(lab, data or [])
+        entries = _data_files(lab, [n for n in data or [] if not is_ref(n)])
+        snaps = [hf.snapshot(lab, parse_ref(n)) for n in dict.fromkeys(data or []) if is_ref(n)]
         wheels = _wheels(lab) if wheelhouse else []
         if isinstance(since, Path):
             since = read_manifest(since, progress)
-        return _save(engine, lab, found, stream, out, _Options(entries, wheels, since),
+        return _save(engine, lab, found, stream, out, _Options(entries, wheels, since, snaps),
                      progress=progress, t0=t0)
     finally:
         stream.close()
@@ -197,6 +199,7 @@ class _Options:
     entries: list[tuple[str, catalogue.DataFile, Path]]  # (entry, file, its path)
     wheels: list[Path]
     since: fmt.Manifest | None
+    snaps: list[hf.Snapshot] = field(default_factory=list)  # Hugging Face repositories
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,8 @@ def _save(engine: Engine, lab: Lab, found: dict[str, Any], stream: Iterator[byte
                      skip=dict(since.layers) | dict(since.omitted) if since else {})
     total = engine.unique_size({i.id: i.size for i in images}) + \
         sum(p.stat().st_size for _, _, p in opts.entries) + \
-        sum(p.stat().st_size for p in opts.wheels)
+        sum(p.stat().st_size for p in opts.wheels) + \
+        sum(p.stat().st_size for sn in opts.snaps for p in sn.blobs.values())
     note = _counter("saving", total, progress)
     head = _head(images, lab_files(lab, warnings), opts)
     part = out.with_name(f".{out.name}.partial")
@@ -278,6 +282,9 @@ def _head(images: list[fmt.BundleImage], rels: list[str], opts: _Options) -> fmt
         images=images, lab_files=rels,
         data=[fmt.BundleData(entry=e, file=f.name, member=f"data/{e}/{f.name}")
               for e, f, _ in opts.entries],
+        hf=[fmt.BundleHf(repo=HfRef(sn.ref.repo_id, sn.ref.repo_type).name,
+                         revision=sn.ref.revision, commit=sn.commit, folder=sn.ref.folder,
+                         files=sn.files) for sn in opts.snaps],
         wheels=[p.name for p in opts.wheels],
         replaces={r: since.members[f"lab/{r}"].sha256 for r in since.lab_files} if since else {},
         since_chains=sorted({c for i in since.images for c in chain_ids(i.diff_ids)})
@@ -286,7 +293,7 @@ def _head(images: list[fmt.BundleImage], rels: list[str], opts: _Options) -> fmt
 
 def _save_files(w: fmt.Writer, lab: Lab, head: fmt.Head, opts: _Options) -> None:
     """The members before the images, in the head's order: the lab files (without
-    credentials), the data files, the wheels."""
+    credentials), the data files, the Hugging Face blobs, the wheels."""
     for rel in head.lab_files:
         text = _read_lab_file(lab.root / rel)
         with contextlib.suppress(UnicodeDecodeError):  # every text file: specs too
@@ -296,6 +303,10 @@ def _save_files(w: fmt.Writer, lab: Lab, head: fmt.Head, opts: _Options) -> None
     for d, (_, _, path) in zip(head.data, opts.entries, strict=True):
         with path.open("rb") as src:
             w.add(d.member, fmt.chunks(src), path.stat().st_size)
+    for h, sn in zip(head.hf, opts.snaps, strict=True):
+        for blob, path in sn.blobs.items():
+            with path.open("rb") as src:
+                w.add(h.member(blob), fmt.chunks(src), path.stat().st_size)
     for p in opts.wheels:
         with p.open("rb") as src:
             w.add(f"wheelhouse/{p.name}", fmt.chunks(src), p.stat().st_size)
@@ -429,6 +440,24 @@ class _Plan:
     wheels: list[tuple[Path, Path]]  # (staged, destination)
     data: list[tuple[str, catalogue.DataFile, Path, Path]]  # (entry, file, staged, root)
     tags: dict[str, str]  # spec -> its tag here
+    hf: list[_HfPlace] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _HfPlace:
+    """A Hugging Face snapshot's place in the target's hub cache: its blobs (staged),
+    the snapshot's links to them, and the revision's ref."""
+
+    snap: fmt.BundleHf
+    folder: Path  # the repository's folder in the hub cache
+    blobs: dict[str, Path]  # blob name -> staged file
+
+    def link(self, rel: str) -> Path:
+        return self.folder / "snapshots" / self.snap.commit / rel
+
+    def dests(self) -> list[Path]:
+        return [self.folder / "blobs" / b for b in self.blobs] + \
+            [self.link(r) for r in self.snap.files]
 
 
 def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | None = None
@@ -545,8 +574,7 @@ def _prepare(reader: fmt.Reader, members: Iterator[tuple[tarfile.TarInfo, Iterat
             staged[info.name] = _stage(stage / "files", info.name, data)
     if head is None:
         raise fmt.damaged("no head")
-    want = {f"lab/{r}" for r in head.lab_files} | {d.member for d in head.data} | \
-        {f"wheelhouse/{w}" for w in head.wheels}
+    want = fmt.files_named(head)
     have = {f"lab/{r}" for r in files} | set(staged)
     if want != have:
         raise fmt.damaged("its files are not the ones its head names (or come after its"
@@ -589,9 +617,11 @@ def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path
                            fix="nothing was loaded; load into a new folder")
     wheels = [(staged[f"wheelhouse/{w}"], target / "wheelhouse" / w) for w in head.wheels]
     data = _data_places(lab, target, stage, head, files, staged)
+    snaps = _hf_places(lab, target, head, staged)
     _refuse_blocked([target / r for r in files if r not in unchanged] + [d for _, d in wheels]
-                    + [store.file_path(root, df) for _, df, _, root in data])
-    return _Plan(head, lab, files, unchanged, wheels, data, tags)
+                    + [store.file_path(root, df) for _, df, _, root in data]
+                    + [d for p in snaps for d in p.dests()])
+    return _Plan(head, lab, files, unchanged, wheels, data, tags, snaps)
 
 
 def _target_lab(target: Path, files: dict[str, tuple[Path, int]], unchanged: set[str]
@@ -697,6 +727,58 @@ def _data_places(lab: Lab, target: Path, stage: Path, head: fmt.Head,
                                f" then copy the file (`labctl data get {d.entry}`)")
         data.append((d.entry, df, staged[d.member], root))
     return data
+
+
+def _hf_places(lab: Lab, target: Path, head: fmt.Head, staged: dict[str, Path]
+               ) -> list[_HfPlace]:
+    """Where each Hugging Face snapshot goes: the hub cache of the lab as the load leaves
+    it (HF_HOME's volume), which must be inside the lab folder, as every path below it."""
+    if not head.hf:
+        return []
+    try:
+        cache = hf.hub_cache(lab)
+    except LabError as e:
+        e.fix = "nothing was loaded; " + (e.fix or "")
+        raise
+    places = []
+    for h in head.hf:
+        place = _HfPlace(h, cache / h.folder, {b: staged[h.member(b)] for b in h.files.values()})
+        outside = next((d for d in [place.folder, *place.dests()] if not _inside(target, d)),
+                       None)
+        if outside is not None:
+            raise LabError(f"{h.repo} would be written to {outside}, outside the lab folder"
+                           f" {target}", id="bundle.data-outside",
+                           fix="nothing was loaded; a bundle only fills the lab's own folders:"
+                               " load it into a lab whose cache volume is inside it")
+        places.append(place)
+    return places
+
+
+def _place_hf(place: _HfPlace, undo: _Undo) -> bool:
+    """The blobs, the snapshot's links and the revision's ref, where none is there yet: a
+    file the learner has stays as it is. True when anything was placed."""
+    placed = False
+    for blob, src in place.blobs.items():
+        dest = place.folder / "blobs" / blob
+        if not dest.exists() and not dest.is_symlink():
+            undo.mkdirs(dest.parent)
+            src.chmod(0o644)
+            _move(src, dest)
+            undo.steps.append(dest.unlink)
+            placed = True
+    for rel, blob in place.snap.files.items():
+        link = place.link(rel)
+        if not link.exists() and not link.is_symlink():
+            undo.mkdirs(link.parent)
+            link.symlink_to(os.path.relpath(place.folder / "blobs" / blob, link.parent))
+            undo.steps.append(link.unlink)
+            placed = True
+    ref = place.folder / "refs" / place.snap.revision
+    if place.snap.revision != place.snap.commit and not ref.exists() and not ref.is_symlink():
+        undo.mkdirs(ref.parent)
+        ref.write_text(place.snap.commit, encoding="utf-8")
+        undo.steps.append(ref.unlink)
+    return placed
 
 
 def _refuse_blocked(dests: list[Path]) -> None:
@@ -808,6 +890,7 @@ def _commit(plan: _Plan, target: Path, stage: Path, undo: _Undo) -> tuple[list[s
             store.place(root, entry, df, src, move=True)
             undo.steps.append(dest.unlink)
             placed.append(entry)
+    placed += [p.snap.repo for p in plan.hf if _place_hf(p, undo)]
     return written, sorted(set(placed))
 
 

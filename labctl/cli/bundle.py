@@ -86,6 +86,7 @@ def _print_manifest(path: Path, m: fmt.Manifest) -> None:
              [[i.name, i.tag, i.torch or "-", ui.human_size(i.size), str(len(i.diff_ids))]
               for i in m.images])
     ui.console.print(f"{len(m.lab_files)} lab files, {len(m.data)} data files,"
+                     f" {len(m.hf)} Hugging Face repositories,"
                      f" {len(m.wheels)} wheels, {len(m.layers)} layers"
                      + (f", {len(m.omitted)} left out (needs the earlier bundle)"
                         if m.omitted else ""))

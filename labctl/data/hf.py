@@ -15,60 +15,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from labctl.config.lab import Lab
+from labctl.data.hfref import BLOB, COMMIT, PREFIX, SHA256, HfRef, is_ref, parse_ref
 from labctl.errors import LabError
 
-PREFIX = "hf:"
 HUB = "https://huggingface.co"
 TRIES = 3  # tries of one download from one endpoint; each resumes the last one's blobs
-# Hub names: ORG/NAME (or a legacy NAME); letters, digits and - _ . inside, 96 at most.
-_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_REF = re.compile(rf"(?:(?P<kind>datasets|models)/)?(?P<repo>(?:{_NAME}/)?{_NAME})"
-                  r"(?:@(?P<rev>[A-Za-z0-9][A-Za-z0-9._/-]{0,199}))?")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class HfRef:
-    repo_id: str
-    repo_type: str = "model"  # model | dataset
-    revision: str = "main"
-
-    @property
-    def name(self) -> str:
-        kind = "datasets/" if self.repo_type == "dataset" else ""
-        rev = f"@{self.revision}" if self.revision != "main" else ""
-        return f"{PREFIX}{kind}{self.repo_id}{rev}"
-
-    @property
-    def folder(self) -> str:
-        """huggingface_hub's folder of the repository in the hub cache."""
-        return f"{self.repo_type}s--" + self.repo_id.replace("/", "--")
-
-
-def is_ref(text: str) -> bool:
-    return text.startswith(PREFIX)
-
-
-def parse_ref(text: str) -> HfRef:
-    """'hf:ORG/NAME[@REVISION]' or 'hf:datasets/ORG/NAME[@REVISION]'."""
-    body = text.removeprefix(PREFIX)
-    m = _REF.fullmatch(body)
-    bad = m is None or ".." in body or "--" in (m["repo"] or "") or (
-        m["rev"] is not None and (m["rev"].endswith("/") or "//" in m["rev"]))
-    if bad or m is None:
-        raise LabError(f"{text!r} is not a Hugging Face repository", id="hf.bad-repo-name",
-                       fix="write hf:ORG/NAME, hf:ORG/NAME@REVISION (a branch, tag or commit)"
-                       " or hf:datasets/ORG/NAME, e.g. hf:Qwen/Qwen2.5-0.5B-Instruct")
-    return HfRef(m["repo"], "dataset" if m["kind"] == "datasets" else "model",
-                 m["rev"] or "main")
 
 
 def hub_cache(lab: Lab) -> Path:
@@ -165,7 +122,7 @@ def _verify(folder: Path, wanted: list[Any]) -> None:
         size = path.stat().st_size
         lfs = getattr(s, "lfs", None)
         want_size = s.size if s.size is not None else (lfs.size if lfs else None)
-        want_sha = lfs.sha256 if lfs is not None and _SHA256.fullmatch(lfs.sha256 or "") else None
+        want_sha = lfs.sha256 if lfs is not None and SHA256.fullmatch(lfs.sha256 or "") else None
         problem = None
         if want_size is not None and size != want_size:
             problem = f"{size} bytes, the repository lists {want_size}"
@@ -241,7 +198,7 @@ def download(lab: Lab, ref: HfRef, include: list[str], *, say: Callable[[str], N
             problems.append(f"{endpoint}: {_why(e)}")
             continue
         commit = str(info.sha or "")
-        if not _COMMIT.fullmatch(commit):
+        if not COMMIT.fullmatch(commit):
             problems.append(f"{endpoint}: answered the commit {commit[:60]!r}, not a commit id")
             continue
         wanted = _wanted(info, include)
@@ -343,7 +300,7 @@ def _cached_files(hub: Path, ref: HfRef) -> dict[str, Any] | None:
     folder = hub / ref.folder
     refs = folder / "refs" / ref.revision
     commit = refs.read_text(encoding="utf-8").strip() if refs.is_file() else ref.revision
-    if not _COMMIT.fullmatch(commit):
+    if not COMMIT.fullmatch(commit):
         return None
     snap = folder / "snapshots" / commit
     if not (snap / "config.json").is_file():
@@ -406,3 +363,58 @@ def model_files(lab: Lab, repo: str) -> tuple[HfRef, dict[str, Any]]:
                    id="hf.config-unreadable", details=problems,
                    fix="check the name (huggingface.co/ORG/NAME) and the network; a mirror"
                    " goes in labctl.yaml's network.hf_endpoint")
+
+
+# --- a snapshot as a bundle carries it (`labctl save --with-data hf:...`) ----------------
+@dataclass(frozen=True)
+class Snapshot:
+    """A repository's snapshot in the hub cache, without links: each file's blob, and
+    each blob's file once (several files may share one)."""
+
+    ref: HfRef
+    commit: str
+    files: dict[str, str]  # path in the snapshot -> blob name
+    blobs: dict[str, Path]  # blob name -> its file in the cache
+
+
+def snapshot(lab: Lab, ref: HfRef) -> Snapshot:
+    """The snapshot `labctl data get` (or any lab's from_pretrained) left in the cache:
+    its links into the repository's blobs/ read; a link anywhere else is refused, so a
+    save never carries a file from outside the cache."""
+    folder = hub_cache(lab) / ref.folder
+    refs = folder / "refs" / ref.revision
+    commit = refs.read_text(encoding="utf-8").strip() if refs.is_file() else ref.revision
+    snap = folder / "snapshots" / commit
+    if not COMMIT.fullmatch(commit) or not snap.is_dir():
+        raise LabError(f"--with-data {ref.name}: not in the lab's Hugging Face cache"
+                       f" ({lab.rel(folder)})", id="bundle.hf-not-fetched",
+                       fix=f"labctl data get {ref.name}")
+    blobs_dir = (folder / "blobs").resolve()
+    files: dict[str, str] = {}
+    blobs: dict[str, Path] = {}
+    for root, _, names in os.walk(snap):
+        for name in names:
+            path = Path(root, name)
+            rel = path.relative_to(snap).as_posix()
+            if path.is_symlink():
+                src = path.resolve()
+                blob = src.name
+                ok = src.parent == blobs_dir and src.is_file() and bool(BLOB.fullmatch(blob))
+            else:
+                src, ok = path, path.is_file()
+                blob = _file_sha256(path) if ok else ""
+            if not ok:
+                raise LabError(f"--with-data {ref.name}: {rel} in the cache is not a file"
+                               " of the repository's blobs/", id="bundle.hf-bad-link",
+                               fix=f"fetch it again: `labctl data get {ref.name}`")
+            files[rel], blobs[blob] = blob, src
+    return Snapshot(ref, commit, files, blobs)
+
+
+def _file_sha256(path: Path) -> str:
+    """A file that is no link (a cache made where links are not allowed): its blob name."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
