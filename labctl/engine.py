@@ -732,6 +732,25 @@ class Engine:
                        id="engine.no-ipv4-gateway",
                        fix=f"remove it (`docker network rm {name}`); labctl makes it again")
 
+    def swarm_manager_address(self) -> str | None:
+        """This engine's address in its swarm when it is an active manager (where a hub
+        next to it listens for the servers of every node); None otherwise."""
+        sw = self.info().get("Swarm") or {}
+        if sw.get("LocalNodeState") == "active" and sw.get("ControlAvailable"):
+            return str(sw.get("NodeAddr") or "") or None
+        return None
+
+    def services(self, with_labels: list[str]) -> list[dict[str, Any]]:
+        """Swarm services carrying every label of ``with_labels``; none outside a swarm."""
+        if self.swarm_manager_address() is None:
+            return []
+        with translated():
+            return self.api.services(filters={"label": with_labels})
+
+    def remove_service(self, service_id: str) -> None:
+        with translated(), _ignore_missing():
+            self.api.remove_service(service_id)
+
     def remove_network(self, name: str) -> None:
         with translated(), _ignore_missing():
             self.api.remove_network(name)

@@ -159,8 +159,22 @@ def test_the_hub_layer_pins_the_hubs_own_jupyterhub() -> None:
     json.dumps(files.requirements())
 
 
+def test_on_a_swarm_each_server_is_a_service_publishing_on_its_node(lab, tmp_path) -> None:
+    """SwarmSpawner without the routing mesh (no IPVS needed): DNS round robin, the port
+    published in host mode, the hub's API on the manager's swarm address."""
+    doc = _doc(lab, ["d2l"], swarm=True)
+    doc["hub_ip"], doc["network"] = "10.0.0.5", ""
+    cfg = _load(tmp_path / "hub", doc)
+    assert cfg.JupyterHub.spawner_class.__name__ == "LabSwarmSpawner"
+    assert cfg.JupyterHub.hub_ip == cfg.JupyterHub.hub_connect_ip == "10.0.0.5"
+    assert cfg.SwarmSpawner.use_internal_ip is False
+    assert cfg.SwarmSpawner.extra_endpoint_spec == {
+        "mode": "dnsrr", "ports": {None: (8888, "tcp", "host")}}
+    assert cfg.Spawner.port == 8888
+
+
 @pytest.mark.parametrize(("args", "says"), [
-    (["--swarm", "--admin", "t"], "--swarm is not supported yet"),
+    (["--swarm", "--admin", "t"], "--swarm needs the class registry"),
     ([], "--admin NAME"),
 ])
 def test_hub_write_refuses_before_building_anything(lab, args: list[str], says: str) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import BASE, TAG_PREFIX
+from netns_host import netns_engine, sh
 
 pytestmark = [pytest.mark.engine, pytest.mark.root]
 
@@ -41,11 +42,6 @@ checks:
   - name: six-and-data
     run: "python -c 'import six' && touch /data/checked"
 """
-
-
-def sh(*cmd: str, ns: str | None = None, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    full = ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
-    return subprocess.run(full, check=check, capture_output=True, text=True, **kw)
 
 
 @dataclass
@@ -81,112 +77,56 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
         pytest.fail("run through ./scripts/test.sh (the learner's venv, openssh-server)")
     learner, remote = _user(LEARNER), _user(REMOTE_USER)
     sh("usermod", "-p", "*", REMOTE_USER)  # no password, not locked: key-only logins
-    tag = secrets.token_hex(2)
-    ns, host_if, box_if = f"labctl-box-{tag}", f"lcb{tag}h", f"lcb{tag}b"
-    net = f"10.231.{int(tag, 16) % 250 + 1}"
-    state = Path(f"/run/labctl-box-{tag}")  # the engine's socket, for the remote user
-    state.mkdir()
-    state.chmod(0o755)  # whatever the umask: the remote user reaches its socket and keys
     keys = tmp_path_factory.mktemp("box-keys")
-    client = Path(f"/var/tmp/labctl-test/box-{tag}")  # the learner's ssh config and key
-    client.mkdir(parents=True)
-    procs: list[subprocess.Popen] = []
-    nat = ["-s", f"{net}.0/30", "-j"]
-    try:
-        sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", box_if)
-        sh("ip", "link", "set", box_if, "netns", ns)
-        sh("ip", "addr", "add", f"{net}.1/30", "dev", host_if)
-        sh("ip", "link", "set", host_if, "up")
-        for cmd in (["ip", "addr", "add", f"{net}.2/30", "dev", box_if],
-                    ["ip", "link", "set", box_if, "up"], ["ip", "link", "set", "lo", "up"],
-                    ["ip", "route", "add", "default", "via", f"{net}.1"]):
-            sh(*cmd, ns=ns)
-        # The box reaches the package indexes through this machine (NAT), as a server would.
-        sh("iptables", "-t", "nat", "-A", "POSTROUTING", *nat, "MASQUERADE")
-        sh("iptables", "-I", "DOCKER-USER", *nat, "ACCEPT", check=False)
-        sh("iptables", "-I", "DOCKER-USER", "-d", f"{net}.0/30", "-j", "ACCEPT", check=False)
-        log = (keys / "dockerd.log").open("w")
-        # nsenter --net, not `ip netns exec`: that remounts /sys, hiding the cgroups.
-        procs.append(subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{ns}", "dockerd", "--data-root", str(state / "data"),
-             "--exec-root", str(state / "exec"), "-H", f"unix://{state}/docker.sock",
-             "--pidfile", str(state / "docker.pid"), "--group", REMOTE_USER],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        socket = f"unix://{state}/docker.sock"
-        deadline = time.monotonic() + 90
-        while sh("docker", "-H", socket, "info", check=False).returncode != 0:
-            if procs[0].poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the box's dockerd did not start:\n"
-                            + (keys / "dockerd.log").read_text()[-3000:])
-            time.sleep(1)
-        # No registry here: the base comes from this engine, as `docker pull` would bring it.
-        save = subprocess.Popen(["docker", "save", BASE], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", socket, "load", "-q"], stdin=save.stdout, check=True,
-                       capture_output=True)
-        save.wait()
-        # sshd on the box's veth address only, key logins of the remote user only.
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "host_key"))
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client / "id"))
-        # sshd reads it as the user: in the box's folder, not root's pytest folder
-        (state / "authorized_keys").write_text((client / "id.pub").read_text())
-        (state / "authorized_keys").chmod(0o644)
-        (keys / "sshd_config").write_text(
-            f"ListenAddress {net}.2\nHostKey {keys / 'host_key'}\n"
-            f"AuthorizedKeysFile {state / 'authorized_keys'}\nPidFile {state / 'sshd.pid'}\n"
-            f"UsePAM no\nStrictModes no\nPasswordAuthentication no\nAllowUsers {REMOTE_USER}\n"
-            f"KbdInteractiveAuthentication no\nAllowTcpForwarding local\n"
-            f"SetEnv DOCKER_HOST={socket}\n")
-        Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation folder
-        procs.append(subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{ns}", "/usr/sbin/sshd", "-D", "-e", "-f",
-             str(keys / "sshd_config")], stdout=subprocess.DEVNULL,
-            stderr=(keys / "sshd.log").open("w"), start_new_session=True))
-        (client / "ssh_config").write_text(
-            f"Host {net}.2\n  IdentityFile {client / 'id'}\n  IdentitiesOnly yes\n"
-            f"  UserKnownHostsFile {client / 'known_hosts'}\n"
-            "  StrictHostKeyChecking accept-new\n  BatchMode yes\n")
-        (client / "bin").mkdir()
-        (client / "bin" / "ssh").write_text(  # the learner's ~/.ssh/config, in effect
-            f"#!/bin/sh\nexec {shutil.which('ssh')} -F {client / 'ssh_config'} \"$@\"\n")
-        (client / "bin" / "ssh").chmod(0o755)
-        shutil.chown(client, learner.pw_uid, learner.pw_gid)
-        for p in client.rglob("*"):
-            os.chown(p, learner.pw_uid, learner.pw_gid, follow_symlinks=False)
-        env = {"DOCKER_HOST": f"ssh://{REMOTE_USER}@{net}.2", "HOME": learner.pw_dir,
-               "PATH": f"{client / 'bin'}:{Path(python).parent}:/usr/sbin:/usr/bin:/bin"}
-        b = Box(f"{net}.2", env, python, Path(remote.pw_dir), socket)
-        deadline = time.monotonic() + 30
-        while (r := subprocess.run(
-                ["runuser", "-u", LEARNER, "--", "env", *[f"{k}={v}" for k, v in env.items()],
-                 "docker", "info"], capture_output=True, text=True)).returncode != 0:
-            if time.monotonic() > deadline:
-                pytest.fail(f"docker over ssh to the box failed: {r.stdout[-1500:]}"
-                            f" {r.stderr[-1500:]}\n"
-                            + (keys / "sshd.log").read_text()[-2000:])
-            time.sleep(0.5)
-        yield b
-    finally:
-        for p in reversed(procs):
-            with_timeout_kill(p)
-        sh("iptables", "-t", "nat", "-D", "POSTROUTING", *nat, "MASQUERADE", check=False)
-        sh("iptables", "-D", "DOCKER-USER", *nat, "ACCEPT", check=False)
-        sh("iptables", "-D", "DOCKER-USER", "-d", f"{net}.0/30", "-j", "ACCEPT", check=False)
-        sh("ip", "link", "del", host_if, check=False)
-        sh("ip", "netns", "del", ns, check=False)
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(client, ignore_errors=True)
-        shutil.rmtree(Path(remote.pw_dir) / "labctl", ignore_errors=True)
-
-
-def with_timeout_kill(p: subprocess.Popen) -> None:
-    if p.poll() is not None:
-        return
-    os.killpg(p.pid, signal.SIGTERM)
-    try:
-        p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
+    with netns_engine("labctl-box", keys, ("--group", REMOTE_USER)) as host:
+        state, address, socket = host.state, host.address, host.socket
+        client = Path(f"/var/tmp/labctl-test/box-{host.ns}")  # the learner's ssh config
+        client.mkdir(parents=True)
+        try:
+            # sshd on the box's veth address only, key logins of the remote user only.
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "host_key"))
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client / "id"))
+            # sshd reads it as the user: in the box's folder, not root's pytest folder
+            (state / "authorized_keys").write_text((client / "id.pub").read_text())
+            (state / "authorized_keys").chmod(0o644)
+            (keys / "sshd_config").write_text(
+                f"ListenAddress {address}\nHostKey {keys / 'host_key'}\n"
+                f"AuthorizedKeysFile {state / 'authorized_keys'}\n"
+                f"PidFile {state / 'sshd.pid'}\nUsePAM no\nStrictModes no\n"
+                f"PasswordAuthentication no\nAllowUsers {REMOTE_USER}\n"
+                f"KbdInteractiveAuthentication no\nAllowTcpForwarding local\n"
+                f"SetEnv DOCKER_HOST={socket}\n")
+            Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation folder
+            host.start("/usr/sbin/sshd", "-D", "-e", "-f", str(keys / "sshd_config"),
+                       log=keys / "sshd.log")
+            (client / "ssh_config").write_text(
+                f"Host {address}\n  IdentityFile {client / 'id'}\n  IdentitiesOnly yes\n"
+                f"  UserKnownHostsFile {client / 'known_hosts'}\n"
+                "  StrictHostKeyChecking accept-new\n  BatchMode yes\n")
+            (client / "bin").mkdir()
+            (client / "bin" / "ssh").write_text(  # the learner's ~/.ssh/config, in effect
+                f"#!/bin/sh\nexec {shutil.which('ssh')} -F {client / 'ssh_config'} \"$@\"\n")
+            (client / "bin" / "ssh").chmod(0o755)
+            shutil.chown(client, learner.pw_uid, learner.pw_gid)
+            for p in client.rglob("*"):
+                os.chown(p, learner.pw_uid, learner.pw_gid, follow_symlinks=False)
+            env = {"DOCKER_HOST": f"ssh://{REMOTE_USER}@{address}", "HOME": learner.pw_dir,
+                   "PATH": f"{client / 'bin'}:{Path(python).parent}:/usr/sbin:/usr/bin:/bin"}
+            b = Box(address, env, python, Path(remote.pw_dir), socket)
+            deadline = time.monotonic() + 30
+            while (r := subprocess.run(
+                    ["runuser", "-u", LEARNER, "--", "env",
+                     *[f"{k}={v}" for k, v in env.items()], "docker", "info"],
+                    capture_output=True, text=True)).returncode != 0:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"docker over ssh to the box failed: {r.stdout[-1500:]}"
+                                f" {r.stderr[-1500:]}\n"
+                                + (keys / "sshd.log").read_text()[-2000:])
+                time.sleep(0.5)
+            yield b
+        finally:
+            shutil.rmtree(client, ignore_errors=True)
+            shutil.rmtree(Path(remote.pw_dir) / "labctl", ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""`labctl hub write|up|down|status`: a JupyterHub for a class on one Docker host, one
-profile per lab (labctl/hub/)."""
+"""`labctl hub write|up|down|status`: a JupyterHub for a class on one Docker host or a
+swarm, one profile per lab (labctl/hub/)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--pam-group", help="With --auth pam: only this group's members."),
         click.option("--cull-idle", default=3600, show_default=True, type=click.IntRange(60),
                      help="Seconds before an idle server is stopped."),
-        click.option("--swarm", is_flag=True, help="SwarmSpawner on a Docker Swarm."),
+        click.option("--swarm", is_flag=True, help="SwarmSpawner on a Docker Swarm whose"
+                     " manager is this engine; the images go to labctl.yaml's registry:."),
         click.option("--python", type=click.Path(exists=True, dir_okay=False),
                      help="The Python that runs the hub (default: .labctl/hub/venv, made"
                           " from the pinned requirements)."),
@@ -57,6 +58,7 @@ def _write(names: tuple[str, ...], opts: dict[str, Any], lab_dir: str | None,
                           cull_idle=opts["cull_idle"], swarm=opts["swarm"])
     files.check_settings(s)  # before anything is built
     lab = load(lab_dir)
+    files.check_swarm(s, lab.settings.registry)
     if make_venv:
         deploy.refuse_running(lab)
     e = engine(lab)

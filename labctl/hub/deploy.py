@@ -1,8 +1,10 @@
-"""`labctl hub`: a JupyterHub with DockerSpawner for one Docker host, from the lab
-folder's specs. The hub runs as a process of the teacher's (from a venv of the pinned
-requirements, .labctl/hub/venv); the learners' servers are containers of the lab images
-with labctl's hub layer, on a bridge network of their own whose gateway is where the hub's
-API listens. The proxy listens where the teacher says (loopback by default).
+"""`labctl hub`: a JupyterHub with DockerSpawner for one Docker host, or SwarmSpawner on a
+swarm this engine manages, from the lab folder's specs. The hub runs as a process of the
+teacher's (from a venv of the pinned requirements, .labctl/hub/venv); the learners' servers
+are containers of the lab images with labctl's hub layer, on a bridge network of their own
+whose gateway is where the hub's API listens; on a swarm, services of those images pulled
+from the class registry, reaching the hub at the manager's swarm address. The proxy listens
+where the teacher says (loopback by default).
 """
 
 from __future__ import annotations
@@ -102,6 +104,30 @@ def hub_image(engine: Engine, lab: Lab, name: str, profile: LabProfile, version:
     return tag
 
 
+def swarm_address(engine: Engine) -> str:
+    """The manager's address in its swarm: where the hub's API listens for every node."""
+    address = engine.swarm_manager_address()
+    if address is None:
+        raise LabError("--swarm: this engine is not a manager of a Docker Swarm",
+                       id="hub.not-a-swarm-manager",
+                       fix="run labctl hub on a manager node (`docker swarm init` makes this"
+                           " machine one; `docker swarm join` adds the others)")
+    return address
+
+
+def publish(engine: Engine, lab: Lab, name: str, tag: str, say: Any) -> str:
+    """The hub image of ``name`` in the class registry, as REF@DIGEST: every node pulls
+    that very image (`labctl push`'s registry: and login)."""
+    ref = lab.registry_ref(name)
+    assert ref is not None  # files.check_swarm: there is a registry
+    ref = files.hub_tag(ref, files.hub_version())
+    image = engine.image(tag)
+    assert image is not None  # hub_image made it
+    engine.tag(image.id, ref)
+    say(f"{name}: pushing {ref} (every node of the swarm pulls it)")
+    return f"{ref}@{engine.push(ref)}"
+
+
 def device_requests(engine: Engine) -> list[dict[str, Any]]:
     """How a GPU lab's server gets the GPU on this engine (as `labctl run --gpus all`)."""
     mode = gpu_mode(engine)
@@ -192,6 +218,9 @@ class Written:
 def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings,
           python: Path | None, say: Any = lambda text: None) -> Written:
     """Build the hub images, make the network and write the files."""
+    files.check_swarm(s, lab.settings.registry)
+    if s.swarm:
+        swarm_address(engine)  # a manager, before anything is built
     if not engine.is_local():
         raise LabError("labctl hub runs the hub on this machine, next to its engine; this"
                        " engine is another machine's", id="hub.engine-not-local",
@@ -215,13 +244,25 @@ def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings
         if Path(host).stat().st_mode & 0o005 != 0o005:
             say(f"warning: the learners cannot read {host} (their servers run as uid"
                 f" {LAB_UID}): chmod o+rx {host}, and o+r its files")
-    gpus = device_requests(engine) if any(p.gpu for p in profiles) else []
-    if any(p.gpu for p in profiles) and not gpus:
-        say("warning: this engine has no GPU access: the GPU labs' servers start without one")
-    gateway = engine.bridge_network(network_name(lab), {files.HUB_LABEL: hub_id(lab)})
+    if s.swarm:
+        images = {n: publish(engine, lab, n, tag, say) for n, tag in images.items()}
+        if any(p.gpu for p in profiles):
+            say("warning: on a swarm the GPU labs' servers start without a GPU (swarm GPUs"
+                " need node-generic-resources on each node; not set up by labctl)")
+        gpus: list[dict[str, Any]] = []
+        # The servers join no network of the hub's: they publish their port on their node,
+        # and reach the hub's API at the manager's swarm address.
+        network, hub_ip = "", swarm_address(engine)
+    else:
+        gpus = device_requests(engine) if any(p.gpu for p in profiles) else []
+        if any(p.gpu for p in profiles) and not gpus:
+            say("warning: this engine has no GPU access: the GPU labs' servers start"
+                " without one")
+        network = network_name(lab)
+        hub_ip = engine.bridge_network(network, {files.HUB_LABEL: hub_id(lab)})
     where = folder(lab)
-    place = files.HubPlace(hub_id=hub_id(lab), state=where, network=network_name(lab),
-                           hub_ip=gateway, proxy=proxy)
+    place = files.HubPlace(hub_id=hub_id(lab), state=where, network=network, hub_ip=hub_ip,
+                           proxy=proxy)
     doc = files.settings_document(s, place, profiles, images, hosts, gpus)
     files.write(where, doc)
     return Written(where, doc)
@@ -324,9 +365,16 @@ def down(engine: Engine, lab: Lab, timeout: float = 60) -> bool:
         if Path(f"/proc/{pid}").exists():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    for svc in engine.services([f"{files.HUB_LABEL}={hub_id(lab)}"]):
+        engine.remove_service(svc["ID"])
     for c in engine.containers([f"{files.HUB_LABEL}={hub_id(lab)}"]):
-        engine.remove_container(c)
+        if not _swarm_task(c):  # a service's task goes with its service
+            engine.remove_container(c)
     return pid is not None
+
+
+def _swarm_task(container: Any) -> bool:
+    return "com.docker.swarm.service.id" in (container.labels or {})
 
 
 def status(engine: Engine, lab: Lab) -> Status:
@@ -334,6 +382,10 @@ def status(engine: Engine, lab: Lab) -> Status:
     url = None
     with contextlib.suppress(OSError, ValueError):
         url = json.loads((where / files.SETTINGS_FILE).read_text())["url"]
+    label = f"{files.HUB_LABEL}={hub_id(lab)}"
     servers = [{"name": c.name, "status": c.status, "image": (c.image.tags or [c.image.id])[0]}
-               for c in engine.containers([f"{files.HUB_LABEL}={hub_id(lab)}"])]
+               for c in engine.containers([label]) if not _swarm_task(c)]
+    servers += [{"name": svc["Spec"]["Name"], "status": "service",
+                 "image": svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]}
+                for svc in engine.services([label])]
     return Status(_hub_pid(where), url, servers)

@@ -95,10 +95,15 @@ def check_settings(s: HubSettings) -> None:
     if s.auth == "native" and not s.admins:
         raise LabError("the hub needs an admin to approve sign-ups", id="hub.no-admin",
                        fix="pass --admin NAME (the teacher's hub account)")
-    if s.swarm:
-        raise LabError("--swarm is not supported yet", id="hub.swarm-unsupported",
-                       fix="run the hub on one Docker host (without --swarm), or export for"
-                           " Kubernetes: `labctl export jupyterhub`")
+
+
+def check_swarm(s: HubSettings, registry: str | None) -> None:
+    """A swarm's nodes pull the hub images from the class registry: one is needed."""
+    if s.swarm and not registry:
+        raise LabError("--swarm needs the class registry: every node pulls the labs' hub"
+                       " images from it", id="hub.swarm-needs-registry", file="labctl.yaml",
+                       fix="set registry: HOST[:PORT][/PREFIX] in labctl.yaml (a registry"
+                           " every node reaches; `docker login HOST` first if it asks)")
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ class HubPlace:
     hub_id: str
     state: Path  # its database, cookie secret, pid files, log
     network: str  # the Docker network of the hub and the learners' servers
-    hub_ip: str  # where the hub's API listens: that network's gateway, which they reach
+    hub_ip: str  # where the hub's API listens: the network's gateway (one host), or the
+    # manager's swarm address (a swarm), which the servers reach
     proxy: str  # the configurable-http-proxy command
 
 

@@ -10,6 +10,9 @@ writes hub.json next to it, which holds every value (edit the options, not this 
   version), the class's data and cache read-only, the learner's own work folder and
   volumes as named volumes of theirs, memory, CPU, /dev/shm and the GPU from the same
   profile data as `labctl export k8s`.
+- With --swarm, each server is a swarm service (SwarmSpawner) from the image in the class
+  registry (REF@DIGEST), its port published on its own node; the hub's API listens on the
+  manager's swarm address.
 - Each server runs as the image's non-root lab user; idle servers are stopped
   (jupyterhub-idle-culler); a server's container is removed when it stops, its volumes
   stay.
@@ -79,11 +82,37 @@ c.JupyterHub.load_roles = [{
 PROFILES = {p["slug"]: p for p in S["profiles"]}
 DEFAULT = S["profiles"][0]["slug"]
 
-c.JupyterHub.spawner_class = "docker-swarm" if S["swarm"] else "docker"
+c.JupyterHub.spawner_class = "docker"
 c.DockerSpawner.image = S["profiles"][0]["image"]
 c.DockerSpawner.cmd = ["jupyterhub-singleuser"]  # through the image's entrypoint
 c.DockerSpawner.network_name = S["network"]
 c.DockerSpawner.use_internal_ip = True
+SERVER_PORT = 8888
+c.Spawner.port = SERVER_PORT
+
+if S["swarm"]:
+    from dockerspawner import SwarmSpawner
+
+    class LabSwarmSpawner(SwarmSpawner):
+        """A service per server, its port published on the node its task runs on (host
+        mode, DNS round robin: no routing mesh, no IPVS), found there: the hub reaches
+        servers on any node, the servers reach the hub at the manager's address."""
+
+        async def get_ip_and_port(self):
+            task = await self.get_task()
+            status = (task or {}).get("Status") or {}
+            ports = (status.get("PortStatus") or {}).get("Ports") or []
+            port = next((p["PublishedPort"] for p in ports
+                         if p.get("TargetPort") == self.port), None)
+            if port is None:
+                raise RuntimeError(f"{self.service_name} publishes no port: {status}")
+            node = await self.docker("inspect_node", task["NodeID"])
+            return node["Status"]["Addr"], port
+
+    c.JupyterHub.spawner_class = LabSwarmSpawner
+    c.SwarmSpawner.use_internal_ip = False
+    c.SwarmSpawner.extra_endpoint_spec = {"mode": "dnsrr",
+                                          "ports": {None: (SERVER_PORT, "tcp", "host")}}
 c.DockerSpawner.remove = True  # a fresh container from the image at each start
 c.DockerSpawner.prefix = S["prefix"]
 c.DockerSpawner.pull_policy = "skip" if S["swarm"] else "never"
@@ -120,11 +149,33 @@ def apply_profile(spawner):
                        for name, path in p["own"].items()}
     spawner.mem_limit = p["mem_limit"]
     spawner.cpu_limit = p["cpu_limit"]
+    if S["swarm"]:
+        swarm_mounts(spawner, p)
+        return
     host = {"shm_size": p["shm_size"], "pids_limit": 4096,
             "security_opt": ["no-new-privileges"]}
     if p["device_requests"]:
         host["device_requests"] = p["device_requests"]
     spawner.extra_host_config = host
+
+
+def swarm_mounts(spawner, p):
+    """A service's folders as mounts (SwarmSpawner binds every volume as a host path):
+    the class's folders read-only (the same path on every node: a shared file system),
+    the learner's own as named volumes (on the node of their server), /dev/shm as a
+    tmpfs of the profile's size. The service and its task carry the hub's label."""
+    from docker.types import Mount
+
+    mounts = [Mount(target=path, source=host, type="bind", read_only=True)
+              for host, path in p["shared"].items()]
+    mounts += [Mount(target=path, type="volume", source=spawner.format_volume_name(
+        f"{S['prefix']}-{{username}}-{name}", spawner)) for name, path in p["own"].items()]
+    mounts.append(Mount(target="/dev/shm", source=None, type="tmpfs",
+                        tmpfs_size=p["shm_size"]))
+    spawner.read_only_volumes, spawner.volumes = {}, {}
+    labels = {"org.labctl.hub": S["id"]}
+    spawner.extra_container_spec = {"mounts": mounts, "labels": labels}
+    spawner.extra_create_kwargs = {"labels": labels}
 
 
 c.Spawner.pre_spawn_hook = apply_profile
