@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from labctl.bundle import format as fmt
 from labctl.bundle import transfer
-from labctl.config.lab import SETTINGS_FILE, VOLUMES_FILE, Lab
+from labctl.config.lab import SETTINGS_FILE, VOLUMES_FILE, Lab, load_lab
 from labctl.data import catalogue
 from labctl.errors import LabError
 
@@ -232,7 +232,9 @@ HOSTILE = {
 
 # Hugging Face snapshots: the blobs and the snapshot's paths come from the head.
 HF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
-BLOB_A, BLOB_B = "a" * 64, "b" * 40
+# Named as the hub cache names them: an LFS file by its SHA-256, a small one by git's SHA-1.
+BLOB_A = hashlib.sha256(b"weights").hexdigest()
+BLOB_B = hashlib.sha1(b"blob 2\0{}").hexdigest()
 
 
 def hf_head(**change: object) -> dict:
@@ -262,6 +264,7 @@ HOSTILE.update({
     "hf-repo-with-revision": (hf_members(), hf_head(repo="hf:tiny-org/tiny@v1")),
     "hf-revision-dotdot": (hf_members(), hf_head(revision="../../../x")),
     "hf-commit-not-a-commit": (hf_members(), hf_head(commit="../x")),
+    "hf-path-too-long": (hf_members(), hf_head(files={"a" * 300: BLOB_A, "c": BLOB_B})),
     "hf-blob-unnamed": (hf_members() + [("hf/models--tiny-org--tiny/" + "c" * 64, b"x")],
                         hf_head()),
     "hf-blob-missing": (hf_members()[:1], hf_head()),
@@ -288,6 +291,80 @@ def test_a_hugging_face_snapshot_loads_as_huggingface_hub_reads_it(sandbox: Path
         found = try_to_load_from_cache("tiny-org/tiny", name, cache_dir=str(hub))
         assert isinstance(found, str) and Path(found).read_bytes() == data
     assert sorted(p.name for p in sandbox.iterdir()) == ["lab", "notes.txt"]
+
+
+def test_a_hugging_face_blob_must_be_what_its_name_says(sandbox: Path) -> None:
+    """A blob named as the hash of a file (a config, a modeling_*.py) but holding other
+    bytes would be kept by a later genuine download: refused, nothing written."""
+    before = snapshot(sandbox)
+    planted = [(f"hf/models--tiny-org--tiny/{BLOB_A}", b"weightz"), hf_members()[1]]
+    with pytest.raises(LabError) as e:
+        dry_load(write(sandbox, make_bundle(extra=planted, head=hf_head())), sandbox / "lab")
+    assert e.value.id == "bundle.hand-made" and "hash" in e.value.message
+    assert snapshot(sandbox) == before
+
+
+def test_a_hugging_face_snapshot_is_not_written_through_a_folder_link(sandbox: Path) -> None:
+    target = sandbox / "lab"
+    snap = target / "cache" / "huggingface" / "hub" / "models--tiny-org--tiny" / "snapshots"
+    (target / "models" / "mine").mkdir(parents=True)
+    snap.mkdir(parents=True)
+    (snap / HF_COMMIT).symlink_to(target / "models" / "mine")
+    before = snapshot(sandbox)
+    with pytest.raises(LabError) as e:
+        dry_load(write(sandbox, make_bundle(extra=hf_members(), head=hf_head())), target)
+    assert e.value.id == "bundle.destination-blocked"
+    assert snapshot(sandbox) == before
+
+
+def test_save_carries_no_file_behind_a_link_in_the_hugging_face_cache(tmp_path: Path) -> None:
+    """A lab's container may write the cache volume: a snapshot folder, or a folder in it,
+    that links out (to a home folder) is refused, not followed; an honest one is read."""
+    from labctl.data import hf
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text("secret key")
+    root = tmp_path / "lab"
+    root.mkdir()
+    (root / VOLUMES_FILE).write_text(VOLUMES)
+    (root / "images").mkdir()
+    lab = load_lab(str(root), environ={})
+    repo = hf.hub_cache(lab) / "models--tiny-org--tiny"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(HF_COMMIT)
+    (repo / "snapshots").mkdir()
+    (repo / "snapshots" / HF_COMMIT).symlink_to(home)
+    ref = hf.parse_ref("hf:tiny-org/tiny")
+    with pytest.raises(LabError) as e:
+        hf.snapshot(lab, ref)
+    assert e.value.id == "bundle.hf-bad-link"
+    (repo / "snapshots" / HF_COMMIT).unlink()
+    (repo / "snapshots" / HF_COMMIT).mkdir()
+    (repo / "snapshots" / HF_COMMIT / "sub").symlink_to(home)
+    with pytest.raises(LabError) as e:
+        hf.snapshot(lab, ref)
+    assert e.value.id == "bundle.hf-bad-link"
+    (repo / "snapshots" / HF_COMMIT / "sub").unlink()
+    (repo / "blobs").mkdir()
+    (repo / "blobs" / BLOB_A).write_bytes(b"weights")
+    (repo / "snapshots" / HF_COMMIT / "model.safetensors").symlink_to(f"../../blobs/{BLOB_A}")
+    got = hf.snapshot(lab, ref)
+    assert got.files == {"model.safetensors": BLOB_A} and got.commit == HF_COMMIT
+
+
+def test_a_hugging_face_cache_path_with_dotdot_is_not_the_cache(tmp_path: Path) -> None:
+    from labctl.data import hf
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    (root / VOLUMES_FILE).write_text(VOLUMES.replace("HF_HOME: /cache/huggingface",
+                                                     "HF_HUB_CACHE: /cache/../.git"))
+    (root / "images").mkdir()
+    assert "HF_HUB_CACHE: /cache/../.git" in (root / VOLUMES_FILE).read_text()
+    with pytest.raises(LabError) as e:
+        hf.hub_cache(load_lab(str(root), environ={}))
+    assert e.value.id == "hf.no-hf-home"
 
 
 def test_a_hugging_face_file_the_learner_has_stays(sandbox: Path) -> None:

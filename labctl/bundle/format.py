@@ -670,7 +670,9 @@ def _check_hf(snaps: list[BundleHf]) -> None:
             raise refused(f"the Hugging Face repository {h.repo} twice")
         seen.add(h.folder)
         for rel, blob in h.files.items():
-            why = path_problem(rel)
+            why = path_problem(rel) or (
+                "too long a path" if len(rel) > 1024 or max(map(len, rel.split("/"))) > 200
+                else None)
             if why or not BLOB.fullmatch(blob):
                 raise refused(f"the Hugging Face file {rel!r} ({why or f'blob {blob!r}'})")
         for rel in h.files:
@@ -681,9 +683,11 @@ def _check_hf(snaps: list[BundleHf]) -> None:
                 parent = parent.rpartition("/")[0]
 
 
-def member_problem(info: tarfile.TarInfo, head: Head) -> str | None:
+def member_problem(info: tarfile.TarInfo, head: Head, named: set[str] | None = None
+                   ) -> str | None:
     """Why a bundle member is refused (None: it is one labctl writes): its kind by its
-    prefix, a regular file where a file is written, the name the head gives it."""
+    prefix, a regular file where a file is written, the name the head gives it.
+    ``named``: files_named(head), made once by a reader of many members."""
     name = info.name
     kind, _, rel = name.partition("/")
     if kind == "docker":
@@ -703,19 +707,11 @@ def member_problem(info: tarfile.TarInfo, head: Head) -> str | None:
         return "not a member labctl writes"
     if not info.isreg():
         return "not a regular file (a link, device, fifo or folder)"
-    if kind == "lab":
-        if rel not in head.lab_files:
-            return "a lab file the head does not name"
-        if info.size > LAB_FILE_LIMIT:
-            return f"a lab file of {info.size} bytes (at most {LAB_FILE_LIMIT})"
-    elif kind == "data":
-        if name not in {d.member for d in head.data}:
-            return "a data file the head does not name"
-    elif kind == "hf":
-        if not any(name in h.members() for h in head.hf):
-            return "a Hugging Face blob the head does not name"
-    elif rel not in head.wheels:
-        return "a wheel the head does not name"
+    if name not in (files_named(head) if named is None else named):
+        what = {"lab": "lab file", "data": "data file", "hf": "Hugging Face blob"}
+        return f"a {what.get(kind, 'wheel')} the head does not name"
+    if kind == "lab" and info.size > LAB_FILE_LIMIT:
+        return f"a lab file of {info.size} bytes (at most {LAB_FILE_LIMIT})"
     return None
 
 
@@ -749,6 +745,7 @@ class Reader:
         self.seen: dict[str, Member] = {}
         self._names: set[str] = set()
         self.head: Head | None = None
+        self._named: set[str] = set()  # what the head names (files_named)
         self.manifest: Manifest | None = None
 
     def members(self) -> Iterator[tuple[tarfile.TarInfo, Iterator[memoryview]]]:
@@ -767,7 +764,7 @@ class Reader:
                     raise damaged(f"its {info.name} is no file, or larger than {DOC_LIMIT}"
                                   " bytes")
             elif self.head is not None:
-                why = member_problem(info, self.head)
+                why = member_problem(info, self.head, self._named)
                 if why:
                     raise refused(f"{info.name!r}: {why}")
             if info.name == MANIFEST:
@@ -800,7 +797,7 @@ class Reader:
                            f" {' and '.join(READS)}",
                            id="bundle.format-unsupported", fix=f"load it with labctl {head.labctl}")
         check_head(head)
-        self.head = head
+        self.head, self._named = head, files_named(head)
         return head
 
     def check(self) -> Manifest:

@@ -455,9 +455,13 @@ class _HfPlace:
     def link(self, rel: str) -> Path:
         return self.folder / "snapshots" / self.snap.commit / rel
 
+    @property
+    def ref(self) -> Path:
+        return self.folder / "refs" / self.snap.revision
+
     def dests(self) -> list[Path]:
         return [self.folder / "blobs" / b for b in self.blobs] + \
-            [self.link(r) for r in self.snap.files]
+            [self.link(r) for r in self.snap.files] + [self.ref]
 
 
 def load(engine: Engine, bundle: Path, target: Path, *, progress: Progress | None = None
@@ -750,8 +754,30 @@ def _hf_places(lab: Lab, target: Path, head: fmt.Head, staged: dict[str, Path]
                            f" {target}", id="bundle.data-outside",
                            fix="nothing was loaded; a bundle only fills the lab's own folders:"
                                " load it into a lab whose cache volume is inside it")
+        # A link through a folder link of the learner's would point elsewhere than blobs/.
+        linked = next((p for d in place.dests() for p in d.relative_to(place.folder).parents
+                       if (place.folder / p).is_symlink()), None)
+        if linked is not None:
+            raise LabError(f"{place.folder / linked} is a link: {h.repo} is not written"
+                           " through it", id="bundle.destination-blocked",
+                           fix="nothing was loaded; move it aside and load again")
+        for blob, staged_file in place.blobs.items():
+            if _blob_name(staged_file, len(blob)) != blob:
+                raise fmt.refused(f"the Hugging Face blob {h.member(blob)} is not the file its"
+                                  " name is the hash of")
         places.append(place)
     return places
+
+
+def _blob_name(path: Path, length: int) -> str:
+    """A blob's name in the hub cache: the SHA-256 of an LFS file (64), git's blob SHA-1
+    of a small one (40); so a bundle cannot plant other content under a file's name."""
+    digest = hashlib.sha256() if length == 64 else hashlib.sha1(
+        f"blob {path.stat().st_size}\0".encode())
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _place_hf(place: _HfPlace, undo: _Undo) -> bool:
@@ -773,11 +799,12 @@ def _place_hf(place: _HfPlace, undo: _Undo) -> bool:
             link.symlink_to(os.path.relpath(place.folder / "blobs" / blob, link.parent))
             undo.steps.append(link.unlink)
             placed = True
-    ref = place.folder / "refs" / place.snap.revision
+    ref = place.ref
     if place.snap.revision != place.snap.commit and not ref.exists() and not ref.is_symlink():
         undo.mkdirs(ref.parent)
         ref.write_text(place.snap.commit, encoding="utf-8")
         undo.steps.append(ref.unlink)
+        placed = True
     return placed
 
 

@@ -37,8 +37,8 @@ def hub_cache(lab: Lab) -> Path:
             if not value:
                 continue
             inner, top = PurePosixPath(value), PurePosixPath(vol.container)
-            if inner != top and top not in inner.parents:
-                continue
+            if (inner != top and top not in inner.parents) or ".." in inner.parts:
+                continue  # not below the volume's folder (a bundle's volumes.yaml may say)
             return lab.host_path(vol).joinpath(*inner.relative_to(top).parts, *below)
     raise LabError("no volume of this lab sets HF_HOME: labctl does not know where the labs"
                    " look for Hugging Face models", id="hf.no-hf-home", file="volumes.yaml",
@@ -381,7 +381,8 @@ def snapshot(lab: Lab, ref: HfRef) -> Snapshot:
     """The snapshot `labctl data get` (or any lab's from_pretrained) left in the cache:
     its links into the repository's blobs/ read; a link anywhere else is refused, so a
     save never carries a file from outside the cache."""
-    folder = hub_cache(lab) / ref.folder
+    cache = hub_cache(lab)
+    folder = cache / ref.folder
     refs = folder / "refs" / ref.revision
     commit = refs.read_text(encoding="utf-8").strip() if refs.is_file() else ref.revision
     snap = folder / "snapshots" / commit
@@ -392,7 +393,20 @@ def snapshot(lab: Lab, ref: HfRef) -> Snapshot:
     blobs_dir = (folder / "blobs").resolve()
     files: dict[str, str] = {}
     blobs: dict[str, Path] = {}
-    for root, _, names in os.walk(snap):
+
+    def refused(rel: str) -> LabError:
+        return LabError(f"--with-data {ref.name}: {rel} in the cache is not a file of the"
+                        " repository's blobs/", id="bundle.hf-bad-link",
+                        fix=f"fetch it again: `labctl data get {ref.name}`")
+
+    # A lab's container may write the cache: a snapshot folder that is a link (to a home
+    # folder, say) would carry whatever it leads to.
+    if snap.resolve() != cache.resolve() / ref.folder / "snapshots" / commit:
+        raise refused(f"{ref.folder}/snapshots/{commit}")
+    for root, dirs, names in os.walk(snap):
+        for d in dirs:
+            if Path(root, d).is_symlink():
+                raise refused(Path(root, d).relative_to(snap).as_posix())
         for name in names:
             path = Path(root, name)
             rel = path.relative_to(snap).as_posix()
@@ -404,9 +418,7 @@ def snapshot(lab: Lab, ref: HfRef) -> Snapshot:
                 src, ok = path, path.is_file()
                 blob = _file_sha256(path) if ok else ""
             if not ok:
-                raise LabError(f"--with-data {ref.name}: {rel} in the cache is not a file"
-                               " of the repository's blobs/", id="bundle.hf-bad-link",
-                               fix=f"fetch it again: `labctl data get {ref.name}`")
+                raise refused(rel)
             files[rel], blobs[blob] = blob, src
     return Snapshot(ref, commit, files, blobs)
 
