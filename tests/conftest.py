@@ -128,6 +128,37 @@ def make_wheel(folder: Path, name: str, version: str) -> Path:
 
 
 # --- a second engine --------------------------------------------------------------
+def wait_for_docker(proc: subprocess.Popen, what: str, log: Path, *args: str,
+                    seconds: float = 90, env: dict[str, str] | None = None) -> None:
+    """Until `docker ARGS info` answers (the engine ``proc`` started, or what stands in
+    front of it); the test fails with the log's tail when ``proc`` ends or time runs out."""
+    deadline = time.monotonic() + seconds
+    while subprocess.run(["docker", *args, "info"], capture_output=True, env=env).returncode:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what} did not answer:\n" + log.read_text()[-3000:])
+        time.sleep(0.5)
+
+
+def load_base(host: str) -> None:
+    """The base image from this machine's engine into another (no registry here), as a
+    learner's `docker pull` there would bring it."""
+    save = subprocess.Popen(["docker", "save", BASE], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "-H", host, "load", "-q"], stdin=save.stdout, check=True,
+                   capture_output=True)
+    save.wait()
+
+
+def stop_group(p: subprocess.Popen) -> None:
+    """SIGTERM to its process group, SIGKILL after a minute."""
+    if p.poll() is not None:
+        return
+    os.killpg(p.pid, signal.SIGTERM)
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+
+
 ROOTLESS = [Path("/usr/share/docker.io/contrib/dockerd-rootless.sh"),
             Path("/usr/bin/dockerd-rootless.sh")]
 
@@ -155,20 +186,10 @@ def second_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     host = f"unix://{sock}"
     try:
-        deadline = time.monotonic() + 90
-        while subprocess.run(["docker", "-H", host, "info"], capture_output=True
-                             ).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the second engine did not start:\n"
-                            + (root / "dockerd.log").read_text()[-3000:])
-            time.sleep(1)
+        wait_for_docker(proc, "the second engine", root / "dockerd.log", "-H", host)
         yield host
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
         # its layers belong to the user's subordinate ids: remove them from its namespace
         subprocess.run(["rootlesskit", "rm", "-rf", str(root / "data"), str(root / "exec")],
                        capture_output=True, timeout=300)

@@ -6,34 +6,19 @@ here). Removed whole afterwards: its processes, mounts, rules, link and namespac
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-from conftest import BASE
+from conftest import load_base, stop_group, wait_for_docker
 
 
 def sh(*cmd: str, ns: str | None = None, check: bool = True, **kw) -> subprocess.CompletedProcess:
     full = ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
     return subprocess.run(full, check=check, capture_output=True, text=True, **kw)
-
-
-def stop(p: subprocess.Popen) -> None:
-    """SIGTERM to its process group, SIGKILL after a minute."""
-    if p.poll() is not None:
-        return
-    os.killpg(p.pid, signal.SIGTERM)
-    try:
-        p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
 
 
 @dataclass
@@ -84,20 +69,13 @@ def netns_engine(prefix: str, logs: Path, engine_args: tuple[str, ...] = ()) -> 
         engine = host.start("dockerd", "--data-root", str(state / "data"), "--exec-root",
                             str(state / "exec"), "-H", host.socket, "--pidfile",
                             str(state / "docker.pid"), *engine_args, log=logs / "dockerd.log")
-        deadline = time.monotonic() + 90
-        while host.docker("info", check=False).returncode != 0:
-            if engine.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the second host's dockerd did not start:\n"
-                            + (logs / "dockerd.log").read_text()[-3000:])
-            time.sleep(1)
-        save = subprocess.Popen(["docker", "save", BASE], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", host.socket, "load", "-q"], stdin=save.stdout,
-                       check=True, capture_output=True)
-        save.wait()
+        wait_for_docker(engine, "the second host's dockerd", logs / "dockerd.log", "-H",
+                        host.socket)
+        load_base(host.socket)
         yield host
     finally:
         for p in reversed(host.procs):
-            stop(p)
+            stop_group(p)
         # what the engine left mounted (its containers' and networks' namespaces)
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
                   if line.split()[1].startswith(f"{state}/")]

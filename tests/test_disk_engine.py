@@ -10,14 +10,12 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BASE, TAG_PREFIX, labctl, write_lab
+from conftest import BASE, TAG_PREFIX, labctl, load_base, stop_group, wait_for_docker, write_lab
 
 pytestmark = pytest.mark.engine
 
@@ -57,25 +55,14 @@ def engine_host(request: pytest.FixtureRequest, docker_client,
              "--pidfile", str(root / "run" / "docker.pid"), "--bridge", BRIDGE,
              "--iptables=false", "--ip-masq=false", "--userland-proxy=false"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while subprocess.run(["docker", "-H", host, "info"], capture_output=True).returncode:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the test engine did not start:\n"
-                            + (root / "dockerd.log").read_text()[-3000:])
-            time.sleep(0.5)
+        wait_for_docker(proc, "the test engine", root / "dockerd.log", "-H", host,
+                        seconds=60)
     try:
-        save = subprocess.Popen(["docker", "save", BASE], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", host, "load", "-q"], stdin=save.stdout, check=True,
-                       capture_output=True)
-        save.wait()
+        load_base(host)
         yield host, data
     finally:
         if proc is not None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc)
             with contextlib.suppress(subprocess.CalledProcessError):
                 subprocess.run(["umount", "-l", str(data)], check=True)
             subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)

@@ -246,11 +246,7 @@ def test_get_from_the_mirror_resumes_an_interrupted_download(tmp_path: Path, mir
     assert (hub / "models--tiny-org--tiny-gpt2" / "refs" / "main").read_text() == COMMIT
     assert "13.1 MB" in second.stderr  # the size is said before the download
     # Offline, huggingface_hub itself finds the snapshot in the shared cache.
-    code = ("from huggingface_hub import snapshot_download as s; import sys;"
-            f" print(s({REPO_ID!r}, cache_dir=sys.argv[1], local_files_only=True))")
-    found = subprocess.run([sys.executable, "-c", code, str(hub)], text=True,
-                           capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                           timeout=120)
+    found = offline_snapshot(hub)
     assert found.returncode == 0 and found.stdout.strip() == str(snap), found.stderr
     # `labctl data list` shows it with its size; a second get fetches nothing.
     listed = labctl("data", "list", "--json", cwd=lab, env=_env())
@@ -261,6 +257,14 @@ def test_get_from_the_mirror_resumes_an_interrupted_download(tmp_path: Path, mir
     assert again.returncode == 0, again.stderr
     assert not [r for r in mirror.log if r["method"] == "GET" and "/resolve/" in r["path"]]
 
+
+def offline_snapshot(hub: Path) -> subprocess.CompletedProcess[str]:
+    """huggingface_hub itself, offline, asked for the tiny model's snapshot in ``hub``."""
+    code = ("from huggingface_hub import snapshot_download as s; import sys;"
+            f" print(s({REPO_ID!r}, cache_dir=sys.argv[1], local_files_only=True))")
+    return subprocess.run([sys.executable, "-c", code, str(hub)], text=True,
+                          capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                          timeout=120)
 
 def test_a_downloaded_model_travels_in_a_bundle(tmp_path: Path, mirror,
                                                docker_client) -> None:
@@ -293,11 +297,7 @@ def test_a_downloaded_model_travels_in_a_bundle(tmp_path: Path, mirror,
     finally:
         docker_client.images.remove(f"{TAG_PREFIX}tiny:latest", force=True)
     hub = other / "cache" / "huggingface" / "hub"
-    code = ("from huggingface_hub import snapshot_download as s; import sys;"
-            f" print(s({REPO_ID!r}, cache_dir=sys.argv[1], local_files_only=True))")
-    found = subprocess.run([sys.executable, "-c", code, str(hub)], text=True,
-                           capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                           timeout=120)
+    found = offline_snapshot(hub)
     assert found.returncode == 0, found.stderr
     snap = Path(found.stdout.strip())
     for name, data in mirror.repos[REPO_ID].items():

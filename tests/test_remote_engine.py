@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BASE, labctl
+from conftest import BASE, labctl, load_base, wait_for_docker
 
 pytestmark = pytest.mark.engine
 
@@ -76,19 +76,9 @@ def ssh_engine(second_engine: str, tmp_path_factory: pytest.TempPathFactory
     (bin_dir / "ssh").chmod(0o755)
     env = {"DOCKER_HOST": f"ssh://{HOST}", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(["docker", "info"], capture_output=True,
-                             env={**os.environ, **env}).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("sshd in front of the second engine did not answer:\n"
-                            + (root / "sshd.log").read_text()[-2000:])
-            time.sleep(0.5)
-        # No registry here: the base image comes over from this engine, as a learner's
-        # `docker pull` on that machine would bring it.
-        save = subprocess.Popen(["docker", "save", BASE], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", second_engine, "load", "-q"], stdin=save.stdout,
-                       check=True, capture_output=True)
-        save.wait()
+        wait_for_docker(proc, "sshd in front of the second engine", root / "sshd.log",
+                        seconds=30, env={**os.environ, **env})
+        load_base(second_engine)
         yield env
     finally:
         proc.terminate()

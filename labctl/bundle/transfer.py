@@ -583,7 +583,8 @@ def _prepare(reader: fmt.Reader, members: Iterator[tuple[tarfile.TarInfo, Iterat
     if want != have:
         raise fmt.damaged("its files are not the ones its head names (or come after its"
                           " images): " + ", ".join(sorted(want ^ have)[:5]))
-    return _plan(target, stage, head, files, staged), first
+    sha256 = {n: reader.seen[n].sha256 for n in staged}  # hashed as they streamed
+    return _plan(target, stage, head, files, staged, sha256), first
 
 
 def _stage(stage: Path, rel: str, data: Iterator[memoryview]) -> Path:
@@ -604,7 +605,7 @@ def _bundle_error(e: LabError, rel: str) -> LabError:
 
 
 def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path, int]],
-          staged: dict[str, Path]) -> _Plan:
+          staged: dict[str, Path], sha256: dict[str, str]) -> _Plan:
     """Everything a load can check before it writes: the target a folder, no learner's
     change overwritten, volumes.yaml there and valid (host folders too), settings
     readable, each image's name a spec and its tag valid, every file inside the lab."""
@@ -621,7 +622,7 @@ def _plan(target: Path, stage: Path, head: fmt.Head, files: dict[str, tuple[Path
                            fix="nothing was loaded; load into a new folder")
     wheels = [(staged[f"wheelhouse/{w}"], target / "wheelhouse" / w) for w in head.wheels]
     data = _data_places(lab, target, stage, head, files, staged)
-    snaps = _hf_places(lab, target, head, staged)
+    snaps = _hf_places(lab, target, head, staged, sha256)
     _refuse_blocked([target / r for r in files if r not in unchanged] + [d for _, d in wheels]
                     + [store.file_path(root, df) for _, df, _, root in data]
                     + [d for p in snaps for d in p.dests()])
@@ -733,10 +734,11 @@ def _data_places(lab: Lab, target: Path, stage: Path, head: fmt.Head,
     return data
 
 
-def _hf_places(lab: Lab, target: Path, head: fmt.Head, staged: dict[str, Path]
-               ) -> list[_HfPlace]:
+def _hf_places(lab: Lab, target: Path, head: fmt.Head, staged: dict[str, Path],
+               sha256: dict[str, str]) -> list[_HfPlace]:
     """Where each Hugging Face snapshot goes: the hub cache of the lab as the load leaves
-    it (HF_HOME's volume), which must be inside the lab folder, as every path below it."""
+    it (HF_HOME's volume), which must be inside the lab folder, as every path below it.
+    ``sha256``: each staged member's, as the Reader hashed it."""
     if not head.hf:
         return []
     try:
@@ -762,22 +764,15 @@ def _hf_places(lab: Lab, target: Path, head: fmt.Head, staged: dict[str, Path]
                            " through it", id="bundle.destination-blocked",
                            fix="nothing was loaded; move it aside and load again")
         for blob, staged_file in place.blobs.items():
-            if _blob_name(staged_file, len(blob)) != blob:
+            # A bundle cannot plant other content under a file's name. An LFS blob is named
+            # by its SHA-256 (taken as it streamed: GBs are not read again), a small file by
+            # git's SHA-1.
+            got = sha256[h.member(blob)] if len(blob) == 64 else hf.blob_name(staged_file, 40)
+            if got != blob:
                 raise fmt.refused(f"the Hugging Face blob {h.member(blob)} is not the file its"
                                   " name is the hash of")
         places.append(place)
     return places
-
-
-def _blob_name(path: Path, length: int) -> str:
-    """A blob's name in the hub cache: the SHA-256 of an LFS file (64), git's blob SHA-1
-    of a small one (40); so a bundle cannot plant other content under a file's name."""
-    digest = hashlib.sha256() if length == 64 else hashlib.sha1(
-        f"blob {path.stat().st_size}\0".encode())
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _place_hf(place: _HfPlace, undo: _Undo) -> bool:

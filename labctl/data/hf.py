@@ -126,13 +126,8 @@ def _verify(folder: Path, wanted: list[Any]) -> None:
         problem = None
         if want_size is not None and size != want_size:
             problem = f"{size} bytes, the repository lists {want_size}"
-        elif want_sha is not None:
-            h = hashlib.sha256()
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            if h.hexdigest() != want_sha:
-                problem = f"sha256 {h.hexdigest()[:12]}..., the repository lists {want_sha[:12]}..."
+        elif want_sha is not None and (got := blob_name(path)) != want_sha:
+            problem = f"sha256 {got[:12]}..., the repository lists {want_sha[:12]}..."
         if problem:
             blob = path.resolve()
             blob.unlink(missing_ok=True)
@@ -295,15 +290,18 @@ META_TIMEOUT = (10.0, 20.0)  # connect, read: seconds
 META_LIMIT = 50 << 20  # an index of a very large model is a few MB
 
 
+def _snapshot_dir(folder: Path, revision: str) -> tuple[str, Path]:
+    """The commit a revision names in a repository's cache folder (refs/REVISION, or the
+    revision itself) and that commit's snapshot folder; the caller checks the commit."""
+    refs = folder / "refs" / revision
+    commit = refs.read_text(encoding="utf-8").strip() if refs.is_file() else revision
+    return commit, folder / "snapshots" / commit
+
+
 def _cached_files(hub: Path, ref: HfRef) -> dict[str, Any] | None:
     """config.json and the index from a snapshot already in the shared cache."""
-    folder = hub / ref.folder
-    refs = folder / "refs" / ref.revision
-    commit = refs.read_text(encoding="utf-8").strip() if refs.is_file() else ref.revision
-    if not COMMIT.fullmatch(commit):
-        return None
-    snap = folder / "snapshots" / commit
-    if not (snap / "config.json").is_file():
+    commit, snap = _snapshot_dir(hub / ref.folder, ref.revision)
+    if not COMMIT.fullmatch(commit) or not (snap / "config.json").is_file():
         return None
     out: dict[str, Any] = {}
     for name in MODEL_FILES:
@@ -383,9 +381,7 @@ def snapshot(lab: Lab, ref: HfRef) -> Snapshot:
     save never carries a file from outside the cache."""
     cache = hub_cache(lab)
     folder = cache / ref.folder
-    refs = folder / "refs" / ref.revision
-    commit = refs.read_text(encoding="utf-8").strip() if refs.is_file() else ref.revision
-    snap = folder / "snapshots" / commit
+    commit, snap = _snapshot_dir(folder, ref.revision)
     if not COMMIT.fullmatch(commit) or not snap.is_dir():
         raise LabError(f"--with-data {ref.name}: not in the lab's Hugging Face cache"
                        f" ({lab.rel(folder)})", id="bundle.hf-not-fetched",
@@ -416,16 +412,18 @@ def snapshot(lab: Lab, ref: HfRef) -> Snapshot:
                 ok = src.parent == blobs_dir and src.is_file() and bool(BLOB.fullmatch(blob))
             else:
                 src, ok = path, path.is_file()
-                blob = _file_sha256(path) if ok else ""
+                blob = blob_name(path) if ok else ""
             if not ok:
                 raise refused(rel)
             files[rel], blobs[blob] = blob, src
     return Snapshot(ref, commit, files, blobs)
 
 
-def _file_sha256(path: Path) -> str:
-    """A file that is no link (a cache made where links are not allowed): its blob name."""
-    digest = hashlib.sha256()
+def blob_name(path: Path, length: int = 64) -> str:
+    """A file's blob name in the hub cache: the SHA-256 of an LFS file (64 hex digits),
+    git's blob SHA-1 of a small one (40)."""
+    digest = hashlib.sha256() if length == 64 else hashlib.sha1(
+        f"blob {path.stat().st_size}\0".encode())
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)

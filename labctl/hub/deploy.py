@@ -219,8 +219,7 @@ def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings
           python: Path | None, say: Any = lambda text: None) -> Written:
     """Build the hub images, make the network and write the files."""
     files.check_swarm(s, lab.settings.registry)
-    if s.swarm:
-        swarm_address(engine)  # a manager, before anything is built
+    manager = swarm_address(engine) if s.swarm else None  # before anything is built
     if not engine.is_local():
         raise LabError("labctl hub runs the hub on this machine, next to its engine; this"
                        " engine is another machine's", id="hub.engine-not-local",
@@ -244,7 +243,7 @@ def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings
         if Path(host).stat().st_mode & 0o005 != 0o005:
             say(f"warning: the learners cannot read {host} (their servers run as uid"
                 f" {LAB_UID}): chmod o+rx {host}, and o+r its files")
-    if s.swarm:
+    if manager is not None:
         images = {n: publish(engine, lab, n, tag, say) for n, tag in images.items()}
         if any(p.gpu for p in profiles):
             say("warning: on a swarm the GPU labs' servers start without a GPU (swarm GPUs"
@@ -252,7 +251,7 @@ def write(engine: Engine, lab: Lab, names: tuple[str, ...], s: files.HubSettings
         gpus: list[dict[str, Any]] = []
         # The servers join no network of the hub's: they publish their port on their node,
         # and reach the hub's API at the manager's swarm address.
-        network, hub_ip = "", swarm_address(engine)
+        network, hub_ip = "", manager
     else:
         gpus = device_requests(engine) if any(p.gpu for p in profiles) else []
         if any(p.gpu for p in profiles) and not gpus:

@@ -28,6 +28,7 @@ from labctl.image.render import (
     _instructions,
     render_helper_image,
     render_lock_image,
+    torch_index,
 )
 
 __all__ = ["BuildEvent", "BuildResult", "build", "build_each", "check_tag", "state",
@@ -104,10 +105,14 @@ def torch_label(torch: TorchSpec) -> str:
 
 def state(engine: Engine, tag: str, digest: str) -> str:
     """missing / current / outdated, from the image's hash label."""
-    found = engine.image_labels(tag)
-    if found is None:
+    return state_of(engine.image_labels(tag), digest)
+
+
+def state_of(held: dict[str, str] | None, digest: str) -> str:
+    """state() from the labels of the tag's image (None: no such image), read once."""
+    if held is None:
         return "missing"
-    return "current" if found.get(labels.HASH) == digest else "outdated"
+    return "current" if held.get(labels.HASH) == digest else "outdated"
 
 
 def spec_line(lab: Lab, ctx: BuildContext, key: str) -> str:
@@ -473,11 +478,9 @@ def _step_error(lab: Lab, ctx: BuildContext, msg: str, step: int, total: int,
     where = spec_line(lab, ctx, key)
     if found and found.id in ("tls-untrusted", "dns", "unreachable") and key in _NETWORK_KEYS:
         where += ", though the spec is not the cause"
-        t = ctx.spec.torch
-        torch_index = t and (t.index_url or torch_wheels.index_url(
-            t.version, t.variant, lab.settings.network.torch_index))
-        if key == "torch" and torch_index and torch_index in "\n".join([*tail, instruction]):
-            fix += (f"; torch comes from {torch_index}: network.torch_index in labctl.yaml"
+        index = torch_index(lab, ctx.spec)
+        if key == "torch" and index and index in "\n".join([*tail, instruction]):
+            fix += (f"; torch comes from {index}: network.torch_index in labctl.yaml"
                     " names a mirror of PyTorch's index (the variant's folder is added)")
     return LabError(
         f"{headline}, from {where}",

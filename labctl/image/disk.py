@@ -104,6 +104,12 @@ class Image:
     def of_lab(self, root: str) -> bool:
         return self.labels.get(labels.LAB) == root and bool(self.spec)
 
+    def counts_for(self, lab: Lab) -> bool:
+        """An image of this lab folder's: built by it, or the one its tag names (another
+        lab folder may have built the same spec)."""
+        return self.of_lab(str(lab.root)) or (
+            bool(self.spec) and lab.image_tag(self.spec) in self.tags)
+
 
 def union(images: Iterable[Image]) -> int:
     """Bytes of these images together, each layer once."""
@@ -213,7 +219,6 @@ def gather(engine: Engine, lab: Lab, *, sizes: bool = True) -> Inventory:
         # images and containers from their own lists, no build cache figures
         df = {"Images": engine.image_rows(), "Containers": engine.container_rows(size=True),
               "BuildCache": []}
-    root = str(lab.root)
     images = []
     for row in df.get("Images") or []:
         info = engine.inspect_image(row["Id"])
@@ -223,7 +228,7 @@ def gather(engine: Engine, lab: Lab, *, sizes: bool = True) -> Inventory:
         tags = [t for t in row.get("RepoTags") or [] if t != "<none>:<none>"]
         img = Image(row["Id"], tags, dict(row.get("Labels") or {}), int(row.get("Size") or 0),
                     int(row.get("Created") or 0), chain_ids(diff_ids))
-        if sizes and (img.of_lab(root) or (img.spec and lab.image_tag(img.spec) in tags)):
+        if sizes and img.counts_for(lab):
             img.layers = layer_sizes(diff_ids, engine.history(img.id))
         images.append(img)
     containers = list(df.get("Containers") or [])
@@ -384,9 +389,8 @@ def report(engine: Engine, lab: Lab, names: Iterable[str] = (), *, budget: int |
                              [use(i) for i in rest if i.tags]))
     plan = plan_prune(inv, lab, budget, containers=True)
     shown = {s.spec for s in specs}
-    counted = {i.id: i for i in inv.images
-               if (i.of_lab(root) or lab.image_tag(i.spec) in i.tags) and i.spec in shown}
-    return DiskReport(root, specs, union(counted.values()),
+    return DiskReport(root, specs, union(i for i in inv.images
+                                         if i.counts_for(lab) and i.spec in shown),
                       folders_use(lab), cache_use(inv.cache, budget), plan, inv.root, inv.free)
 
 

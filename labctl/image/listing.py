@@ -10,7 +10,7 @@ from labctl.config.spec import GpuSpec, ImageSpec
 from labctl.engine import Engine
 from labctl.errors import LabError
 from labctl.gpu.compat import gpu_use
-from labctl.image.build import state, torch_label
+from labctl.image.build import state_of, torch_label
 from labctl.image.render import render
 
 
@@ -56,8 +56,8 @@ def list_specs(lab: Lab, engine: Engine | None = None) -> list[dict[str, Any]]:
                          "description": str(e).splitlines()[0], "extends": [],
                          "error": str(e)})
             continue
-        held = (engine.image_labels(tag) or {}) if engine else {}
-        now = state(engine, tag, ctx.digest) if engine else "unknown"
+        held = engine.image_labels(tag) if engine else None
+        now = state_of(held, ctx.digest) if engine else "unknown"
         rows.append({
             "name": name,
             "tag": tag,
@@ -65,7 +65,7 @@ def list_specs(lab: Lab, engine: Engine | None = None) -> list[dict[str, Any]]:
             "lock": ctx.lock_state,  # images/NAME.lock: locked / stale / none
             "hash": ctx.digest,
             "torch": torch_column(spec),
-            "image_torch": image_torch(held, spec, now),
+            "image_torch": image_torch(held or {}, spec, now),
             "gpu": gpu_column(spec),
             "jupyter": bool(spec.jupyter and spec.jupyter.enabled),
             "description": spec.description,

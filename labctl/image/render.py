@@ -179,6 +179,14 @@ def _netrc(creds: list[tuple[str, str, str]]) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
+def torch_index(lab: Lab, spec: ImageSpec) -> str | None:
+    """Where torch comes from: the spec's index_url, else PyTorch's index of its variant
+    (network.torch_index's mirror of it); None: the lab's normal index."""
+    t = spec.torch
+    return t and (t.index_url or torch_wheels.index_url(
+        t.version, t.variant, lab.settings.network.torch_index))
+
+
 def indexes(lab: Lab, spec: ImageSpec) -> tuple[dict[str, str], bytes]:
     """The build args for the indexes and mirror (credential-free), and a netrc with
     the credentials they held."""
@@ -191,10 +199,7 @@ def indexes(lab: Lab, spec: ImageSpec) -> tuple[dict[str, str], bytes]:
             creds.append(cred)
         return clean
 
-    torch = ""
-    if spec.torch:
-        torch = public(spec.torch.index_url or torch_wheels.index_url(
-            spec.torch.version, spec.torch.variant, net.torch_index) or "")
+    torch = public(torch_index(lab, spec) or "")
     args = {
         "LABCTL_INDEX_URL": public(spec.index_url or net.index_url or ""),
         "LABCTL_EXTRA_INDEX_URLS": " ".join(public(u) for u in [*spec.extra_index_urls,

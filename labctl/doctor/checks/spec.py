@@ -100,8 +100,10 @@ def spec_cuda_cost(ctx: Context) -> list[Finding]:
         return [Finding("skip", "the engine has a GPU: the CUDA libraries are used")]
     out = []
     for name, spec in specs:
-        cost = spec.torch and torch_wheels.cuda_cost(spec.torch.version, spec.torch.variant)
-        if not cost or not spec.torch:
+        if spec.torch is None:
+            continue
+        cost = torch_wheels.cuda_cost(spec.torch.version, spec.torch.variant)
+        if cost is None:
             continue
         title = f"{name}: CUDA on a GPU-less engine"
         if isinstance(spec.gpu, GpuSpec) and spec.gpu.required:
