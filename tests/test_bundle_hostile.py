@@ -293,11 +293,14 @@ def test_a_hugging_face_snapshot_loads_as_huggingface_hub_reads_it(sandbox: Path
     assert sorted(p.name for p in sandbox.iterdir()) == ["lab", "notes.txt"]
 
 
-def test_a_hugging_face_blob_must_be_what_its_name_says(sandbox: Path) -> None:
+@pytest.mark.parametrize("which", ["lfs-sha256", "git-sha1"])
+def test_a_hugging_face_blob_must_be_what_its_name_says(sandbox: Path, which: str) -> None:
     """A blob named as the hash of a file (a config, a modeling_*.py) but holding other
     bytes would be kept by a later genuine download: refused, nothing written."""
     before = snapshot(sandbox)
-    planted = [(f"hf/models--tiny-org--tiny/{BLOB_A}", b"weightz"), hf_members()[1]]
+    weights, config = hf_members()
+    planted = ([(weights[0], b"weightz"), config] if which == "lfs-sha256"
+               else [weights, (config[0], b"{x}")])
     with pytest.raises(LabError) as e:
         dry_load(write(sandbox, make_bundle(extra=planted, head=hf_head())), sandbox / "lab")
     assert e.value.id == "bundle.hand-made" and "hash" in e.value.message

