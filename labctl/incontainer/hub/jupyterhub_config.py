@@ -18,12 +18,15 @@ writes hub.json next to it, which holds every value (edit the options, not this 
   stay.
 """
 
+import asyncio
 import html
 import json
 import os
 import sys
 from pathlib import Path
 
+import docker.errors
+from dockerspawner import DockerSpawner
 from tornado import web
 
 c = get_config()  # noqa: F821 (JupyterHub's config loader defines it)
@@ -82,7 +85,24 @@ c.JupyterHub.load_roles = [{
 PROFILES = {p["slug"]: p for p in S["profiles"]}
 DEFAULT = S["profiles"][0]["slug"]
 
-c.JupyterHub.spawner_class = "docker"
+class LabDockerSpawner(DockerSpawner):
+    """DockerSpawner whose stop ends when the container is gone. With remove=True Docker
+    removes a stopped container by itself (auto_remove), after stop() returns: a learner
+    who starts again at once met the old container's name ("already in use": a 500)."""
+
+    async def remove_object(self):
+        await super().remove_object()
+        for _ in range(120):
+            try:
+                await self.docker("inspect_" + self.object_type, self.object_id)
+            except docker.errors.NotFound:
+                return
+            await asyncio.sleep(0.5)
+        self.log.warning("%s %s is still there after a minute", self.object_type,
+                         self.object_id[:12])
+
+
+c.JupyterHub.spawner_class = LabDockerSpawner
 c.DockerSpawner.image = S["profiles"][0]["image"]
 c.DockerSpawner.cmd = ["jupyterhub-singleuser"]  # through the image's entrypoint
 c.DockerSpawner.network_name = S["network"]
